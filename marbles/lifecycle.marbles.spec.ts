@@ -1,0 +1,115 @@
+import { BehaviorSubject } from 'rxjs'
+import { describe, expect, it } from 'vitest'
+import { createDatasync, type StoreStatus } from '../src/index.js'
+import { ackAfter, changesOf, scriptedStore, snapshotOf } from '../src/testing/index.js'
+import { at, labels, testScheduler } from './helpers.js'
+
+describe('lifecycle', () => {
+  it('is cold: nothing watches the store until run$ is subscribed', () => {
+    testScheduler().run(({ cold, expectSubscriptions }) => {
+      const watch = cold('s', { s: snapshotOf(1, {}) })
+      const sync = createDatasync(scriptedStore(watch))
+      sync.register('a', { prefixes: ['a/'] })
+      expectSubscriptions(watch.subscriptions).toBe([])
+    })
+  })
+
+  it('unsubscribing run$ tears down the store watch and sets the status to stopped', () => {
+    testScheduler().run(({ cold, expectObservable, expectSubscriptions }) => {
+      const watch = cold('s--c', { s: snapshotOf(1, {}), c: changesOf(2, { 'a/1': '1' }) })
+      const sync = createDatasync(scriptedStore(watch))
+      const a = sync.register('a', { prefixes: ['a/'] })
+      ackAfter(a.events$, 0)
+      expectObservable(sync.run$, '^-!').toBe('(crs)', {
+        c: { state: 'connecting' },
+        r: { state: 'resyncing' },
+        s: { state: 'in-sync' },
+      })
+      const states: string[] = []
+      sync.status$.subscribe((status) => states.push(status.state))
+      at(() => {
+        expect(states).toEqual(['idle', 'connecting', 'resyncing', 'in-sync', 'stopped'])
+      }, 3)
+      expectObservable(labels(a.events$)).toBe('r', { r: 'R(startup)' })
+      expectSubscriptions(watch.subscriptions).toBe('^-!')
+    })
+  })
+
+  it('stop() ends the watch; start() again resumes with only the differences', () => {
+    testScheduler().run(({ cold, expectObservable, expectSubscriptions }) => {
+      const watch = cold('s', { s: snapshotOf(1, { 'a/1': '1' }) })
+      const later = cold('s', { s: snapshotOf(4, { 'a/1': '2' }) })
+      let calls = 0
+      const sync = createDatasync(scriptedStore(() => (calls++ === 0 ? watch : later)))
+      const a = sync.register('a', { prefixes: ['a/'] })
+      ackAfter(a.events$, 0)
+      at(() => sync.start(), 0)
+      at(() => { sync.stop() }, 2)
+      at(() => sync.start(), 5)
+      expectObservable(labels(a.events$)).toBe('r----c', { r: 'R(startup) a/1=1', c: 'C(reconnect) a/1:1>2' })
+      expectSubscriptions(watch.subscriptions).toBe('^-!')
+      expectSubscriptions(later.subscriptions).toBe('-----^')
+    })
+  })
+
+  it('resync() starts a fresh full round for every consumer, in order', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const first = cold('s', { s: snapshotOf(1, { 'a/1': '1', 'b/1': '1' }) })
+      const second = cold('s', { s: snapshotOf(3, { 'a/1': '1', 'b/1': '2' }) })
+      let calls = 0
+      const sync = createDatasync(scriptedStore(() => (calls++ === 0 ? first : second)))
+      const a = sync.register('a', { prefixes: ['a/'] })
+      const b = sync.register('b', { prefixes: ['b/'] })
+      ackAfter(a.events$, 1)
+      ackAfter(b.events$, 1)
+      at(() => sync.start(), 0)
+      at(() => { sync.resync() }, 4)
+      expectObservable(labels(a.events$)).toBe('r---m', { r: 'R(startup) a/1=1', m: 'R(manual) a/1=1' })
+      expectObservable(labels(b.events$)).toBe('-r---m', { r: 'R(startup) b/1=1', m: 'R(manual) b/1=2' })
+    })
+  })
+
+  it('a consumer registered after start gets its own resync; the others only what changed', () => {
+    testScheduler().run(({ cold, expectObservable, expectSubscriptions }) => {
+      const first = cold('s-c', { s: snapshotOf(1, { 'a/1': '1', 'b/1': '1' }), c: changesOf(2, { 'a/1': '2' }) })
+      const second = cold('s', { s: snapshotOf(2, { 'a/1': '2', 'b/1': '1' }) })
+      let calls = 0
+      const sync = createDatasync(scriptedStore(() => (calls++ === 0 ? first : second)))
+      const a = sync.register('a', { prefixes: ['a/'] })
+      ackAfter(a.events$, 0)
+      at(() => sync.start(), 0)
+      at(() => {
+        const b = sync.register('b', { prefixes: ['b/'] })
+        ackAfter(b.events$, 0)
+        b.events$.subscribe((event) => lateEvents.push(`${event.kind}:${event.reason}`))
+      }, 5)
+      const lateEvents: string[] = []
+      expectObservable(labels(a.events$)).toBe('r-c', { r: 'R(startup) a/1=1', c: 'C(live) a/1:1>2' })
+      expectSubscriptions(first.subscriptions).toBe('^----!')
+      expectSubscriptions(second.subscriptions).toBe('-----^')
+      at(() => { expect(lateEvents).toEqual(['resync:register']) }, 6)
+    })
+  })
+
+  it('follows the store: degraded while it is down, back in sync when it returns without a gap', () => {
+    testScheduler().run(({ cold, hot, expectObservable }) => {
+      const storeStatus = new BehaviorSubject<StoreStatus>({ state: 'ready' })
+      const sync = createDatasync(
+        scriptedStore(cold('s', { s: snapshotOf(1, {}) }), { status$: storeStatus }),
+      )
+      const a = sync.register('a', { prefixes: ['a/'] })
+      ackAfter(a.events$, 0)
+      hot('-----d--r').subscribe((k) => {
+        storeStatus.next({ state: k === 'd' ? 'degraded' : 'ready' })
+      })
+      const run = sync.run$
+      expectObservable(run, '^--------!').toBe('(crs)d--s', {
+        c: { state: 'connecting' },
+        r: { state: 'resyncing' },
+        s: { state: 'in-sync' },
+        d: { state: 'degraded' },
+      })
+    })
+  })
+})
+

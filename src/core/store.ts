@@ -1,0 +1,110 @@
+import type { Observable } from 'rxjs'
+import type { Duration } from './duration.js'
+import type { DatasyncError } from './errors.js'
+import type { KeyValue, StoreEvent } from './events.js'
+import type { Revision } from './revision.js'
+
+/** What a backend can do. Code that needs a capability checks it, or gets a `CapabilityError`. */
+export interface Capabilities {
+  /** put and delete work (false for FileDB). */
+  readonly write: boolean
+  /** `txn` is atomic, conditions included. */
+  readonly txn: boolean
+  /** `put` takes a `ttl`. */
+  readonly ttl: boolean
+  /** Watch changes carry the previous value from the server itself. */
+  readonly nativePrev: boolean
+  /** A broken watch resumes from its last revision without a relist while history lasts. */
+  readonly resumable: boolean
+  /** `delete(prefix, { prefix: true })` is one atomic operation. */
+  readonly atomicPrefixDelete: boolean
+}
+
+/**
+ * The health of a store's connection:
+ * - `connecting`: not yet connected (or waiting for a delayed start).
+ * - `ready`: connected, watches live.
+ * - `degraded`: the connection is lost or failing; the store recovers by itself.
+ * - `closed`: `close()` was called, or a fatal error ended it (then `error` says why).
+ */
+export interface StoreStatus {
+  readonly state: 'connecting' | 'ready' | 'degraded' | 'closed'
+  readonly error?: DatasyncError
+}
+
+/** Options of a single put. */
+export interface PutOptions {
+  /** The key is deleted this long after the put (rounded up to the backend's precision). */
+  readonly ttl?: Duration
+}
+
+/** Options of a delete. */
+export interface DeleteOptions {
+  /** Delete every key that starts with the given key. @default false */
+  readonly prefix?: boolean
+}
+
+/** One operation of a transaction. */
+export type TxnOp<V> =
+  | { readonly op: 'put'; readonly key: string; readonly value: V; readonly ttl?: Duration }
+  | { readonly op: 'delete'; readonly key: string; readonly prefix?: boolean }
+
+/**
+ * A condition of a transaction on one key, all of which must hold for the operations to run:
+ * `{ key, exists: false }` (put-if-absent), `{ key, value }` (compare-and-swap or -delete on the
+ * value), `{ key, revision }` (the key's last write was at that revision).
+ */
+export type TxnCondition<V> =
+  | { readonly key: string; readonly exists: boolean }
+  | { readonly key: string; readonly value: V }
+  | { readonly key: string; readonly revision: Revision }
+
+/** Options of a transaction. */
+export interface TxnOptions<V> {
+  /** Every condition must hold, or no operation runs and the result says `succeeded: false`. */
+  readonly conditions?: readonly TxnCondition<V>[]
+}
+
+/** What a transaction did. */
+export interface TxnResult {
+  /** Whether the conditions held and the operations ran. */
+  readonly succeeded: boolean
+  /** The store revision after the transaction (the current one when it did not run). */
+  readonly revision: Revision
+}
+
+/**
+ * The contract every backend keeps (DESIGN.md section 3). Everything that touches a server is a
+ * cold Observable: nothing happens until it is subscribed, and unsubscribing cancels it.
+ */
+export interface KvStore<V = Uint8Array> {
+  /** The backend's name as used in messages: `memory`, `etcd`, `redis`, `consul`, `filedb`. */
+  readonly name: string
+  readonly capabilities: Capabilities
+  /**
+   * Watches every key under `prefixes`. The first event is a snapshot; then change batches in
+   * commit order; after a gap a fresh snapshot with its cause. Never errors for transient faults;
+   * errors only on a fatal fault or after `close()`.
+   *
+   * ```
+   * watch(['a/']):  S--c--c---S(gap)--c--
+   * ```
+   */
+  watch(prefixes: readonly string[]): Observable<StoreEvent<V>>
+  /** The key's value, or `undefined` when it does not exist. */
+  get(key: string): Observable<KeyValue<V> | undefined>
+  /** Every key under `prefix` with its value, read at one revision, sorted by key. */
+  list(prefix: string): Observable<readonly KeyValue<V>[]>
+  /** Every key under `prefix`, sorted. */
+  listKeys(prefix: string): Observable<readonly string[]>
+  /** Writes a value; with `ttl` the key expires. */
+  put(key: string, value: V, options?: PutOptions): Observable<void>
+  /** Deletes a key, or every key under a prefix; says how many were deleted. */
+  delete(key: string, options?: DeleteOptions): Observable<{ readonly deleted: number }>
+  /** Runs the operations atomically when the conditions hold. */
+  txn(ops: readonly TxnOp<V>[], options?: TxnOptions<V>): Observable<TxnResult>
+  /** The connection's health; replays the current state to each new subscriber. */
+  readonly status$: Observable<StoreStatus>
+  /** Ends every watch and releases connections. Idempotent. */
+  close(): Promise<void>
+}

@@ -1,0 +1,68 @@
+export { bytes, identity, json, string, type Codec } from './core/codec.js'
+export { toMillis, type Duration } from './core/duration.js'
+export {
+  AckTimeoutError,
+  AuthError,
+  CapabilityError,
+  ClosedError,
+  CodecError,
+  ConfigError,
+  ConsumerError,
+  DatasyncError,
+  UnavailableError,
+  isRetryable,
+  type DatasyncErrorOptions,
+  type ErrorCode,
+} from './core/errors.js'
+export type {
+  Change,
+  ChangeOp,
+  ChangesEvent,
+  DeleteChange,
+  KeyValue,
+  PutChange,
+  SnapshotCause,
+  SnapshotEvent,
+  StoreEvent,
+} from './core/events.js'
+export { compareRevisions, maxRevision, revision, ZERO_REVISION, type Revision } from './core/revision.js'
+export { applyChanges, createSnapshot, diffSnapshots, type Snapshot } from './core/snapshot.js'
+export type {
+  Capabilities,
+  DeleteOptions,
+  KvStore,
+  PutOptions,
+  StoreStatus,
+  TxnCondition,
+  TxnOp,
+  TxnOptions,
+  TxnResult,
+} from './core/store.js'
+export { withCodec, withPrefix, type TypedStore } from './core/views.js'
+export { createDatasync, type Datasync } from './sync/datasync.js'
+export {
+  publishTo,
+  type Publication,
+  type PublishOptions,
+  type PublishResult,
+} from './sync/publish.js'
+export type {
+  AckPolicy,
+  ChangeEvent,
+  Consumer,
+  ConsumerEvent,
+  ConsumerOptions,
+  DatasyncOptions,
+  Done,
+  EventReason,
+  ResyncEvent,
+  SyncState,
+  SyncStatus,
+} from './sync/types.js'
+/* MEMORY-START
+export {
+  createMemoryStore,
+  type MemoryStore,
+  type MemoryStoreOptions,
+} from './backends/memory/index.js' // MEMORY
+MEMORY-END */

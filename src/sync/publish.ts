@@ -1,0 +1,153 @@
+import {
+  AsyncSubject,
+  EMPTY,
+  finalize,
+  ignoreElements,
+  catchError,
+  concat,
+  defer,
+  map,
+  mergeMap,
+  of,
+  retry,
+  throwError,
+  timer,
+  asyncScheduler,
+  type Observable,
+  type OperatorFunction,
+  type SchedulerLike,
+} from 'rxjs'
+import type { Codec } from '../core/codec.js'
+import type { Duration } from '../core/duration.js'
+import { toMillis } from '../core/duration.js'
+import { CodecError, DatasyncError, isRetryable } from '../core/errors.js'
+import type { KvStore } from '../core/store.js'
+
+/** One write for {@link publishTo}: a put (with an optional TTL) or a delete of a key. */
+export type Publication<T> =
+  | { readonly op: 'put'; readonly key: string; readonly value: T; readonly ttl?: Duration }
+  | { readonly op: 'delete'; readonly key: string; readonly prefix?: boolean }
+
+/** The outcome of one {@link Publication}, emitted in completion order. */
+export type PublishResult<T> =
+  | { readonly ok: true; readonly publication: Publication<T>; readonly attempts: number }
+  | {
+      readonly ok: false
+      readonly publication: Publication<T>
+      readonly attempts: number
+      readonly error: DatasyncError
+    }
+
+/** Options of {@link publishTo}. */
+export interface PublishOptions<T, R> {
+  /** Writes in flight at once (different keys; one key is always written in order). @default 16 */
+  readonly concurrency?: number
+  /** Encodes values for the store; a value it cannot encode is reported, not written. */
+  readonly codec?: Codec<T, R>
+  /** Retries of a write that failed with a retryable error (unavailable, timeout, conflict). @default 5 */
+  readonly retries?: number
+  /** The first retry's delay; each next one doubles it, up to 30 s. @default '100ms' */
+  readonly retryDelay?: Duration
+  /** The scheduler for retry delays. @default asyncScheduler */
+  readonly scheduler?: SchedulerLike
+}
+
+/**
+ * Writes a stream of publications into a store with bounded concurrency, keeping the order of
+ * writes to the same key. A transient failure is retried with backoff; a value that cannot be
+ * encoded, or a write that still fails, becomes an `ok: false` result and the stream goes on.
+ *
+ * ```
+ * source:  -a1--b1--a2-----|
+ * writes:   [a1][b1] [a2]      (a2 starts only after a1 is written)
+ * result:  ---r--r-----r---|
+ * ```
+ *
+ * @example
+ * ```ts
+ * import { from } from 'rxjs'
+ * import { createMemoryStore, json, publishTo } from 'rx-datasync'
+ * const store = createMemoryStore()
+ * from([{ op: 'put' as const, key: 'config/a', value: { on: true } }])
+ *   .pipe(publishTo(store, { codec: json<{ on: boolean }>() }))
+ *   .subscribe((result) => { console.log(result.ok) })
+ * ```
+ */
+export function publishTo<T, R = Uint8Array>(
+  store: KvStore<R>,
+  options: PublishOptions<T, R> = {},
+): OperatorFunction<Publication<T>, PublishResult<T>> {
+  const concurrency = options.concurrency ?? 16
+  const retries = options.retries ?? 5
+  const firstDelayMs = toMillis(options.retryDelay ?? '100ms', 'retryDelay')
+  const scheduler = options.scheduler ?? asyncScheduler
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new TypeError(`publishTo: expected concurrency as an integer of at least 1, got ${concurrency}`)
+  }
+  const codec = options.codec
+
+  const encode = (key: string, value: T): R => {
+    if (!codec) return value as unknown as R
+    try {
+      return codec.encode(value)
+    } catch (error) {
+      throw new CodecError(key, codec.name, error)
+    }
+  }
+
+  const write = (publication: Publication<T>): Observable<unknown> =>
+    defer(() =>
+      publication.op === 'put'
+        ? store.put(
+            publication.key,
+            encode(publication.key, publication.value),
+            publication.ttl === undefined ? undefined : { ttl: publication.ttl },
+          )
+        : store.delete(publication.key, { prefix: publication.prefix === true }),
+    )
+
+  return (source) =>
+    defer(() => {
+      // The last write queued for each key: a later write of the key waits for it.
+      const tails = new Map<string, AsyncSubject<void>>()
+
+      return source.pipe(
+        mergeMap((publication) => {
+          const previous = tails.get(publication.key)
+          const mine = new AsyncSubject<void>()
+          tails.set(publication.key, mine)
+          let attempts = 0
+          const attempt = defer(() => {
+            attempts++
+            return write(publication)
+          }).pipe(
+            retry({
+              count: retries,
+              delay: (error: unknown, n) =>
+                isRetryable(error)
+                  ? timer(Math.min(firstDelayMs * 2 ** (n - 1), 30_000), scheduler)
+                  : throwError(() => error),
+            }),
+            map((): PublishResult<T> => ({ ok: true, publication, attempts })),
+            catchError((error: unknown) =>
+              of<PublishResult<T>>({ ok: false, publication, attempts, error: asDatasyncError(error) }),
+            ),
+          )
+          return concat(previous?.pipe(ignoreElements()) ?? EMPTY, attempt).pipe(
+            finalize(() => {
+              mine.next()
+              mine.complete()
+              if (tails.get(publication.key) === mine) tails.delete(publication.key)
+            }),
+          )
+        }, concurrency),
+      )
+    })
+}
+
+function asDatasyncError(error: unknown): DatasyncError {
+  if (error instanceof DatasyncError) return error
+  return new DatasyncError('internal', error instanceof Error ? error.message : String(error), {
+    cause: error,
+  })
+}

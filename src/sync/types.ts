@@ -1,0 +1,138 @@
+import type { Observable, SchedulerLike } from 'rxjs'
+import type { Codec } from '../core/codec.js'
+import type { Duration } from '../core/duration.js'
+import type { DatasyncError } from '../core/errors.js'
+import type { Change, KeyValue } from '../core/events.js'
+import type { Revision } from '../core/revision.js'
+import type { Snapshot } from '../core/snapshot.js'
+
+/**
+ * Why a consumer received an event:
+ * - `startup`: the first resync of the orchestrator.
+ * - `live`: a change as it happened.
+ * - `reconnect`: the store reconnected and may have missed changes.
+ * - `gap`: the store could not prove continuity (compaction, broken watch, index reset, rescan).
+ * - `manual`: `resync()` was called.
+ * - `register`: the consumer was registered after the orchestrator started.
+ */
+export type EventReason = 'startup' | 'live' | 'reconnect' | 'gap' | 'manual' | 'register'
+
+/** Acknowledges an event: `done()` when applied, `done(error)` when not. A second call does nothing. */
+export type Done = (error?: unknown) => void
+
+/** The consumer's whole part of a store snapshot. Replace your state with `items`, then `done()`. */
+export interface ResyncEvent<T> {
+  readonly kind: 'resync'
+  readonly consumer: string
+  readonly reason: EventReason
+  /** The store revision the snapshot was read at. */
+  readonly revision: Revision
+  /** Every key under the consumer's prefixes, sorted by key, each once. */
+  readonly items: readonly KeyValue<T>[]
+  readonly done: Done
+}
+
+/**
+ * Changes under the consumer's prefixes, in commit order per key; `prev` is the value this
+ * consumer last received for the key (absent when it had none). Apply them, then `done()`.
+ */
+export interface ChangeEvent<T> {
+  readonly kind: 'change'
+  readonly consumer: string
+  readonly reason: EventReason
+  /** The store revision of the last change in the event. */
+  readonly revision: Revision
+  readonly changes: readonly Change<T>[]
+  readonly done: Done
+}
+
+/** What a consumer receives. */
+export type ConsumerEvent<T> = ResyncEvent<T> | ChangeEvent<T>
+
+/**
+ * What to do when a consumer's ack times out or it calls `done(error)`:
+ * - `continue`: report it on `errors$` and go on (the Go original's behaviour).
+ * - `retry`: report it, wait `retryDelay`, deliver the same event again (a fresh `done`), up to
+ *   `maxRetries` times; then halt.
+ * - `halt`: report it, stop the orchestrator with the error and set the status to `halted`.
+ */
+export type AckPolicy = 'continue' | 'retry' | 'halt'
+
+/** Options of {@link createDatasync}. */
+export interface DatasyncOptions {
+  /** How long a consumer may take to acknowledge an event. @default '10s' */
+  readonly ackTimeout?: Duration
+  /** What a late or failed acknowledgement leads to. @default 'continue' */
+  readonly onAckFailure?: AckPolicy
+  /** Redeliveries under the `retry` policy before the orchestrator halts. @default 3 */
+  readonly maxRetries?: number
+  /** The wait before a redelivery under the `retry` policy. @default '1s' */
+  readonly retryDelay?: Duration
+  /**
+   * After a gap (reconnect, compaction, broken watch), deliver a full resync round instead of
+   * the differences as change events. @default false
+   */
+  readonly resyncAfterReconnect?: boolean
+  /**
+   * How many unacknowledged events a consumer may hold; later changes wait and coalesce per key
+   * (latest value, earliest prev). Per-consumer option overrides it. @default 1
+   */
+  readonly maxInFlight?: number
+  /** The scheduler for timeouts and delays; a `TestScheduler` in marble specs. @default asyncScheduler */
+  readonly scheduler?: SchedulerLike
+}
+
+/** Options of {@link Datasync.register}. */
+export interface ConsumerOptions<T, R> {
+  /** The key prefixes the consumer follows. A key under two of them is delivered once. */
+  readonly prefixes: readonly string[]
+  /** Decodes the store's values for this consumer. @default the identity (the store's values) */
+  readonly codec?: Codec<T, R>
+  /** Overrides {@link DatasyncOptions.maxInFlight} for this consumer. */
+  readonly maxInFlight?: number
+}
+
+/** A registered consumer. */
+export interface Consumer<T> {
+  readonly name: string
+  readonly prefixes: readonly string[]
+  /**
+   * The consumer's events. Subscribe before `start()`: an event delivered while nobody listens
+   * is not acknowledged and runs into the ack timeout.
+   *
+   * ```
+   * events$:  R-----c--c---c(gap)--c
+   *           (R = resync, acked before any c is delivered)
+   * ```
+   */
+  readonly events$: Observable<ConsumerEvent<T>>
+  /** Keys with changes waiting behind unacknowledged events; 0 when the consumer keeps up. */
+  readonly lag$: Observable<number>
+  /** What this consumer has received so far, as a frozen snapshot. */
+  view(): Snapshot<T>
+}
+
+/**
+ * The orchestrator's state:
+ * - `idle`: not started.
+ * - `connecting`: waiting for the store's first snapshot.
+ * - `resyncing`: a round (resync or gap recovery) is being delivered; deltas wait.
+ * - `in-sync`: every consumer acknowledged the round; changes flow.
+ * - `degraded`: the store reports a lost connection; it recovers by itself.
+ * - `halted`: a consumer failure under the `halt` policy, or a fatal store error, stopped it.
+ * - `stopped`: `stop()` or `close()` was called, or `run$` was unsubscribed.
+ */
+export type SyncState =
+  | 'idle'
+  | 'connecting'
+  | 'resyncing'
+  | 'in-sync'
+  | 'degraded'
+  | 'halted'
+  | 'stopped'
+
+/** The orchestrator's status; `error` says why when halted or degraded. */
+export interface SyncStatus {
+  readonly state: SyncState
+  readonly error?: DatasyncError
+}

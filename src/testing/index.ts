@@ -1,0 +1,7 @@
+export {
+  ackAfter,
+  changesOf,
+  describeEvent,
+  scriptedStore,
+  snapshotOf,
+} from './marbles.js'
