@@ -59,10 +59,8 @@ export type {
   SyncState,
   SyncStatus,
 } from './sync/types.js'
-/* MEMORY-START
 export {
   createMemoryStore,
   type MemoryStore,
   type MemoryStoreOptions,
-} from './backends/memory/index.js' // MEMORY
-MEMORY-END */
+} from './backends/memory/index.js'

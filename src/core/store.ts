@@ -52,7 +52,8 @@ export type TxnOp<V> =
 /**
  * A condition of a transaction on one key, all of which must hold for the operations to run:
  * `{ key, exists: false }` (put-if-absent), `{ key, value }` (compare-and-swap or -delete on the
- * value), `{ key, revision }` (the key's last write was at that revision).
+ * value), `{ key, revision }` (the key's last write was at that revision; as in etcd, a missing
+ * key counts as `ZERO_REVISION`).
  */
 export type TxnCondition<V> =
   | { readonly key: string; readonly exists: boolean }
@@ -75,7 +76,10 @@ export interface TxnResult {
 
 /**
  * The contract every backend keeps (DESIGN.md section 3). Everything that touches a server is a
- * cold Observable: nothing happens until it is subscribed, and unsubscribing cancels it.
+ * cold Observable: nothing happens until it is subscribed, and unsubscribing cancels it. An
+ * operation that returns `Observable<void>` emits one `undefined` and completes, so
+ * `firstValueFrom` and `lastValueFrom` work on it. `status$` replays the current state and
+ * completes after `{ state: 'closed' }`.
  */
 export interface KvStore<V = Uint8Array> {
   /** The backend's name as used in messages: `memory`, `etcd`, `redis`, `consul`, `filedb`. */
@@ -101,7 +105,11 @@ export interface KvStore<V = Uint8Array> {
   put(key: string, value: V, options?: PutOptions): Observable<void>
   /** Deletes a key, or every key under a prefix; says how many were deleted. */
   delete(key: string, options?: DeleteOptions): Observable<{ readonly deleted: number }>
-  /** Runs the operations atomically when the conditions hold. */
+  /**
+   * Runs the operations atomically when the conditions hold. As in etcd, a key may be written
+   * only once per transaction: a second put of it, or a put of a key the same transaction
+   * deletes, fails with an `invalid-argument` error naming the key.
+   */
   txn(ops: readonly TxnOp<V>[], options?: TxnOptions<V>): Observable<TxnResult>
   /** The connection's health; replays the current state to each new subscriber. */
   readonly status$: Observable<StoreStatus>

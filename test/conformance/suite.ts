@@ -1,0 +1,551 @@
+import { firstValueFrom, filter, lastValueFrom, take, toArray } from 'rxjs'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import {
+  CodecError,
+  createDatasync,
+  json,
+  string,
+  type ChangeEvent,
+  type ConsumerEvent,
+  type Datasync,
+  type DatasyncOptions,
+  type KvStore,
+  type StoreEvent,
+} from '../../src/index.js'
+import { recordConsumer, type ConsumerRecorder } from '../../src/testing/index.js'
+import { Random, runSeed } from './random.js'
+
+/** What a backend's test file gives the suite for each test. */
+export interface StoreFixture {
+  /** The store under test. */
+  readonly store: KvStore
+  /**
+   * Writes to the same data through another connection (default: `store`). For a read-only
+   * backend this is how the test changes its data.
+   */
+  readonly writer?: KvStore
+  /**
+   * Cuts the store's connection (the writer stays connected) and, on `restore`, gives it back:
+   * writes made in between must reach consumers through gap recovery (P4).
+   */
+  readonly fault?: {
+    interrupt(): Promise<void>
+    restore(): Promise<void>
+  }
+  /** How many watches the backend holds open now, where it can tell (P7). */
+  readonly activeWatches?: () => number | Promise<number>
+  close(): Promise<void>
+}
+
+/** What a backend supports, as far as the suite is concerned. */
+export interface SuiteOptions {
+  /** The store can write (false for FileDB: then only the read side runs through `writer`). */
+  readonly write?: boolean
+  readonly txn?: boolean
+  readonly ttl?: boolean
+  /** Operations in the randomized convergence test. @default 150 */
+  readonly randomOps?: number
+  /** How long to wait for a consumer to converge. @default 20_000 */
+  readonly convergeMs?: number
+}
+
+const text = string()
+const enc = (value: string) => text.encode(value)
+const dec = (raw: Uint8Array) => text.decode(raw)
+
+let prefixCounter = 0
+/** A fresh key prefix per test, so tests against one server never see each other's keys. */
+function freshPrefix(): string {
+  prefixCounter++
+  return `conf-${process.pid}-${Date.now().toString(36)}-${prefixCounter}/`
+}
+
+/**
+ * The promises P1-P8 of DESIGN.md as one suite, run against every backend. `makeFixture` is called
+ * before each test; its `close` after it.
+ */
+export function describeStore(
+  name: string,
+  makeFixture: () => Promise<StoreFixture>,
+  suiteOptions: SuiteOptions = {},
+): void {
+  const canWrite = suiteOptions.write ?? true
+  const canTxn = suiteOptions.txn ?? true
+  const canTtl = suiteOptions.ttl ?? true
+  const convergeMs = suiteOptions.convergeMs ?? 20_000
+
+  describe(`conformance: ${name}`, () => {
+    let fixture: StoreFixture
+    let store: KvStore
+    let writer: KvStore
+    let p: string
+    const running: Datasync<Uint8Array>[] = []
+
+    const put = (key: string, value: string) => lastValueFrom(writer.put(p + key, enc(value)), { defaultValue: undefined })
+    const del = (key: string, prefix = false) => lastValueFrom(writer.delete(p + key, { prefix }))
+    const listed = async (prefix = '') =>
+      (await lastValueFrom(store.list(p + prefix))).map((item) => ({ ...item, value: dec(item.value) }))
+
+    const sync = (options: DatasyncOptions = {}) => {
+      const instance = createDatasync(store, { ackTimeout: '10s', ...options })
+      running.push(instance)
+      return instance
+    }
+    const inSync = (instance: Datasync<Uint8Array>) =>
+      firstValueFrom(instance.status$.pipe(filter((status) => status.state === 'in-sync')))
+
+    beforeEach(async () => {
+      fixture = await makeFixture()
+      store = fixture.store
+      writer = fixture.writer ?? fixture.store
+      p = freshPrefix()
+    })
+
+    afterEach(async () => {
+      for (const instance of running.splice(0)) instance.close()
+      await fixture.close()
+    })
+
+    describe('broker', () => {
+      it.runIf(canWrite)('puts, gets, lists and deletes keys', async () => {
+        await put('a', '1')
+        await put('b/1', '2')
+        await put('b/2', '3')
+        const got = await lastValueFrom(store.get(p + 'a'))
+        expect(got && dec(got.value)).toBe('1')
+        expect(await lastValueFrom(store.get(p + 'missing'))).toBeUndefined()
+        expect((await listed('b/')).map((item) => [item.key, item.value])).toEqual([
+          [p + 'b/1', '2'],
+          [p + 'b/2', '3'],
+        ])
+        expect(await lastValueFrom(store.listKeys(p))).toEqual([p + 'a', p + 'b/1', p + 'b/2'])
+        expect(await del('a')).toEqual({ deleted: 1 })
+        expect(await del('a')).toEqual({ deleted: 0 })
+        expect(await del('b/', true)).toEqual({ deleted: 2 })
+        expect(await listed()).toEqual([])
+      })
+
+      it.runIf(canWrite)('gives each write a later revision', async () => {
+        await put('r', '1')
+        const first = await lastValueFrom(store.get(p + 'r'))
+        await put('r', '2')
+        const second = await lastValueFrom(store.get(p + 'r'))
+        expect(typeof first?.revision).toBe('bigint')
+        expect(second!.revision > first!.revision).toBe(true)
+      })
+
+      it.runIf(canTxn)('runs a transaction atomically when its conditions hold', async () => {
+        await put('x', 'old')
+        const absent = await lastValueFrom(
+          store.txn([{ op: 'put', key: p + 'y', value: enc('new') }], {
+            conditions: [{ key: p + 'y', exists: false }],
+          }),
+        )
+        expect(absent.succeeded).toBe(true)
+        const again = await lastValueFrom(
+          store.txn([{ op: 'put', key: p + 'y', value: enc('newer') }], {
+            conditions: [{ key: p + 'y', exists: false }],
+          }),
+        )
+        expect(again.succeeded).toBe(false)
+        const cas = await lastValueFrom(
+          store.txn(
+            [
+              { op: 'put', key: p + 'x', value: enc('swapped') },
+              { op: 'delete', key: p + 'y' },
+            ],
+            { conditions: [{ key: p + 'x', value: enc('old') }] },
+          ),
+        )
+        expect(cas.succeeded).toBe(true)
+        const casStale = await lastValueFrom(
+          store.txn([{ op: 'delete', key: p + 'x' }], { conditions: [{ key: p + 'x', value: enc('old') }] }),
+        )
+        expect(casStale.succeeded).toBe(false)
+        expect((await listed()).map((item) => [item.key, item.value])).toEqual([[p + 'x', 'swapped']])
+        const current = await lastValueFrom(store.get(p + 'x'))
+        const byRevision = await lastValueFrom(
+          store.txn([{ op: 'delete', key: p + 'x' }], {
+            conditions: [{ key: p + 'x', revision: current!.revision }],
+          }),
+        )
+        expect(byRevision.succeeded).toBe(true)
+        expect(await listed()).toEqual([])
+      })
+    })
+
+    describe('P1 snapshot, then deltas, with no gap', () => {
+      it('a watch starts with a snapshot, then every change once, in order', async () => {
+        await put('k/1', 'a')
+        const events: StoreEvent<Uint8Array>[] = []
+        const watching = store.watch([p + 'k/']).subscribe((event) => events.push(event))
+        try {
+          const snapshotSeen = () => events.some((event) => event.type === 'snapshot')
+          await waitFor(snapshotSeen, convergeMs, 'the first snapshot')
+          expect(events[0]?.type).toBe('snapshot')
+          for (let i = 2; i <= 6; i++) await put(`k/${i % 3}`, `v${i}`)
+          await del('k/1')
+          const expected = await listed('k/')
+          const model = new Map<string, string>()
+          const apply = () => {
+            model.clear()
+            for (const event of events) {
+              if (event.type === 'snapshot') {
+                model.clear()
+                for (const item of event.items) model.set(item.key, dec(item.value))
+              } else {
+                for (const change of event.changes) {
+                  if (change.op === 'put') model.set(change.key, dec(change.value))
+                  else model.delete(change.key)
+                }
+              }
+            }
+            return model
+          }
+          await waitFor(
+            () => sameEntries(apply(), expected.map((item) => [item.key, item.value])),
+            convergeMs,
+            'the watch to reach the store state',
+          )
+          const revisions = events.flatMap((event) => (event.type === 'changes' ? [event.revision] : []))
+          expect(revisions).toEqual([...revisions].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))
+          expect(new Set(revisions).size).toBe(revisions.length)
+        } finally {
+          watching.unsubscribe()
+        }
+      })
+
+      it('loses nothing written while the consumers resync', async () => {
+        for (let i = 0; i < 20; i++) await put(`s/${i}`, `v${i}`)
+        const instance = sync()
+        const slow = recordConsumer(instance.register('slow', { prefixes: [p + 's/'], codec: text }), {
+          ackDelay: (event) => (event.kind === 'resync' ? 50 : 0),
+        })
+        instance.start()
+        const writes = (async () => {
+          for (let i = 0; i < 30; i++) await put(`s/${i % 25}`, `w${i}`)
+        })()
+        await writes
+        await slow.untilEquals(await listed('s/'), convergeMs)
+        expect(slow.violations).toEqual([])
+        expect(slow.events[0]?.kind).toBe('resync')
+      })
+    })
+
+    describe('P2 previous value on every change, per consumer', () => {
+      it('gives puts and deletes the prev this consumer last saw; overlapping consumers keep their own', async () => {
+        await put('a/1', 'one')
+        const instance = sync()
+        const wide = recordConsumer(instance.register('wide', { prefixes: [p], codec: text }))
+        const narrow = recordConsumer(instance.register('narrow', { prefixes: [p + 'a/'], codec: text }))
+        instance.start()
+        await inSync(instance)
+        await put('a/1', 'two')
+        await put('a/2', 'new')
+        await del('a/1')
+        await put('b/1', 'b')
+        await wide.untilEquals(await listed(), convergeMs)
+        await narrow.untilEquals(await listed('a/'), convergeMs)
+        const changes = (recorder: ConsumerRecorder<string>) =>
+          recorder.events
+            .filter((event): event is ChangeEvent<string> => event.kind === 'change')
+            .flatMap((event) => event.changes.map((c) => `${c.op} ${c.key.slice(p.length)} ${c.prev ?? '-'}`))
+        expect(changes(narrow)).toEqual(['put a/1 one', 'put a/2 -', 'delete a/1 two'])
+        expect(changes(wide)).toEqual(['put a/1 one', 'put a/2 -', 'delete a/1 two', 'put b/1 -'])
+        expect(wide.violations).toEqual([])
+        expect(narrow.violations).toEqual([])
+      })
+    })
+
+    describe('P3 ordered, acknowledged resync', () => {
+      it('resyncs consumers in registration order, each after the previous ack, and gates deltas', async () => {
+        await put('a/1', '1')
+        await put('b/1', '1')
+        await put('c/1', '1')
+        const log: string[] = []
+        const instance = sync()
+        const consumers = ['c', 'a', 'b'].map((id) =>
+          instance.register(id, { prefixes: [p + id + '/'], codec: text }),
+        )
+        const recorders = consumers.map((consumer) =>
+          recordConsumer(consumer, { ackDelay: (event) => (event.kind === 'resync' ? undefined : 0) }),
+        )
+        for (const consumer of consumers) {
+          consumer.events$.subscribe((event) => {
+            log.push(`${consumer.name}:${event.kind}`)
+            if (event.kind === 'resync') {
+              // Acknowledge a little later, and log it: the next resync must come after this.
+              setTimeout(() => {
+                log.push(`${consumer.name}:ack`)
+                event.done()
+              }, 20)
+            }
+          })
+        }
+        instance.start()
+        // A write during the round: nobody may see it before every resync is acknowledged.
+        await put('a/1', '2')
+        await inSync(instance)
+        await recorders[1]!.until((state) => state.get(p + 'a/1') === '2', convergeMs)
+        expect(log.slice(0, 6)).toEqual(['c:resync', 'c:ack', 'a:resync', 'a:ack', 'b:resync', 'b:ack'])
+        expect(log.slice(6)).toEqual(['a:change'])
+        for (const recorder of recorders) expect(recorder.violations).toEqual([])
+      })
+    })
+
+    describe('P4 gaps heal themselves', () => {
+      it.runIf(canWrite)('after an interrupted connection, consumers get the differences; deletes carry the last value', async () => {
+        if (!fixture.fault) return expect(fixture.fault).toBeUndefined()
+        await put('g/keep', 'k')
+        await put('g/change', 'c1')
+        await put('g/drop', 'd')
+        const instance = sync()
+        const recorder = recordConsumer(instance.register('g', { prefixes: [p + 'g/'], codec: text }))
+        instance.start()
+        await inSync(instance)
+        await fixture.fault.interrupt()
+        await put('g/change', 'c2')
+        await del('g/drop')
+        await put('g/new', 'n')
+        await fixture.fault.restore()
+        await recorder.untilEquals(await listed('g/'), convergeMs)
+        expect(recorder.violations).toEqual([])
+        const all = recorder.events.flatMap((event) => (event.kind === 'change' ? event.changes : []))
+        const dropped = all.find((change) => change.key === p + 'g/drop')
+        expect(dropped).toMatchObject({ op: 'delete', prev: 'd' })
+        expect(all.find((change) => change.key === p + 'g/change')).toMatchObject({ op: 'put', prev: 'c1', value: 'c2' })
+        expect(all.some((change) => change.key === p + 'g/keep')).toBe(false)
+      })
+
+      it.runIf(canWrite)('with resyncAfterReconnect, consumers get a full resync instead', async () => {
+        if (!fixture.fault) return expect(fixture.fault).toBeUndefined()
+        await put('h/1', '1')
+        const instance = sync({ resyncAfterReconnect: true })
+        const recorder = recordConsumer(instance.register('h', { prefixes: [p + 'h/'], codec: text }))
+        instance.start()
+        await inSync(instance)
+        await fixture.fault.interrupt()
+        await put('h/2', '2')
+        await fixture.fault.restore()
+        await recorder.untilEquals(await listed('h/'), convergeMs)
+        const resyncs = recorder.events.filter((event) => event.kind === 'resync')
+        expect(resyncs.length).toBeGreaterThanOrEqual(2)
+        expect(recorder.violations).toEqual([])
+      })
+    })
+
+    describe('P5 nothing is dropped silently', () => {
+      it('a slow consumer gets every key, coalesced, with its lag observable', async () => {
+        const instance = sync()
+        const slow = instance.register('slow', { prefixes: [p + 'q/'], codec: text })
+        const lags: number[] = []
+        slow.lag$.subscribe((lag) => lags.push(lag))
+        const recorder = recordConsumer(slow, { ackDelay: (event) => (event.kind === 'change' ? 25 : 0) })
+        const fast = recordConsumer(instance.register('fast', { prefixes: [p + 'q/'], codec: text }))
+        instance.start()
+        await inSync(instance)
+        for (let i = 0; i < 40; i++) await put(`q/${i % 8}`, `v${i}`)
+        const expected = await listed('q/')
+        await fast.untilEquals(expected, convergeMs)
+        await recorder.untilEquals(expected, convergeMs)
+        expect(recorder.violations).toEqual([])
+        expect(fast.violations).toEqual([])
+        expect(Math.max(...lags)).toBeGreaterThan(0)
+        await firstValueFrom(slow.lag$.pipe(filter((lag) => lag === 0)))
+        // Coalescing: the slow consumer needed fewer events than there were writes.
+        expect(recorder.events.length).toBeLessThan(fast.events.length)
+      })
+    })
+
+    describe('P6 errors do not kill the stream', () => {
+      it('an undecodable value is reported with its key; the consumer keeps the last good value', async () => {
+        await put('j/1', '{"n":1}')
+        const instance = sync()
+        const errors: CodecError[] = []
+        instance.errors$.subscribe((error) => {
+          if (error instanceof CodecError) errors.push(error)
+        })
+        const recorder = recordConsumer(instance.register('j', { prefixes: [p + 'j/'], codec: json<{ n: number }>() }))
+        instance.start()
+        await inSync(instance)
+        await put('j/1', 'not json {')
+        await put('j/2', '{"n":2}')
+        await recorder.until((state) => state.has(p + 'j/2'), convergeMs)
+        expect(recorder.state.get(p + 'j/1')).toEqual({ n: 1 })
+        expect(errors.map((error) => error.key)).toEqual([p + 'j/1'])
+        expect(errors[0]?.message).toContain(p + 'j/1')
+        expect(recorder.violations).toEqual([])
+      })
+
+      it('a consumer that fails its ack under the default policy is reported and the others go on', async () => {
+        await put('f/1', '1')
+        const instance = sync()
+        const codes: string[] = []
+        instance.errors$.subscribe((error) => codes.push(error.code))
+        recordConsumer(instance.register('failing', { prefixes: [p + 'f/'], codec: text }), {
+          fail: () => new Error('cannot apply'),
+        })
+        const other = recordConsumer(instance.register('other', { prefixes: [p + 'f/'], codec: text }))
+        instance.start()
+        await inSync(instance)
+        await put('f/1', '2')
+        await other.until((state) => state.get(p + 'f/1') === '2', convergeMs)
+        expect(codes).toContain('consumer-failed')
+      })
+    })
+
+    describe('P7 cold and lazy', () => {
+      it('a watch does nothing until subscribed, and unsubscribing releases it', async () => {
+        const before = fixture.activeWatches ? await fixture.activeWatches() : 0
+        const watch = store.watch([p + 'z/'])
+        if (fixture.activeWatches) expect(await fixture.activeWatches()).toBe(before)
+        const first = await firstValueFrom(watch.pipe(take(1)))
+        expect(first.type).toBe('snapshot')
+        if (fixture.activeWatches) {
+          const activeWatches = fixture.activeWatches
+          await waitFor(async () => (await activeWatches()) === before, convergeMs, 'the watch to be released')
+        }
+      })
+
+      it('a stopped orchestrator delivers nothing; started again it brings what changed', async () => {
+        await put('s/1', '1')
+        const instance = sync()
+        const recorder = recordConsumer(instance.register('s', { prefixes: [p + 's/'], codec: text }))
+        instance.start()
+        await inSync(instance)
+        instance.stop()
+        const eventsWhileStopped = recorder.events.length
+        await put('s/1', '2')
+        await put('s/2', 'new')
+        expect(recorder.events.length).toBe(eventsWhileStopped)
+        instance.start()
+        await recorder.untilEquals(await listed('s/'), convergeMs)
+        const after = recorder.events.slice(eventsWhileStopped)
+        expect(after.map((event) => `${event.kind}:${event.reason}`)).toEqual(['change:reconnect'])
+        expect(recorder.violations).toEqual([])
+      })
+    })
+
+    describe('P8 atomic batches', () => {
+      it.runIf(canTxn)('a transaction arrives as one change event per consumer', async () => {
+        await put('t/a/1', '1')
+        const instance = sync()
+        const a = recordConsumer(instance.register('a', { prefixes: [p + 't/a/'], codec: text }))
+        const b = recordConsumer(instance.register('b', { prefixes: [p + 't/b/'], codec: text }))
+        instance.start()
+        await inSync(instance)
+        await lastValueFrom(
+          writer.txn([
+            { op: 'put', key: p + 't/a/1', value: enc('2') },
+            { op: 'put', key: p + 't/a/2', value: enc('2') },
+            { op: 'put', key: p + 't/b/1', value: enc('b') },
+          ]),
+        )
+        await a.untilEquals(await listed('t/a/'), convergeMs)
+        await b.untilEquals(await listed('t/b/'), convergeMs)
+        const changeEvents = (recorder: ConsumerRecorder<string>) =>
+          recorder.events.filter((event) => event.kind === 'change') as ChangeEvent<string>[]
+        expect(changeEvents(a).map((event) => event.changes.length)).toEqual([2])
+        expect(changeEvents(b).map((event) => event.changes.length)).toEqual([1])
+      })
+    })
+
+    describe('TTL', () => {
+      it.runIf(canTtl)('a key with a TTL expires and consumers see a delete carrying its last value', async () => {
+        const instance = sync()
+        const recorder = recordConsumer(instance.register('ttl', { prefixes: [p + 'ttl/'], codec: text }))
+        instance.start()
+        await inSync(instance)
+        await lastValueFrom(writer.put(p + 'ttl/1', enc('short'), { ttl: '1s' }), { defaultValue: undefined })
+        await recorder.until((state) => state.get(p + 'ttl/1') === 'short', convergeMs)
+        await recorder.until((state) => !state.has(p + 'ttl/1'), convergeMs)
+        const last = recorder.events.at(-1) as ChangeEvent<string>
+        expect(last.changes).toEqual([expect.objectContaining({ op: 'delete', key: p + 'ttl/1', prev: 'short' })])
+        expect(recorder.violations).toEqual([])
+      })
+    })
+
+    describe('randomized convergence', () => {
+      it.runIf(canWrite)('random writes, gaps and slow consumers end with every consumer holding the store state', async () => {
+        const seed = runSeed()
+        const random = new Random(seed)
+        console.log(`[conformance] ${name}: randomized convergence seed=${seed} (replay with CONFORMANCE_SEED=${seed})`)
+        const ops = suiteOptions.randomOps ?? 150
+        const keys = Array.from({ length: 12 }, (_, i) => `${i % 3 === 0 ? 'x' : 'y'}/${i}`)
+        const instance = sync({ maxInFlight: 1 + random.int(2) })
+        const specs = [
+          { id: 'all', prefixes: [p], delay: () => 0 },
+          { id: 'x', prefixes: [p + 'x/'], delay: () => random.int(6) },
+          { id: 'xy', prefixes: [p + 'x/', p + 'y/'], delay: () => (random.chance(0.2) ? 20 : random.int(3)) },
+        ]
+        const recorders = specs.map((spec) =>
+          recordConsumer(instance.register(spec.id, { prefixes: spec.prefixes, codec: text }), {
+            ackDelay: spec.delay,
+          }),
+        )
+        instance.start()
+        let interrupted = false
+        try {
+          for (let i = 0; i < ops; i++) {
+            const roll = random.next()
+            if (roll < 0.55) await put(random.pick(keys), `v${i}`)
+            else if (roll < 0.75) await del(random.pick(keys))
+            else if (roll < 0.85 && canTxn) {
+              const n = 1 + random.int(4)
+              const chosen = [...new Set(Array.from({ length: n }, () => random.pick(keys)))]
+              await lastValueFrom(
+                writer.txn(
+                  chosen.map((key) =>
+                    random.chance(0.7)
+                      ? { op: 'put' as const, key: p + key, value: enc(`t${i}`) }
+                      : { op: 'delete' as const, key: p + key },
+                  ),
+                ),
+              )
+            } else if (roll < 0.9) await del(random.pick(['x/', 'y/']), true)
+            else if (fixture.fault && !interrupted && random.chance(0.6)) {
+              await fixture.fault.interrupt()
+              interrupted = true
+            } else if (fixture.fault && interrupted) {
+              await fixture.fault.restore()
+              interrupted = false
+            }
+          }
+          if (interrupted && fixture.fault) await fixture.fault.restore()
+          for (const [index, spec] of specs.entries()) {
+            const expected = (await Promise.all(spec.prefixes.map((prefix) => listed(prefix.slice(p.length))))).flat()
+            await recorders[index]!.untilEquals(expected, convergeMs)
+            expect(recorders[index]!.violations, `seed=${seed} consumer=${spec.id}`).toEqual([])
+          }
+        } catch (error) {
+          throw new Error(`seed=${seed}: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+        }
+      })
+    })
+  })
+}
+
+/** Waits until `check` holds, re-checking every few milliseconds, up to `within` ms. */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  within: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + within
+  for (;;) {
+    if (await check()) return
+    if (Date.now() > deadline) throw new Error(`timed out after ${within} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+function sameEntries(actual: ReadonlyMap<string, string>, expected: readonly (readonly [string, string])[]): boolean {
+  return actual.size === expected.length && expected.every(([key, value]) => actual.get(key) === value)
+}
+
+/** Every change of the given events, for assertions. */
+export function allChanges<T>(events: readonly ConsumerEvent<T>[]) {
+  return events.flatMap((event) => (event.kind === 'change' ? event.changes : []))
+}
+
+export { toArray }
