@@ -1,19 +1,29 @@
 import { defineConfig } from 'vitest/config'
 
-const resolve = { conditions: ['source'] }
+// 'source' points the package's own subpaths (rx-datasync, rx-datasync/testing, ...) at src/,
+// so tests and examples import by package name without a build.
+const resolve = { conditions: ['source', 'module', 'node', 'development|production'] }
+const shared = {
+  resolve,
+  ssr: { resolve: { conditions: resolve.conditions, externalConditions: ['source'] } },
+}
 
 export default defineConfig({
-  resolve,
+  ...shared,
   test: {
     projects: [
-      { resolve, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
-      { resolve, test: { name: 'marbles', include: ['marbles/**/*.marbles.spec.ts'] } },
+      { ...shared, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      { ...shared, test: { name: 'marbles', include: ['marbles/**/*.marbles.spec.ts'] } },
       {
-        resolve,
-        test: { name: 'conformance', include: ['test/conformance/**/*.test.ts'], testTimeout: 30_000 },
+        ...shared,
+        test: {
+          name: 'conformance',
+          include: ['test/conformance/**/*.test.ts'],
+          testTimeout: 30_000,
+        },
       },
       {
-        resolve,
+        ...shared,
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts', 'test/servers/**/*.test.ts'],

@@ -66,10 +66,14 @@ describe('ack timeout', () => {
       ackAfter(b.events$, 0)
       expectObservable(labels(a.events$)).toBe('r--r', { r: 'R(startup) a/1=1' })
       expectObservable(labels(b.events$)).toBe('')
-      expectObservable(sync.run$).toBe('(cr)-#', {
-        c: { state: 'connecting' },
-        r: { state: 'resyncing' },
-      }, expect.objectContaining({ code: 'ack-timeout', consumer: 'a' }) as unknown as Error)
+      expectObservable(sync.run$).toBe(
+        '(cr)-#',
+        {
+          c: { state: 'connecting' },
+          r: { state: 'resyncing' },
+        },
+        expect.objectContaining({ code: 'ack-timeout', consumer: 'a' }) as unknown,
+      )
     })
   })
 
@@ -94,13 +98,19 @@ describe('ack timeout', () => {
 
   it("treats done(error) like a timeout: 'halt' stops at once", () => {
     testScheduler().run(({ cold, expectObservable }) => {
-      const sync = createDatasync(scriptedStore(cold('s', { s: snapshot })), { onAckFailure: 'halt' })
+      const sync = createDatasync(scriptedStore(cold('s', { s: snapshot })), {
+        onAckFailure: 'halt',
+      })
       const a = sync.register('a', { prefixes: ['a/'] })
       ackAfter(a.events$, 2, undefined, () => new Error('disk full'))
       const run = sync.run$.pipe(filter((status) => status.state !== 'connecting'))
-      expectObservable(run).toBe('r-#', {
-        r: { state: 'resyncing' },
-      }, expect.objectContaining({ code: 'consumer-failed', consumer: 'a' }) as unknown as Error)
+      expectObservable(run).toBe(
+        'r-#',
+        {
+          r: { state: 'resyncing' },
+        },
+        expect.objectContaining({ code: 'consumer-failed', consumer: 'a' }) as unknown,
+      )
     })
   })
 })

@@ -25,7 +25,9 @@ describe('acknowledgements', () => {
           event.done(new Error('late second call'))
         }
       })
-      b.events$.subscribe((event) => { event.done() })
+      b.events$.subscribe((event) => {
+        event.done()
+      })
       // k never acks the first change: the second one waits until the ack timeout at 2 + 6 = 8.
       expectObservable(labels(k.events$)).toBe('r-a-----b', {
         r: 'R(startup) k/1=1',
@@ -48,7 +50,9 @@ describe('acknowledgements', () => {
       const a = sync.register('a', { prefixes: ['a/'] })
       let late: (() => void) | undefined
       a.events$.subscribe((event) => {
-        late = () => { event.done(new Error('too late')) }
+        late = () => {
+          event.done(new Error('too late'))
+        }
       })
       sync.errors$.subscribe((error) => reported.push(error.code))
       const states: string[] = []

@@ -89,7 +89,10 @@ describe('backpressure', () => {
         r: 'R(startup) a/1=1',
         t: 'C(live) a/1:1>2 a/2:x>2',
       })
-      expectObservable(labels(b.events$)).toBe('r-t', { r: 'R(startup) b/1=1', t: 'C(live) b/1:1>x' })
+      expectObservable(labels(b.events$)).toBe('r-t', {
+        r: 'R(startup) b/1=1',
+        t: 'C(live) b/1:1>x',
+      })
       sync.start()
     })
   })

@@ -92,7 +92,10 @@ describe('gaps', () => {
       const sync = createDatasync(scriptedStore(watch))
       const a = sync.register('a', { prefixes: ['a/'] })
       ackAfter(a.events$, 0)
-      expectObservable(labels(a.events$)).toBe('r--d', { r: 'R(startup) a/1=1', d: 'C(live) a/1:1>2' })
+      expectObservable(labels(a.events$)).toBe('r--d', {
+        r: 'R(startup) a/1=1',
+        d: 'C(live) a/1:1>2',
+      })
       sync.start()
     })
   })

@@ -44,9 +44,14 @@ describe('lifecycle', () => {
       const a = sync.register('a', { prefixes: ['a/'] })
       ackAfter(a.events$, 0)
       at(() => sync.start(), 0)
-      at(() => { sync.stop() }, 2)
+      at(() => {
+        sync.stop()
+      }, 2)
       at(() => sync.start(), 5)
-      expectObservable(labels(a.events$)).toBe('r----c', { r: 'R(startup) a/1=1', c: 'C(reconnect) a/1:1>2' })
+      expectObservable(labels(a.events$)).toBe('r----c', {
+        r: 'R(startup) a/1=1',
+        c: 'C(reconnect) a/1:1>2',
+      })
       expectSubscriptions(watch.subscriptions).toBe('^-!')
       expectSubscriptions(later.subscriptions).toBe('-----^')
     })
@@ -63,15 +68,26 @@ describe('lifecycle', () => {
       ackAfter(a.events$, 1)
       ackAfter(b.events$, 1)
       at(() => sync.start(), 0)
-      at(() => { sync.resync() }, 4)
-      expectObservable(labels(a.events$)).toBe('r---m', { r: 'R(startup) a/1=1', m: 'R(manual) a/1=1' })
-      expectObservable(labels(b.events$)).toBe('-r---m', { r: 'R(startup) b/1=1', m: 'R(manual) b/1=2' })
+      at(() => {
+        sync.resync()
+      }, 4)
+      expectObservable(labels(a.events$)).toBe('r---m', {
+        r: 'R(startup) a/1=1',
+        m: 'R(manual) a/1=1',
+      })
+      expectObservable(labels(b.events$)).toBe('-r---m', {
+        r: 'R(startup) b/1=1',
+        m: 'R(manual) b/1=2',
+      })
     })
   })
 
   it('a consumer registered after start gets its own resync; the others only what changed', () => {
     testScheduler().run(({ cold, expectObservable, expectSubscriptions }) => {
-      const first = cold('s-c', { s: snapshotOf(1, { 'a/1': '1', 'b/1': '1' }), c: changesOf(2, { 'a/1': '2' }) })
+      const first = cold('s-c', {
+        s: snapshotOf(1, { 'a/1': '1', 'b/1': '1' }),
+        c: changesOf(2, { 'a/1': '2' }),
+      })
       const second = cold('s', { s: snapshotOf(2, { 'a/1': '2', 'b/1': '1' }) })
       let calls = 0
       const sync = createDatasync(scriptedStore(() => (calls++ === 0 ? first : second)))
@@ -84,10 +100,15 @@ describe('lifecycle', () => {
         b.events$.subscribe((event) => lateEvents.push(`${event.kind}:${event.reason}`))
       }, 5)
       const lateEvents: string[] = []
-      expectObservable(labels(a.events$)).toBe('r-c', { r: 'R(startup) a/1=1', c: 'C(live) a/1:1>2' })
+      expectObservable(labels(a.events$)).toBe('r-c', {
+        r: 'R(startup) a/1=1',
+        c: 'C(live) a/1:1>2',
+      })
       expectSubscriptions(first.subscriptions).toBe('^----!')
       expectSubscriptions(second.subscriptions).toBe('-----^')
-      at(() => { expect(lateEvents).toEqual(['resync:register']) }, 6)
+      at(() => {
+        expect(lateEvents).toEqual(['resync:register'])
+      }, 6)
     })
   })
 
@@ -112,4 +133,3 @@ describe('lifecycle', () => {
     })
   })
 })
-

@@ -25,7 +25,13 @@ export type {
   SnapshotEvent,
   StoreEvent,
 } from './core/events.js'
-export { compareRevisions, maxRevision, revision, ZERO_REVISION, type Revision } from './core/revision.js'
+export {
+  compareRevisions,
+  maxRevision,
+  revision,
+  ZERO_REVISION,
+  type Revision,
+} from './core/revision.js'
 export { applyChanges, createSnapshot, diffSnapshots, type Snapshot } from './core/snapshot.js'
 export type {
   Capabilities,

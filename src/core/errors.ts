@@ -139,7 +139,11 @@ export class ConfigError extends DatasyncError {
     message: string,
     options: DatasyncErrorOptions = {},
   ) {
-    super('config', `${source}${field === undefined ? '' : `: field '${field}'`}: ${message}`, options)
+    super(
+      'config',
+      `${source}${field === undefined ? '' : `: field '${field}'`}: ${message}`,
+      options,
+    )
   }
 }
 

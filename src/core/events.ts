@@ -44,12 +44,7 @@ export type Change<V> = PutChange<V> | DeleteChange<V>
  * - `rescan`: a directory was removed and recreated, or another full rescan happened (FileDB).
  */
 export type SnapshotCause =
-  | 'startup'
-  | 'reconnect'
-  | 'compacted'
-  | 'index-reset'
-  | 'watch-error'
-  | 'rescan'
+  'startup' | 'reconnect' | 'compacted' | 'index-reset' | 'watch-error' | 'rescan'
 
 /** The whole content under the watched prefixes at one revision. */
 export interface SnapshotEvent<V> {

@@ -25,7 +25,11 @@ export function applyChanges<V>(snapshot: Snapshot<V>, changes: Iterable<Change<
   return produce(snapshot as Map<string, KeyValue<V>>, (draft) => {
     for (const change of changes) {
       if (change.op === 'put') {
-        draft.set(change.key, { key: change.key, value: change.value, revision: change.revision } as never)
+        draft.set(change.key, {
+          key: change.key,
+          value: change.value,
+          revision: change.revision,
+        } as never)
       } else {
         draft.delete(change.key)
       }

@@ -45,7 +45,11 @@ export function withCodec<T, R>(store: KvStore<R>, codec: Codec<T, R>): TypedSto
   }
   const decodeChange = (change: Change<R>): Change<T> | undefined => {
     const prev = decodeOptional(change.key, change.prev)
-    const base = { key: change.key, revision: change.revision, ...('value' in prev ? { prev: prev.value as T } : {}) }
+    const base = {
+      key: change.key,
+      revision: change.revision,
+      ...('value' in prev ? { prev: prev.value } : {}),
+    }
     if (change.op === 'delete') return { op: 'delete', ...base }
     const value = decodeOptional(change.key, change.value)
     if (!value.ok) return undefined
@@ -61,7 +65,9 @@ export function withCodec<T, R>(store: KvStore<R>, codec: Codec<T, R>): TypedSto
   const encodeOp = (op: TxnOp<T>): TxnOp<R> =>
     op.op === 'put' ? { ...op, value: encode(op.key, op.value) } : op
   const encodeCondition = (condition: TxnCondition<T>): TxnCondition<R> =>
-    'value' in condition ? { key: condition.key, value: encode(condition.key, condition.value) } : condition
+    'value' in condition
+      ? { key: condition.key, value: encode(condition.key, condition.value) }
+      : condition
 
   return {
     name: store.name,
@@ -87,11 +93,16 @@ export function withCodec<T, R>(store: KvStore<R>, codec: Codec<T, R>): TypedSto
           return { ...event, changes }
         }),
       ),
-    get: (key) => store.get(key).pipe(map((item) => (item === undefined ? undefined : decodeItem(item)))),
+    get: (key) =>
+      store.get(key).pipe(map((item) => (item === undefined ? undefined : decodeItem(item)))),
     list: (prefix) =>
-      store.list(prefix).pipe(
-        map((items) => items.map(decodeItem).filter((item): item is KeyValue<T> => item !== undefined)),
-      ),
+      store
+        .list(prefix)
+        .pipe(
+          map((items) =>
+            items.map(decodeItem).filter((item): item is KeyValue<T> => item !== undefined),
+          ),
+        ),
     listKeys: (prefix) => store.listKeys(prefix),
     put: (key, value, options) => defer(() => store.put(key, encode(key, value), options)),
     delete: (key, options) => store.delete(key, options),
@@ -127,21 +138,27 @@ export function withPrefix<V>(store: KvStore<V>, prefix: string): KvStore<V> {
   }
   const inner = (key: string) => prefix + key
   const outer = (key: string) => key.slice(prefix.length)
-  const strip = <K extends { readonly key: string }>(item: K): K => ({ ...item, key: outer(item.key) })
+  const strip = <K extends { readonly key: string }>(item: K): K => ({
+    ...item,
+    key: outer(item.key),
+  })
 
   return {
     name: store.name,
     capabilities: store.capabilities,
     status$: store.status$,
     watch: (prefixes) =>
-      store.watch(prefixes.map(inner)).pipe(
-        map((event): StoreEvent<V> =>
-          event.type === 'snapshot'
-            ? { ...event, items: event.items.map(strip) }
-            : { ...event, changes: event.changes.map(strip) },
+      store
+        .watch(prefixes.map(inner))
+        .pipe(
+          map((event): StoreEvent<V> =>
+            event.type === 'snapshot'
+              ? { ...event, items: event.items.map(strip) }
+              : { ...event, changes: event.changes.map(strip) },
+          ),
         ),
-      ),
-    get: (key) => store.get(inner(key)).pipe(map((item) => (item === undefined ? undefined : strip(item)))),
+    get: (key) =>
+      store.get(inner(key)).pipe(map((item) => (item === undefined ? undefined : strip(item)))),
     list: (p) => store.list(inner(p)).pipe(map((items) => items.map(strip))),
     listKeys: (p) => store.listKeys(inner(p)).pipe(map((keys) => keys.map(outer))),
     put: (key, value, options) => store.put(inner(key), value, options),

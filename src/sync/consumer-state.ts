@@ -119,7 +119,12 @@ export class ConsumerState<R, T> {
       seen.add(item.key)
       const held = this.view.get(item.key)
       if (held && valuesEqual(held.raw, item.value)) continue
-      const applied = this.apply({ op: 'put', key: item.key, value: item.value, revision: item.revision })
+      const applied = this.apply({
+        op: 'put',
+        key: item.key,
+        value: item.value,
+        revision: item.revision,
+      })
       if (applied) out.push(applied)
     }
     for (const key of [...this.view.keys()]) {
@@ -149,7 +154,13 @@ export class ConsumerState<R, T> {
     if (!value.ok) return undefined
     this.view.set(change.key, { raw: change.value, value: value.value, revision: change.revision })
     return held
-      ? { op: 'put', key: change.key, value: value.value, prev: held.value, revision: change.revision }
+      ? {
+          op: 'put',
+          key: change.key,
+          value: value.value,
+          prev: held.value,
+          revision: change.revision,
+        }
       : { op: 'put', key: change.key, value: value.value, revision: change.revision }
   }
 

@@ -101,7 +101,9 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
   const maxRetries = options.maxRetries ?? 3
   const defaultMaxInFlight = options.maxInFlight ?? 1
   if (!['continue', 'retry', 'halt'].includes(policy)) {
-    throw new TypeError(`onAckFailure: expected 'continue', 'retry' or 'halt', got '${String(policy)}'`)
+    throw new TypeError(
+      `onAckFailure: expected 'continue', 'retry' or 'halt', got ${JSON.stringify(policy)}`,
+    )
   }
   checkCount('maxInFlight', defaultMaxInFlight, 1)
   checkCount('maxRetries', maxRetries, 0)
@@ -114,7 +116,9 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
   let closed = false
   let started: Subscription | undefined
 
-  const report = (error: DatasyncError) => { errors.next(error) }
+  const report = (error: DatasyncError) => {
+    errors.next(error)
+  }
   const setStatus = (next: SyncStatus) => {
     const current = status.value
     if (current.state !== next.state || current.error !== next.error) status.next(next)
@@ -138,8 +142,8 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     const pump = (state: ConsumerState<R, unknown>): void => {
       while (gateOpen && state.inFlight < state.maxInFlight && state.queue.size > 0) {
         const changes = state.takeQueued()
-        if (changes.length === 0) return
-        const last = changes[changes.length - 1]!
+        const last = changes.at(-1)
+        if (last === undefined) return
         state.inFlight++
         // The delivery's subscription is registered before it runs: a consumer may ack at once.
         const delivery = new Subscription()
@@ -186,7 +190,9 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
         const full =
           state.needsResync ||
           round.reason === 'manual' ||
-          (round.reason !== 'startup' && round.reason !== 'register' && options.resyncAfterReconnect === true)
+          (round.reason !== 'startup' &&
+            round.reason !== 'register' &&
+            options.resyncAfterReconnect === true)
         if (full) {
           const reason = state.needsResync ? state.firstReason : round.reason
           return awaitAck(
@@ -248,7 +254,10 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
               switchMap((snapshot) => {
                 const roundReason = first ? reason : reasonOf(snapshot.cause)
                 first = false
-                return runRound({ snapshot: snapshot as SnapshotEvent<unknown>, reason: roundReason })
+                return runRound({
+                  snapshot: snapshot,
+                  reason: roundReason,
+                })
               }),
             ),
             events.pipe(
@@ -270,7 +279,9 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
           if (storeStatus.error) report(storeStatus.error)
           if (current !== 'connecting') {
             setStatus(
-              storeStatus.error ? { state: 'degraded', error: storeStatus.error } : { state: 'degraded' },
+              storeStatus.error
+                ? { state: 'degraded', error: storeStatus.error }
+                : { state: 'degraded' },
             )
           }
         } else if (storeStatus.state === 'ready' && current === 'degraded') {
@@ -304,7 +315,10 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     tap({
       error: (error: unknown) => {
         running = false
-        const failure = error instanceof DatasyncError ? error : new DatasyncError('internal', String(error), { cause: error })
+        const failure =
+          error instanceof DatasyncError
+            ? error
+            : new DatasyncError('internal', String(error), { cause: error })
         setStatus({ state: 'halted', error: failure })
       },
     }),
@@ -321,19 +335,27 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
   const register = <T>(name: string, consumerOptions: ConsumerOptions<T, R>): Consumer<T> => {
     if (closed) throw new ClosedError('the orchestrator')
     if (typeof name !== 'string' || name === '') {
-      throw new TypeError(`register: expected a non-empty consumer name, got ${JSON.stringify(name)}`)
+      throw new TypeError(
+        `register: expected a non-empty consumer name, got ${JSON.stringify(name)}`,
+      )
     }
     if (states.some((state) => state.name === name)) {
       throw new TypeError(`register: a consumer named '${name}' is already registered`)
     }
     const prefixes = consumerOptions.prefixes as unknown
-    if (!Array.isArray(prefixes) || prefixes.length === 0 || !prefixes.every((p) => typeof p === 'string')) {
-      throw new TypeError(`register '${name}': expected prefixes as a non-empty array of strings, got ${JSON.stringify(prefixes)}`)
+    if (
+      !Array.isArray(prefixes) ||
+      prefixes.length === 0 ||
+      !prefixes.every((p) => typeof p === 'string')
+    ) {
+      throw new TypeError(
+        `register '${name}': expected prefixes as a non-empty array of strings, got ${JSON.stringify(prefixes)}`,
+      )
     }
     const maxInFlight = consumerOptions.maxInFlight ?? defaultMaxInFlight
     checkCount(`register '${name}': maxInFlight`, maxInFlight, 1)
     const codec = (consumerOptions.codec ?? identity<R>()) as Codec<T, R>
-    const state = new ConsumerState<R, T>(name, [...(prefixes as string[])], codec, maxInFlight, report)
+    const state = new ConsumerState<R, T>(name, [...prefixes], codec, maxInFlight, report)
     states.push(state as ConsumerState<R, unknown>)
     if (running) {
       state.firstReason = 'register'

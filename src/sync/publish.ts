@@ -82,7 +82,9 @@ export function publishTo<T, R = Uint8Array>(
   const firstDelayMs = toMillis(options.retryDelay ?? '100ms', 'retryDelay')
   const scheduler = options.scheduler ?? asyncScheduler
   if (!Number.isInteger(concurrency) || concurrency < 1) {
-    throw new TypeError(`publishTo: expected concurrency as an integer of at least 1, got ${concurrency}`)
+    throw new TypeError(
+      `publishTo: expected concurrency as an integer of at least 1, got ${concurrency}`,
+    )
   }
   const codec = options.codec
 
@@ -130,7 +132,12 @@ export function publishTo<T, R = Uint8Array>(
             }),
             map((): PublishResult<T> => ({ ok: true, publication, attempts })),
             catchError((error: unknown) =>
-              of<PublishResult<T>>({ ok: false, publication, attempts, error: asDatasyncError(error) }),
+              of<PublishResult<T>>({
+                ok: false,
+                publication,
+                attempts,
+                error: asDatasyncError(error),
+              }),
             ),
           )
           return concat(previous?.pipe(ignoreElements()) ?? EMPTY, attempt).pipe(

@@ -123,13 +123,7 @@ export interface Consumer<T> {
  * - `stopped`: `stop()` or `close()` was called, or `run$` was unsubscribed.
  */
 export type SyncState =
-  | 'idle'
-  | 'connecting'
-  | 'resyncing'
-  | 'in-sync'
-  | 'degraded'
-  | 'halted'
-  | 'stopped'
+  'idle' | 'connecting' | 'resyncing' | 'in-sync' | 'degraded' | 'halted' | 'stopped'
 
 /** The orchestrator's status; `error` says why when halted or degraded. */
 export interface SyncStatus {

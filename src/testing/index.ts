@@ -1,13 +1,3 @@
-export {
-  createFaultStore,
-  type FaultStore,
-  type FaultStoreOptions,
-} from './fault-store.js'
-export {
-  ackAfter,
-  changesOf,
-  describeEvent,
-  scriptedStore,
-  snapshotOf,
-} from './marbles.js'
+export { createFaultStore, type FaultStore, type FaultStoreOptions } from './fault-store.js'
+export { ackAfter, changesOf, describeEvent, scriptedStore, snapshotOf } from './marbles.js'
 export { recordConsumer, type ConsumerRecorder, type RecorderOptions } from './recorder.js'

@@ -1,6 +1,12 @@
 import { BehaviorSubject, Observable, defer, throwError, timer, type SchedulerLike } from 'rxjs'
 import { CapabilityError } from '../core/errors.js'
-import type { Change, ChangesEvent, SnapshotCause, SnapshotEvent, StoreEvent } from '../core/events.js'
+import type {
+  Change,
+  ChangesEvent,
+  SnapshotCause,
+  SnapshotEvent,
+  StoreEvent,
+} from '../core/events.js'
 import { revision } from '../core/revision.js'
 import type { KvStore, StoreStatus } from '../core/store.js'
 import type { ConsumerEvent } from '../sync/types.js'
@@ -22,7 +28,8 @@ export function scriptedStore<V>(
   watch: Observable<StoreEvent<V>> | ((prefixes: readonly string[]) => Observable<StoreEvent<V>>),
   options: { readonly status$?: Observable<StoreStatus> } = {},
 ): KvStore<V> {
-  const refuse = (what: string) => defer(() => throwError(() => new CapabilityError('scripted', what)))
+  const refuse = (what: string) =>
+    defer(() => throwError(() => new CapabilityError('scripted', what)))
   const status$ = options.status$ ?? new BehaviorSubject<StoreStatus>({ state: 'ready' })
   return {
     name: 'scripted',
@@ -64,14 +71,16 @@ export function snapshotOf<V>(
 }
 
 /** A change batch at `rev`: a value puts the key, `null` deletes it. */
-export function changesOf<V>(rev: number | bigint, writes: Readonly<Record<string, V | null>>): ChangesEvent<V> {
+export function changesOf<V>(
+  rev: number | bigint,
+  writes: Readonly<Record<string, V | null>>,
+): ChangesEvent<V> {
   const r = revision(rev)
   return {
     type: 'changes',
     revision: r,
-    changes: Object.entries(writes).map(
-      ([key, value]): Change<V> =>
-        value === null ? { op: 'delete', key, revision: r } : { op: 'put', key, value, revision: r },
+    changes: Object.entries(writes).map(([key, value]): Change<V> =>
+      value === null ? { op: 'delete', key, revision: r } : { op: 'put', key, value, revision: r },
     ),
   }
 }
@@ -81,9 +90,13 @@ export function changesOf<V>(rev: number | bigint, writes: Readonly<Record<strin
  * `R(startup) a=1 b=2` for a resync, `C(live) a:1>2 b:2>x` for changes (`x` is absent).
  */
 export function describeEvent(event: ConsumerEvent<unknown>): string {
-  const show = (value: unknown) => (value === undefined ? 'x' : typeof value === 'string' ? value : JSON.stringify(value))
+  const show = (value: unknown) =>
+    value === undefined ? 'x' : typeof value === 'string' ? value : JSON.stringify(value)
   if (event.kind === 'resync') {
-    return [`R(${event.reason})`, ...event.items.map((item) => `${item.key}=${show(item.value)}`)].join(' ')
+    return [
+      `R(${event.reason})`,
+      ...event.items.map((item) => `${item.key}=${show(item.value)}`),
+    ].join(' ')
   }
   return [
     `C(${event.reason})`,

@@ -81,10 +81,14 @@ export function describeStore(
     let p: string
     const running: Datasync<Uint8Array>[] = []
 
-    const put = (key: string, value: string) => lastValueFrom(writer.put(p + key, enc(value)), { defaultValue: undefined })
+    const put = (key: string, value: string) =>
+      lastValueFrom(writer.put(p + key, enc(value)), { defaultValue: undefined })
     const del = (key: string, prefix = false) => lastValueFrom(writer.delete(p + key, { prefix }))
     const listed = async (prefix = '') =>
-      (await lastValueFrom(store.list(p + prefix))).map((item) => ({ ...item, value: dec(item.value) }))
+      (await lastValueFrom(store.list(p + prefix))).map((item) => ({
+        ...item,
+        value: dec(item.value),
+      }))
 
     const sync = (options: DatasyncOptions = {}) => {
       const instance = createDatasync(store, { ackTimeout: '10s', ...options })
@@ -159,10 +163,14 @@ export function describeStore(
         )
         expect(cas.succeeded).toBe(true)
         const casStale = await lastValueFrom(
-          store.txn([{ op: 'delete', key: p + 'x' }], { conditions: [{ key: p + 'x', value: enc('old') }] }),
+          store.txn([{ op: 'delete', key: p + 'x' }], {
+            conditions: [{ key: p + 'x', value: enc('old') }],
+          }),
         )
         expect(casStale.succeeded).toBe(false)
-        expect((await listed()).map((item) => [item.key, item.value])).toEqual([[p + 'x', 'swapped']])
+        expect((await listed()).map((item) => [item.key, item.value])).toEqual([
+          [p + 'x', 'swapped'],
+        ])
         const current = await lastValueFrom(store.get(p + 'x'))
         const byRevision = await lastValueFrom(
           store.txn([{ op: 'delete', key: p + 'x' }], {
@@ -203,11 +211,17 @@ export function describeStore(
             return model
           }
           await waitFor(
-            () => sameEntries(apply(), expected.map((item) => [item.key, item.value])),
+            () =>
+              sameEntries(
+                apply(),
+                expected.map((item) => [item.key, item.value]),
+              ),
             convergeMs,
             'the watch to reach the store state',
           )
-          const revisions = events.flatMap((event) => (event.type === 'changes' ? [event.revision] : []))
+          const revisions = events.flatMap((event) =>
+            event.type === 'changes' ? [event.revision] : [],
+          )
           expect(revisions).toEqual([...revisions].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))
           expect(new Set(revisions).size).toBe(revisions.length)
         } finally {
@@ -218,9 +232,12 @@ export function describeStore(
       it('loses nothing written while the consumers resync', async () => {
         for (let i = 0; i < 20; i++) await put(`s/${i}`, `v${i}`)
         const instance = sync()
-        const slow = recordConsumer(instance.register('slow', { prefixes: [p + 's/'], codec: text }), {
-          ackDelay: (event) => (event.kind === 'resync' ? 50 : 0),
-        })
+        const slow = recordConsumer(
+          instance.register('slow', { prefixes: [p + 's/'], codec: text }),
+          {
+            ackDelay: (event) => (event.kind === 'resync' ? 50 : 0),
+          },
+        )
         instance.start()
         const writes = (async () => {
           for (let i = 0; i < 30; i++) await put(`s/${i % 25}`, `w${i}`)
@@ -237,7 +254,9 @@ export function describeStore(
         await put('a/1', 'one')
         const instance = sync()
         const wide = recordConsumer(instance.register('wide', { prefixes: [p], codec: text }))
-        const narrow = recordConsumer(instance.register('narrow', { prefixes: [p + 'a/'], codec: text }))
+        const narrow = recordConsumer(
+          instance.register('narrow', { prefixes: [p + 'a/'], codec: text }),
+        )
         instance.start()
         await inSync(instance)
         await put('a/1', 'two')
@@ -249,7 +268,9 @@ export function describeStore(
         const changes = (recorder: ConsumerRecorder<string>) =>
           recorder.events
             .filter((event): event is ChangeEvent<string> => event.kind === 'change')
-            .flatMap((event) => event.changes.map((c) => `${c.op} ${c.key.slice(p.length)} ${c.prev ?? '-'}`))
+            .flatMap((event) =>
+              event.changes.map((c) => `${c.op} ${c.key.slice(p.length)} ${c.prev ?? '-'}`),
+            )
         expect(changes(narrow)).toEqual(['put a/1 one', 'put a/2 -', 'delete a/1 two'])
         expect(changes(wide)).toEqual(['put a/1 one', 'put a/2 -', 'delete a/1 two', 'put b/1 -'])
         expect(wide.violations).toEqual([])
@@ -268,7 +289,9 @@ export function describeStore(
           instance.register(id, { prefixes: [p + id + '/'], codec: text }),
         )
         const recorders = consumers.map((consumer) =>
-          recordConsumer(consumer, { ackDelay: (event) => (event.kind === 'resync' ? undefined : 0) }),
+          recordConsumer(consumer, {
+            ackDelay: (event) => (event.kind === 'resync' ? undefined : 0),
+          }),
         )
         for (const consumer of consumers) {
           consumer.events$.subscribe((event) => {
@@ -287,51 +310,80 @@ export function describeStore(
         await put('a/1', '2')
         await inSync(instance)
         await recorders[1]!.until((state) => state.get(p + 'a/1') === '2', convergeMs)
-        expect(log.slice(0, 6)).toEqual(['c:resync', 'c:ack', 'a:resync', 'a:ack', 'b:resync', 'b:ack'])
+        expect(log.slice(0, 6)).toEqual([
+          'c:resync',
+          'c:ack',
+          'a:resync',
+          'a:ack',
+          'b:resync',
+          'b:ack',
+        ])
         expect(log.slice(6)).toEqual(['a:change'])
         for (const recorder of recorders) expect(recorder.violations).toEqual([])
       })
     })
 
     describe('P4 gaps heal themselves', () => {
-      it.runIf(canWrite)('after an interrupted connection, consumers get the differences; deletes carry the last value', async () => {
-        if (!fixture.fault) return expect(fixture.fault).toBeUndefined()
-        await put('g/keep', 'k')
-        await put('g/change', 'c1')
-        await put('g/drop', 'd')
-        const instance = sync()
-        const recorder = recordConsumer(instance.register('g', { prefixes: [p + 'g/'], codec: text }))
-        instance.start()
-        await inSync(instance)
-        await fixture.fault.interrupt()
-        await put('g/change', 'c2')
-        await del('g/drop')
-        await put('g/new', 'n')
-        await fixture.fault.restore()
-        await recorder.untilEquals(await listed('g/'), convergeMs)
-        expect(recorder.violations).toEqual([])
-        const all = recorder.events.flatMap((event) => (event.kind === 'change' ? event.changes : []))
-        const dropped = all.find((change) => change.key === p + 'g/drop')
-        expect(dropped).toMatchObject({ op: 'delete', prev: 'd' })
-        expect(all.find((change) => change.key === p + 'g/change')).toMatchObject({ op: 'put', prev: 'c1', value: 'c2' })
-        expect(all.some((change) => change.key === p + 'g/keep')).toBe(false)
-      })
+      it.runIf(canWrite)(
+        'after an interrupted connection, consumers get the differences; deletes carry the last value',
+        async () => {
+          if (!fixture.fault) {
+            expect(fixture.fault).toBeUndefined()
+            return
+          }
+          await put('g/keep', 'k')
+          await put('g/change', 'c1')
+          await put('g/drop', 'd')
+          const instance = sync()
+          const recorder = recordConsumer(
+            instance.register('g', { prefixes: [p + 'g/'], codec: text }),
+          )
+          instance.start()
+          await inSync(instance)
+          await fixture.fault.interrupt()
+          await put('g/change', 'c2')
+          await del('g/drop')
+          await put('g/new', 'n')
+          await fixture.fault.restore()
+          await recorder.untilEquals(await listed('g/'), convergeMs)
+          expect(recorder.violations).toEqual([])
+          const all = recorder.events.flatMap((event) =>
+            event.kind === 'change' ? event.changes : [],
+          )
+          const dropped = all.find((change) => change.key === p + 'g/drop')
+          expect(dropped).toMatchObject({ op: 'delete', prev: 'd' })
+          expect(all.find((change) => change.key === p + 'g/change')).toMatchObject({
+            op: 'put',
+            prev: 'c1',
+            value: 'c2',
+          })
+          expect(all.some((change) => change.key === p + 'g/keep')).toBe(false)
+        },
+      )
 
-      it.runIf(canWrite)('with resyncAfterReconnect, consumers get a full resync instead', async () => {
-        if (!fixture.fault) return expect(fixture.fault).toBeUndefined()
-        await put('h/1', '1')
-        const instance = sync({ resyncAfterReconnect: true })
-        const recorder = recordConsumer(instance.register('h', { prefixes: [p + 'h/'], codec: text }))
-        instance.start()
-        await inSync(instance)
-        await fixture.fault.interrupt()
-        await put('h/2', '2')
-        await fixture.fault.restore()
-        await recorder.untilEquals(await listed('h/'), convergeMs)
-        const resyncs = recorder.events.filter((event) => event.kind === 'resync')
-        expect(resyncs.length).toBeGreaterThanOrEqual(2)
-        expect(recorder.violations).toEqual([])
-      })
+      it.runIf(canWrite)(
+        'with resyncAfterReconnect, consumers get a full resync instead',
+        async () => {
+          if (!fixture.fault) {
+            expect(fixture.fault).toBeUndefined()
+            return
+          }
+          await put('h/1', '1')
+          const instance = sync({ resyncAfterReconnect: true })
+          const recorder = recordConsumer(
+            instance.register('h', { prefixes: [p + 'h/'], codec: text }),
+          )
+          instance.start()
+          await inSync(instance)
+          await fixture.fault.interrupt()
+          await put('h/2', '2')
+          await fixture.fault.restore()
+          await recorder.untilEquals(await listed('h/'), convergeMs)
+          const resyncs = recorder.events.filter((event) => event.kind === 'resync')
+          expect(resyncs.length).toBeGreaterThanOrEqual(2)
+          expect(recorder.violations).toEqual([])
+        },
+      )
     })
 
     describe('P5 nothing is dropped silently', () => {
@@ -340,8 +392,12 @@ export function describeStore(
         const slow = instance.register('slow', { prefixes: [p + 'q/'], codec: text })
         const lags: number[] = []
         slow.lag$.subscribe((lag) => lags.push(lag))
-        const recorder = recordConsumer(slow, { ackDelay: (event) => (event.kind === 'change' ? 25 : 0) })
-        const fast = recordConsumer(instance.register('fast', { prefixes: [p + 'q/'], codec: text }))
+        const recorder = recordConsumer(slow, {
+          ackDelay: (event) => (event.kind === 'change' ? 25 : 0),
+        })
+        const fast = recordConsumer(
+          instance.register('fast', { prefixes: [p + 'q/'], codec: text }),
+        )
         instance.start()
         await inSync(instance)
         for (let i = 0; i < 40; i++) await put(`q/${i % 8}`, `v${i}`)
@@ -365,7 +421,9 @@ export function describeStore(
         instance.errors$.subscribe((error) => {
           if (error instanceof CodecError) errors.push(error)
         })
-        const recorder = recordConsumer(instance.register('j', { prefixes: [p + 'j/'], codec: json<{ n: number }>() }))
+        const recorder = recordConsumer(
+          instance.register('j', { prefixes: [p + 'j/'], codec: json<{ n: number }>() }),
+        )
         instance.start()
         await inSync(instance)
         await put('j/1', 'not json {')
@@ -385,7 +443,9 @@ export function describeStore(
         recordConsumer(instance.register('failing', { prefixes: [p + 'f/'], codec: text }), {
           fail: () => new Error('cannot apply'),
         })
-        const other = recordConsumer(instance.register('other', { prefixes: [p + 'f/'], codec: text }))
+        const other = recordConsumer(
+          instance.register('other', { prefixes: [p + 'f/'], codec: text }),
+        )
         instance.start()
         await inSync(instance)
         await put('f/1', '2')
@@ -403,14 +463,20 @@ export function describeStore(
         expect(first.type).toBe('snapshot')
         if (fixture.activeWatches) {
           const activeWatches = fixture.activeWatches
-          await waitFor(async () => (await activeWatches()) === before, convergeMs, 'the watch to be released')
+          await waitFor(
+            async () => (await activeWatches()) === before,
+            convergeMs,
+            'the watch to be released',
+          )
         }
       })
 
       it('a stopped orchestrator delivers nothing; started again it brings what changed', async () => {
         await put('s/1', '1')
         const instance = sync()
-        const recorder = recordConsumer(instance.register('s', { prefixes: [p + 's/'], codec: text }))
+        const recorder = recordConsumer(
+          instance.register('s', { prefixes: [p + 's/'], codec: text }),
+        )
         instance.start()
         await inSync(instance)
         instance.stop()
@@ -444,83 +510,106 @@ export function describeStore(
         await a.untilEquals(await listed('t/a/'), convergeMs)
         await b.untilEquals(await listed('t/b/'), convergeMs)
         const changeEvents = (recorder: ConsumerRecorder<string>) =>
-          recorder.events.filter((event) => event.kind === 'change') as ChangeEvent<string>[]
+          recorder.events.filter((event): event is ChangeEvent<string> => event.kind === 'change')
         expect(changeEvents(a).map((event) => event.changes.length)).toEqual([2])
         expect(changeEvents(b).map((event) => event.changes.length)).toEqual([1])
       })
     })
 
     describe('TTL', () => {
-      it.runIf(canTtl)('a key with a TTL expires and consumers see a delete carrying its last value', async () => {
-        const instance = sync()
-        const recorder = recordConsumer(instance.register('ttl', { prefixes: [p + 'ttl/'], codec: text }))
-        instance.start()
-        await inSync(instance)
-        await lastValueFrom(writer.put(p + 'ttl/1', enc('short'), { ttl: '1s' }), { defaultValue: undefined })
-        await recorder.until((state) => state.get(p + 'ttl/1') === 'short', convergeMs)
-        await recorder.until((state) => !state.has(p + 'ttl/1'), convergeMs)
-        const last = recorder.events.at(-1) as ChangeEvent<string>
-        expect(last.changes).toEqual([expect.objectContaining({ op: 'delete', key: p + 'ttl/1', prev: 'short' })])
-        expect(recorder.violations).toEqual([])
-      })
+      it.runIf(canTtl)(
+        'a key with a TTL expires and consumers see a delete carrying its last value',
+        async () => {
+          const instance = sync()
+          const recorder = recordConsumer(
+            instance.register('ttl', { prefixes: [p + 'ttl/'], codec: text }),
+          )
+          instance.start()
+          await inSync(instance)
+          await lastValueFrom(writer.put(p + 'ttl/1', enc('short'), { ttl: '1s' }), {
+            defaultValue: undefined,
+          })
+          await recorder.until((state) => state.get(p + 'ttl/1') === 'short', convergeMs)
+          await recorder.until((state) => !state.has(p + 'ttl/1'), convergeMs)
+          const last = recorder.events.at(-1) as ChangeEvent<string>
+          expect(last.changes).toEqual([
+            expect.objectContaining({ op: 'delete', key: p + 'ttl/1', prev: 'short' }),
+          ])
+          expect(recorder.violations).toEqual([])
+        },
+      )
     })
 
     describe('randomized convergence', () => {
-      it.runIf(canWrite)('random writes, gaps and slow consumers end with every consumer holding the store state', async () => {
-        const seed = runSeed()
-        const random = new Random(seed)
-        console.log(`[conformance] ${name}: randomized convergence seed=${seed} (replay with CONFORMANCE_SEED=${seed})`)
-        const ops = suiteOptions.randomOps ?? 150
-        const keys = Array.from({ length: 12 }, (_, i) => `${i % 3 === 0 ? 'x' : 'y'}/${i}`)
-        const instance = sync({ maxInFlight: 1 + random.int(2) })
-        const specs = [
-          { id: 'all', prefixes: [p], delay: () => 0 },
-          { id: 'x', prefixes: [p + 'x/'], delay: () => random.int(6) },
-          { id: 'xy', prefixes: [p + 'x/', p + 'y/'], delay: () => (random.chance(0.2) ? 20 : random.int(3)) },
-        ]
-        const recorders = specs.map((spec) =>
-          recordConsumer(instance.register(spec.id, { prefixes: spec.prefixes, codec: text }), {
-            ackDelay: spec.delay,
-          }),
-        )
-        instance.start()
-        let interrupted = false
-        try {
-          for (let i = 0; i < ops; i++) {
-            const roll = random.next()
-            if (roll < 0.55) await put(random.pick(keys), `v${i}`)
-            else if (roll < 0.75) await del(random.pick(keys))
-            else if (roll < 0.85 && canTxn) {
-              const n = 1 + random.int(4)
-              const chosen = [...new Set(Array.from({ length: n }, () => random.pick(keys)))]
-              await lastValueFrom(
-                writer.txn(
-                  chosen.map((key) =>
-                    random.chance(0.7)
-                      ? { op: 'put' as const, key: p + key, value: enc(`t${i}`) }
-                      : { op: 'delete' as const, key: p + key },
+      it.runIf(canWrite)(
+        'random writes, gaps and slow consumers end with every consumer holding the store state',
+        async () => {
+          const seed = runSeed()
+          const random = new Random(seed)
+          console.log(
+            `[conformance] ${name}: randomized convergence seed=${seed} (replay with CONFORMANCE_SEED=${seed})`,
+          )
+          const ops = suiteOptions.randomOps ?? 150
+          const keys = Array.from({ length: 12 }, (_, i) => `${i % 3 === 0 ? 'x' : 'y'}/${i}`)
+          const instance = sync({ maxInFlight: 1 + random.int(2) })
+          const specs = [
+            { id: 'all', prefixes: [p], delay: () => 0 },
+            { id: 'x', prefixes: [p + 'x/'], delay: () => random.int(6) },
+            {
+              id: 'xy',
+              prefixes: [p + 'x/', p + 'y/'],
+              delay: () => (random.chance(0.2) ? 20 : random.int(3)),
+            },
+          ]
+          const recorders = specs.map((spec) =>
+            recordConsumer(instance.register(spec.id, { prefixes: spec.prefixes, codec: text }), {
+              ackDelay: spec.delay,
+            }),
+          )
+          instance.start()
+          let interrupted = false
+          try {
+            for (let i = 0; i < ops; i++) {
+              const roll = random.next()
+              if (roll < 0.55) await put(random.pick(keys), `v${i}`)
+              else if (roll < 0.75) await del(random.pick(keys))
+              else if (roll < 0.85 && canTxn) {
+                const n = 1 + random.int(4)
+                const chosen = [...new Set(Array.from({ length: n }, () => random.pick(keys)))]
+                await lastValueFrom(
+                  writer.txn(
+                    chosen.map((key) =>
+                      random.chance(0.7)
+                        ? { op: 'put' as const, key: p + key, value: enc(`t${i}`) }
+                        : { op: 'delete' as const, key: p + key },
+                    ),
                   ),
-                ),
-              )
-            } else if (roll < 0.9) await del(random.pick(['x/', 'y/']), true)
-            else if (fixture.fault && !interrupted && random.chance(0.6)) {
-              await fixture.fault.interrupt()
-              interrupted = true
-            } else if (fixture.fault && interrupted) {
-              await fixture.fault.restore()
-              interrupted = false
+                )
+              } else if (roll < 0.9) await del(random.pick(['x/', 'y/']), true)
+              else if (fixture.fault && !interrupted && random.chance(0.6)) {
+                await fixture.fault.interrupt()
+                interrupted = true
+              } else if (fixture.fault && interrupted) {
+                await fixture.fault.restore()
+                interrupted = false
+              }
             }
+            if (interrupted && fixture.fault) await fixture.fault.restore()
+            for (const [index, spec] of specs.entries()) {
+              const expected = (
+                await Promise.all(spec.prefixes.map((prefix) => listed(prefix.slice(p.length))))
+              ).flat()
+              await recorders[index]!.untilEquals(expected, convergeMs)
+              expect(recorders[index]!.violations, `seed=${seed} consumer=${spec.id}`).toEqual([])
+            }
+          } catch (error) {
+            throw new Error(
+              `seed=${seed}: ${error instanceof Error ? error.message : String(error)}`,
+              { cause: error },
+            )
           }
-          if (interrupted && fixture.fault) await fixture.fault.restore()
-          for (const [index, spec] of specs.entries()) {
-            const expected = (await Promise.all(spec.prefixes.map((prefix) => listed(prefix.slice(p.length))))).flat()
-            await recorders[index]!.untilEquals(expected, convergeMs)
-            expect(recorders[index]!.violations, `seed=${seed} consumer=${spec.id}`).toEqual([])
-          }
-        } catch (error) {
-          throw new Error(`seed=${seed}: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
-        }
-      })
+        },
+      )
     })
   })
 }
@@ -539,8 +628,13 @@ export async function waitFor(
   }
 }
 
-function sameEntries(actual: ReadonlyMap<string, string>, expected: readonly (readonly [string, string])[]): boolean {
-  return actual.size === expected.length && expected.every(([key, value]) => actual.get(key) === value)
+function sameEntries(
+  actual: ReadonlyMap<string, string>,
+  expected: readonly (readonly [string, string])[],
+): boolean {
+  return (
+    actual.size === expected.length && expected.every(([key, value]) => actual.get(key) === value)
+  )
 }
 
 /** Every change of the given events, for assertions. */

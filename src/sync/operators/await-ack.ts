@@ -71,13 +71,20 @@ export function awaitAck(deliver: (done: Done) => void, settings: AckSettings): 
           ? of(undefined)
           : throwError(() => new ConsumerError(settings.consumer, settings.kind, outcome.error)),
       ),
-      tap({ error: (error: DatasyncError) => { settings.report(error) } }),
+      tap({
+        error: (error: DatasyncError) => {
+          settings.report(error)
+        },
+      }),
     )
   })
 
   switch (settings.policy) {
     case 'continue':
-      return attempt.pipe(catchError(() => EMPTY), mergeMap(() => EMPTY))
+      return attempt.pipe(
+        catchError(() => EMPTY),
+        mergeMap(() => EMPTY),
+      )
     case 'retry':
       return attempt.pipe(
         retry({
