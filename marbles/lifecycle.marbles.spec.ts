@@ -133,3 +133,18 @@ describe('lifecycle', () => {
     })
   })
 })
+
+describe('lifecycle: the store ends', () => {
+  it('halts with a ClosedError when the store watch completes (the store was closed)', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const sync = createDatasync(scriptedStore(cold('s----|', { s: snapshotOf(1, {}) })))
+      const a = sync.register('a', { prefixes: ['a/'] })
+      ackAfter(a.events$, 0)
+      expectObservable(sync.run$).toBe(
+        '(crs)#',
+        { c: { state: 'connecting' }, r: { state: 'resyncing' }, s: { state: 'in-sync' } },
+        expect.objectContaining({ code: 'closed' }) as unknown as Error,
+      )
+    })
+  })
+})

@@ -5,6 +5,8 @@ import {
   Subscription,
   asyncScheduler,
   concat,
+  concatWith,
+  throwError,
   connect,
   defer,
   distinctUntilChanged,
@@ -247,6 +249,8 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       const prefixes = [...new Set(states.flatMap((state) => state.prefixes))]
       let first = true
       return store.watch(prefixes).pipe(
+        // A watch ends only when its store is closed: nothing more can be kept in sync.
+        concatWith(throwError(() => new ClosedError(`the ${store.name} store`))),
         connect((events: Observable<StoreEvent<R>>) =>
           merge(
             events.pipe(
