@@ -17,6 +17,11 @@ export function revision(value: bigint | string | number): Revision {
   if (typeof value === 'number' && !Number.isSafeInteger(value)) {
     throw new TypeError(`revision: expected a safe integer, got ${value}`)
   }
+  if (typeof value === 'string' && !/^-?\d+$/.test(value)) {
+    throw new TypeError(
+      `revision: expected a decimal string of digits, got ${JSON.stringify(value)}`,
+    )
+  }
   const big = BigInt(value)
   if (big < 0n) throw new TypeError(`revision: expected a non-negative value, got ${value}`)
   return big as Revision

@@ -1,4 +1,4 @@
-import { Subject, defer, map, type Observable } from 'rxjs'
+import { Subject, defer, filter, map, type Observable } from 'rxjs'
 import type { Codec } from './codec.js'
 import { CodecError } from './errors.js'
 import type { Change, KeyValue, StoreEvent } from './events.js'
@@ -92,6 +92,8 @@ export function withCodec<T, R>(store: KvStore<R>, codec: Codec<T, R>): TypedSto
           }
           return { ...event, changes }
         }),
+        // A batch whose every change failed to decode carries nothing for a reader.
+        filter((event) => event.type === 'snapshot' || event.changes.length > 0),
       ),
     get: (key) =>
       store.get(key).pipe(map((item) => (item === undefined ? undefined : decodeItem(item)))),

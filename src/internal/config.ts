@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises'
-import { LineCounter, parseDocument } from 'yaml'
+import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from '../core/errors.js'
 
@@ -46,10 +46,11 @@ function nonEmpty(value: string | undefined, flag: string): string {
 }
 
 /** A duration in a configuration file: `'250ms'`, `'10s'`, `'5m'`, `'1h'` or milliseconds. */
-export const durationField = z.union([
-  z.number().nonnegative(),
-  z.string().regex(/^\d+(\.\d+)?(ms|s|m|h)$/, "expected a duration such as '500ms', '10s' or '1m'"),
-]) as z.ZodType<number | `${number}${'ms' | 's' | 'm' | 'h'}`>
+const DURATION_EXPECTED = "expected a duration such as '500ms', '10s' or '1m'"
+export const durationField = z.union(
+  [z.number().nonnegative(), z.string().regex(/^\d+(\.\d+)?(ms|s|m|h)$/, DURATION_EXPECTED)],
+  { error: DURATION_EXPECTED },
+) as z.ZodType<number | `${number}${'ms' | 's' | 'm' | 'h'}`>
 
 /**
  * Reads and validates a YAML (or JSON) configuration file. Every error names the file, the line
@@ -85,14 +86,14 @@ export function parseConfig<S extends z.ZodType>(
   schema: S,
 ): z.infer<S> {
   const lineCounter = new LineCounter()
-  const document = parseDocument(text, { lineCounter, prettyErrors: false })
+  const document = parseDocument(text, { lineCounter })
   const syntax = document.errors[0]
   if (syntax) {
-    const line = syntax.linePos?.[0].line
+    const line = lineCounter.linePos(syntax.pos[0]).line
     throw new ConfigError(
       at(source, line),
       undefined,
-      `not valid YAML: ${syntax.message.split('\n')[0]}`,
+      `not valid YAML: ${syntax.message.split('\n')[0] ?? ''}`,
     )
   }
   const value: unknown = document.toJS() ?? {}
@@ -101,20 +102,32 @@ export function parseConfig<S extends z.ZodType>(
   const issue = result.error.issues[0]
   if (issue === undefined) throw new ConfigError(source, undefined, 'invalid configuration')
   const path = issue.path.map(String)
-  let field = path.join('.')
   let message = issue.message
   if (issue.code === 'unrecognized_keys') {
-    const key = issue.keys[0] ?? ''
-    path.push(key)
-    field = [...issue.path.map(String), key].join('.')
+    path.push(issue.keys[0] ?? '')
     message = 'unknown field; check its spelling against the documented fields'
   }
-  const node = document.getIn(path, true) as { range?: [number, number, number] } | undefined
-  const parentNode = document.getIn(path.slice(0, -1), true) as
-    { range?: [number, number, number] } | undefined
-  const offset = node?.range?.[0] ?? parentNode?.range?.[0]
+  const offset = fieldOffset(document, path)
   const line = offset === undefined ? undefined : lineCounter.linePos(offset).line
-  throw new ConfigError(at(source, line), field === '' ? undefined : field, message)
+  throw new ConfigError(at(source, line), path.length === 0 ? undefined : path.join('.'), message)
+}
+
+/** Where a field starts in the document: its key (so a block value names the key's line). */
+function fieldOffset(document: Document, path: readonly string[]): number | undefined {
+  for (let depth = path.length; depth > 0; depth--) {
+    const parent: unknown =
+      depth === 1 ? document.contents : document.getIn(path.slice(0, depth - 1), true)
+    const key = path[depth - 1]
+    if (isMap(parent)) {
+      const pair = parent.items.find((item) => isScalar(item.key) && String(item.key.value) === key)
+      const range = (pair?.key as Node | undefined)?.range
+      if (range) return range[0]
+    } else if (isSeq(parent)) {
+      const range = (parent.items[Number(key)] as Node | undefined)?.range
+      if (range) return range[0]
+    }
+  }
+  return (document.contents)?.range?.[0]
 }
 
 function at(source: string, line: number | undefined): string {

@@ -1,7 +1,8 @@
 import {
   AsyncSubject,
-  EMPTY,
   finalize,
+  merge,
+  tap,
   ignoreElements,
   catchError,
   concat,
@@ -54,7 +55,8 @@ export interface PublishOptions<T, R> {
 
 /**
  * Writes a stream of publications into a store with bounded concurrency, keeping the order of
- * writes to the same key. A transient failure is retried with backoff; a value that cannot be
+ * writes to the same key (a prefix delete is ordered with every key under it). A write waiting
+ * for an earlier one of its key holds its concurrency slot meanwhile. A transient failure is retried with backoff; a value that cannot be
  * encoded, or a write that still fails, becomes an `ok: false` result and the stream goes on.
  *
  * ```
@@ -110,14 +112,21 @@ export function publishTo<T, R = Uint8Array>(
 
   return (source) =>
     defer(() => {
-      // The last write queued for each key: a later write of the key waits for it.
-      const tails = new Map<string, AsyncSubject<void>>()
+      // Writes started and not yet finished. A new write waits for every one it conflicts with:
+      // the same key, or a key under a prefix delete (either way round). mergeMap calls this
+      // function only when a slot is free, so at most `concurrency` writes are ever pending.
+      const pending = new Set<{
+        readonly publication: Publication<T>
+        readonly done: AsyncSubject<void>
+      }>()
 
       return source.pipe(
         mergeMap((publication) => {
-          const previous = tails.get(publication.key)
-          const mine = new AsyncSubject<void>()
-          tails.set(publication.key, mine)
+          const previous = [...pending]
+            .filter((entry) => conflicts(entry.publication, publication))
+            .map((entry) => entry.done)
+          const mine = { publication, done: new AsyncSubject<void>() }
+          pending.add(mine)
           let attempts = 0
           const attempt = defer(() => {
             attempts++
@@ -140,16 +149,27 @@ export function publishTo<T, R = Uint8Array>(
               }),
             ),
           )
-          return concat(previous?.pipe(ignoreElements()) ?? EMPTY, attempt).pipe(
-            finalize(() => {
-              mine.next()
-              mine.complete()
-              if (tails.get(publication.key) === mine) tails.delete(publication.key)
-            }),
+          // Release the writes waiting for this one only when it has finished: on teardown
+          // everything is cancelled together and nothing queued may start.
+          const release = () => {
+            pending.delete(mine)
+            mine.done.next()
+            mine.done.complete()
+          }
+          return concat(merge(...previous).pipe(ignoreElements()), attempt).pipe(
+            tap({ complete: release }),
+            finalize(() => pending.delete(mine)),
           )
         }, concurrency),
       )
     })
+}
+
+/** Whether two writes touch a common key, so the later must wait for the earlier. */
+function conflicts<T>(a: Publication<T>, b: Publication<T>): boolean {
+  const covers = (w: Publication<T>, key: string) =>
+    w.op === 'delete' && w.prefix === true ? key.startsWith(w.key) : key === w.key
+  return covers(a, b.key) || covers(b, a.key)
 }
 
 function asDatasyncError(error: unknown): DatasyncError {
