@@ -14,7 +14,10 @@ export default tseslint.config(
         'error',
         { allowNumber: true, allowBoolean: true, allowNullish: true },
       ],
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/no-unnecessary-condition': 'off',
       'no-restricted-imports': ['error', { patterns: ['rxjs/internal/*'] }],
     },
@@ -24,8 +27,14 @@ export default tseslint.config(
     rules: {
       'no-restricted-globals': [
         'error',
-        { name: 'setTimeout', message: 'src/ takes time from RxJS schedulers (DESIGN.md section 5).' },
-        { name: 'setInterval', message: 'src/ takes time from RxJS schedulers (DESIGN.md section 5).' },
+        {
+          name: 'setTimeout',
+          message: 'src/ takes time from RxJS schedulers (DESIGN.md section 5).',
+        },
+        {
+          name: 'setInterval',
+          message: 'src/ takes time from RxJS schedulers (DESIGN.md section 5).',
+        },
       ],
       'no-restricted-properties': [
         'error',
