@@ -127,7 +127,7 @@ function fieldOffset(document: Document, path: readonly string[]): number | unde
       if (range) return range[0]
     }
   }
-  return (document.contents)?.range?.[0]
+  return document.contents?.range?.[0]
 }
 
 function at(source: string, line: number | undefined): string {
