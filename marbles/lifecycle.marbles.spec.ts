@@ -143,7 +143,7 @@ describe('lifecycle: the store ends', () => {
       expectObservable(sync.run$).toBe(
         '(crs)#',
         { c: { state: 'connecting' }, r: { state: 'resyncing' }, s: { state: 'in-sync' } },
-        expect.objectContaining({ code: 'closed' }) as unknown as Error,
+        expect.objectContaining({ code: 'closed' }) as unknown,
       )
     })
   })
