@@ -1,6 +1,7 @@
-import { firstValueFrom, filter, lastValueFrom, take, toArray } from 'rxjs'
+import { firstValueFrom, filter, lastValueFrom, take, toArray, type Observable } from 'rxjs'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
+  CapabilityError,
   CodecError,
   createDatasync,
   json,
@@ -39,8 +40,13 @@ export interface StoreFixture {
 
 /** What a backend supports, as far as the suite is concerned. */
 export interface SuiteOptions {
-  /** The store can write (false for FileDB: then only the read side runs through `writer`). */
+  /**
+   * The store itself can write. FileDB cannot: its fixture's `writer` changes the data instead,
+   * and the suite checks that the store's own writes fail with a `CapabilityError`. @default true
+   */
   readonly write?: boolean
+  /** The fixture gives `fault` hooks: the gap-recovery tests (P4) run. @default false */
+  readonly faults?: boolean
   readonly txn?: boolean
   readonly ttl?: boolean
   /** Operations in the randomized convergence test. @default 150 */
@@ -70,6 +76,7 @@ export function describeStore(
   suiteOptions: SuiteOptions = {},
 ): void {
   const canWrite = suiteOptions.write ?? true
+  const hasFaults = suiteOptions.faults ?? false
   const canTxn = suiteOptions.txn ?? true
   const canTtl = suiteOptions.ttl ?? true
   const convergeMs = suiteOptions.convergeMs ?? 20_000
@@ -111,7 +118,7 @@ export function describeStore(
     })
 
     describe('broker', () => {
-      it.runIf(canWrite)('puts, gets, lists and deletes keys', async () => {
+      it('puts, gets, lists and deletes keys', async () => {
         await put('a', '1')
         await put('b/1', '2')
         await put('b/2', '3')
@@ -129,13 +136,26 @@ export function describeStore(
         expect(await listed()).toEqual([])
       })
 
-      it.runIf(canWrite)('gives each write a later revision', async () => {
+      it('gives each write a later revision', async () => {
         await put('r', '1')
         const first = await lastValueFrom(store.get(p + 'r'))
         await put('r', '2')
         const second = await lastValueFrom(store.get(p + 'r'))
         expect(typeof first?.revision).toBe('bigint')
         expect(second!.revision > first!.revision).toBe(true)
+      })
+
+      it.skipIf(canWrite)('a read-only store refuses writes with a CapabilityError', async () => {
+        const writes: Observable<unknown>[] = [
+          store.put(p + 'ro', enc('x')),
+          store.delete(p + 'ro'),
+          store.txn([{ op: 'delete', key: p + 'ro' }]),
+        ]
+        for (const write of writes) {
+          const error: unknown = await lastValueFrom(write).catch((caught: unknown) => caught)
+          expect(error).toBeInstanceOf(CapabilityError)
+          expect((error as CapabilityError).backend).toBe(store.name)
+        }
       })
 
       it.runIf(canTxn)('runs a transaction atomically when its conditions hold', async () => {
@@ -326,13 +346,10 @@ export function describeStore(
     })
 
     describe('P4 gaps heal themselves', () => {
-      it.runIf(canWrite)(
+      it.runIf(hasFaults)(
         'after an interrupted connection, consumers get the differences; deletes carry the last value',
         async () => {
-          if (!fixture.fault) {
-            expect(fixture.fault).toBeUndefined()
-            return
-          }
+          const fault = requireFault(fixture)
           await put('g/keep', 'k')
           await put('g/change', 'c1')
           await put('g/drop', 'd')
@@ -342,11 +359,11 @@ export function describeStore(
           )
           instance.start()
           await inSync(instance)
-          await fixture.fault.interrupt()
+          await fault.interrupt()
           await put('g/change', 'c2')
           await del('g/drop')
           await put('g/new', 'n')
-          await fixture.fault.restore()
+          await fault.restore()
           await recorder.untilEquals(await listed('g/'), convergeMs)
           expect(recorder.violations).toEqual([])
           const all = recorder.events.flatMap((event) =>
@@ -363,13 +380,10 @@ export function describeStore(
         },
       )
 
-      it.runIf(canWrite)(
+      it.runIf(hasFaults)(
         'with resyncAfterReconnect, consumers get a full resync instead',
         async () => {
-          if (!fixture.fault) {
-            expect(fixture.fault).toBeUndefined()
-            return
-          }
+          const fault = requireFault(fixture)
           await put('h/1', '1')
           const instance = sync({ resyncAfterReconnect: true })
           const recorder = recordConsumer(
@@ -377,9 +391,9 @@ export function describeStore(
           )
           instance.start()
           await inSync(instance)
-          await fixture.fault.interrupt()
+          await fault.interrupt()
           await put('h/2', '2')
-          await fixture.fault.restore()
+          await fault.restore()
           await recorder.untilEquals(await listed('h/'), convergeMs)
           const resyncs = recorder.events.filter((event) => event.kind === 'resync')
           expect(resyncs.length).toBeGreaterThanOrEqual(2)
@@ -562,77 +576,81 @@ export function describeStore(
     })
 
     describe('randomized convergence', () => {
-      it.runIf(canWrite)(
-        'random writes, gaps and slow consumers end with every consumer holding the store state',
-        async () => {
-          const seed = runSeed()
-          const random = new Random(seed)
-          console.log(
-            `[conformance] ${name}: randomized convergence seed=${seed} (replay with CONFORMANCE_SEED=${seed})`,
-          )
-          const ops = suiteOptions.randomOps ?? 150
-          const keys = Array.from({ length: 12 }, (_, i) => `${i % 3 === 0 ? 'x' : 'y'}/${i}`)
-          const instance = sync({ maxInFlight: 1 + random.int(2) })
-          const specs = [
-            { id: 'all', prefixes: [p], delay: () => 0 },
-            { id: 'x', prefixes: [p + 'x/'], delay: () => random.int(6) },
-            {
-              id: 'xy',
-              prefixes: [p + 'x/', p + 'y/'],
-              delay: () => (random.chance(0.2) ? 20 : random.int(3)),
-            },
-          ]
-          const recorders = specs.map((spec) =>
-            recordConsumer(instance.register(spec.id, { prefixes: spec.prefixes, codec: text }), {
-              ackDelay: spec.delay,
-            }),
-          )
-          instance.start()
-          let interrupted = false
-          try {
-            for (let i = 0; i < ops; i++) {
-              const roll = random.next()
-              if (roll < 0.55) await put(random.pick(keys), `v${i}`)
-              else if (roll < 0.75) await del(random.pick(keys))
-              else if (roll < 0.85 && canTxn) {
-                const n = 1 + random.int(4)
-                const chosen = [...new Set(Array.from({ length: n }, () => random.pick(keys)))]
-                await lastValueFrom(
-                  writer.txn(
-                    chosen.map((key) =>
-                      random.chance(0.7)
-                        ? { op: 'put' as const, key: p + key, value: enc(`t${i}`) }
-                        : { op: 'delete' as const, key: p + key },
-                    ),
+      it('random writes, gaps and slow consumers end with every consumer holding the store state', async () => {
+        const seed = runSeed()
+        const random = new Random(seed)
+        console.log(
+          `[conformance] ${name}: randomized convergence seed=${seed} (replay with CONFORMANCE_SEED=${seed})`,
+        )
+        const ops = suiteOptions.randomOps ?? 150
+        const keys = Array.from({ length: 12 }, (_, i) => `${i % 3 === 0 ? 'x' : 'y'}/${i}`)
+        const instance = sync({ maxInFlight: 1 + random.int(2) })
+        const specs = [
+          { id: 'all', prefixes: [p], delay: () => 0 },
+          { id: 'x', prefixes: [p + 'x/'], delay: () => random.int(6) },
+          {
+            id: 'xy',
+            prefixes: [p + 'x/', p + 'y/'],
+            delay: () => (random.chance(0.2) ? 20 : random.int(3)),
+          },
+        ]
+        const recorders = specs.map((spec) =>
+          recordConsumer(instance.register(spec.id, { prefixes: spec.prefixes, codec: text }), {
+            ackDelay: spec.delay,
+          }),
+        )
+        instance.start()
+        let interrupted = false
+        try {
+          for (let i = 0; i < ops; i++) {
+            const roll = random.next()
+            if (roll < 0.55) await put(random.pick(keys), `v${i}`)
+            else if (roll < 0.75) await del(random.pick(keys))
+            else if (roll < 0.85 && canTxn) {
+              const n = 1 + random.int(4)
+              const chosen = [...new Set(Array.from({ length: n }, () => random.pick(keys)))]
+              await lastValueFrom(
+                writer.txn(
+                  chosen.map((key) =>
+                    random.chance(0.7)
+                      ? { op: 'put' as const, key: p + key, value: enc(`t${i}`) }
+                      : { op: 'delete' as const, key: p + key },
                   ),
-                )
-              } else if (roll < 0.9) await del(random.pick(['x/', 'y/']), true)
-              else if (fixture.fault && !interrupted && random.chance(0.6)) {
-                await fixture.fault.interrupt()
-                interrupted = true
-              } else if (fixture.fault && interrupted) {
-                await fixture.fault.restore()
-                interrupted = false
-              }
+                ),
+              )
+            } else if (roll < 0.9) await del(random.pick(['x/', 'y/']), true)
+            else if (fixture.fault && !interrupted && random.chance(0.6)) {
+              await fixture.fault.interrupt()
+              interrupted = true
+            } else if (fixture.fault && interrupted) {
+              await fixture.fault.restore()
+              interrupted = false
             }
-            if (interrupted && fixture.fault) await fixture.fault.restore()
-            for (const [index, spec] of specs.entries()) {
-              const expected = (
-                await Promise.all(spec.prefixes.map((prefix) => listed(prefix.slice(p.length))))
-              ).flat()
-              await recorders[index]!.untilEquals(expected, convergeMs)
-              expect(recorders[index]!.violations, `seed=${seed} consumer=${spec.id}`).toEqual([])
-            }
-          } catch (error) {
-            throw new Error(
-              `seed=${seed}: ${error instanceof Error ? error.message : String(error)}`,
-              { cause: error },
-            )
           }
-        },
-      )
+          if (interrupted && fixture.fault) await fixture.fault.restore()
+          for (const [index, spec] of specs.entries()) {
+            const expected = (
+              await Promise.all(spec.prefixes.map((prefix) => listed(prefix.slice(p.length))))
+            ).flat()
+            await recorders[index]!.untilEquals(expected, convergeMs)
+            expect(recorders[index]!.violations, `seed=${seed} consumer=${spec.id}`).toEqual([])
+          }
+        } catch (error) {
+          throw new Error(
+            `seed=${seed}: ${error instanceof Error ? error.message : String(error)}`,
+            { cause: error },
+          )
+        }
+      })
     })
   })
+}
+
+/** The fixture's fault hooks; a suite declared with `faults: true` must give them. */
+function requireFault(fixture: StoreFixture): NonNullable<StoreFixture['fault']> {
+  if (!fixture.fault)
+    throw new Error('the suite was declared with faults: true but the fixture has no fault hooks')
+  return fixture.fault
 }
 
 /** Waits until `check` holds, re-checking every few milliseconds, up to `within` ms. */

@@ -33,6 +33,7 @@ const expected: Record<string, readonly string[] | 'absent'> = {
     'withCodec',
     'withPrefix',
   ],
+  'rx-datasync/filedb': ['createFileStore', 'loadFileDbConfig'],
   'rx-datasync/testing': [
     'ackAfter',
     'changesOf',
@@ -70,7 +71,6 @@ const pending: Record<string, true> = {
   'rx-datasync/etcd': true,
   'rx-datasync/redis': true,
   'rx-datasync/consul': true,
-  'rx-datasync/filedb': true,
   'rx-datasync/proto': true,
   'rx-datasync/health': true,
 }

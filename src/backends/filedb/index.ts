@@ -1,0 +1,3 @@
+export { createFileStore } from './file-store.js'
+export type { FileStore, FileStoreOptions } from './file-store.js'
+export { loadFileDbConfig } from './config.js'
