@@ -1,7 +1,9 @@
 /**
  * Turns values of type `T` into a store's raw values (`R`, bytes by default) and back.
  * `decode` throws on a value it cannot read; the orchestrator reports that as a per-key
- * `CodecError` and keeps the key's last good value (P6).
+ * `CodecError` and keeps the key's last good value (P6). For a consumer registered with
+ * `decode: 'lazy'`, `decode` runs at the value's first read instead, and that read throws the
+ * `CodecError`: a codec must give the same answer whenever it is called.
  */
 export interface Codec<T, R = Uint8Array> {
   /** A short name for messages: `bytes`, `string`, `json`, `proto:pkg.Msg`. */

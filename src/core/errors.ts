@@ -106,10 +106,12 @@ export class CodecError extends DatasyncError {
     readonly codec: string,
     cause: unknown,
     readonly consumer?: string,
+    /** The store the value came from (its `name`: `memory`, `etcd`, ...), where known. */
+    readonly store?: string,
   ) {
     super(
       'codec',
-      `key '${key}': the ${codec} codec failed${consumer === undefined ? '' : ` for consumer '${consumer}'`}: ${describe(cause)}`,
+      `key '${key}'${store === undefined ? '' : ` in the ${store} store`}: the ${codec} codec failed${consumer === undefined ? '' : ` for consumer '${consumer}'`}: ${describe(cause)}`,
       { cause },
     )
   }

@@ -30,7 +30,7 @@ export function withCodec<T, R>(store: KvStore<R>, codec: Codec<T, R>): TypedSto
     try {
       return { key: item.key, value: codec.decode(item.value), revision: item.revision }
     } catch (error) {
-      decodeErrors.next(new CodecError(item.key, codec.name, error))
+      decodeErrors.next(new CodecError(item.key, codec.name, error, undefined, store.name))
       return undefined
     }
   }
@@ -39,7 +39,7 @@ export function withCodec<T, R>(store: KvStore<R>, codec: Codec<T, R>): TypedSto
     try {
       return { ok: true, value: codec.decode(raw) }
     } catch (error) {
-      decodeErrors.next(new CodecError(key, codec.name, error))
+      decodeErrors.next(new CodecError(key, codec.name, error, undefined, store.name))
       return { ok: false }
     }
   }
@@ -59,7 +59,7 @@ export function withCodec<T, R>(store: KvStore<R>, codec: Codec<T, R>): TypedSto
     try {
       return codec.encode(value)
     } catch (error) {
-      throw new CodecError(key, codec.name, error)
+      throw new CodecError(key, codec.name, error, undefined, store.name)
     }
   }
   const encodeOp = (op: TxnOp<T>): TxnOp<R> =>

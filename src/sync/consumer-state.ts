@@ -7,11 +7,62 @@ import { ZERO_REVISION, type Revision } from '../core/revision.js'
 import { createSnapshot, matchesAny, type Snapshot } from '../core/snapshot.js'
 import type { ConsumerEvent, EventReason } from './types.js'
 
-/** One key as a consumer holds it: the raw store value (for diffs) and the decoded one. */
+/** One key as a consumer holds it: the raw store value (for diffs) and its decoded value. */
 interface Held<R, T> {
   readonly raw: R
-  readonly value: T
+  readonly value: Decoded<R, T>
   readonly revision: Revision
+}
+
+/**
+ * One value as a consumer holds it. Eager consumers get it decoded already. For lazy consumers
+ * it decodes on the first `get()` and keeps the result, value or error: the view and every event
+ * that carries the value (as a change's `value`, then as the next change's `prev`) share this one
+ * object, so a value is decoded at most once per consumer and a failure is reported once.
+ */
+class Decoded<R, T> {
+  private state: 'pending' | 'ok' | 'failed'
+  /** The raw value while pending, the decoded value once ok, the `CodecError` once failed. */
+  private held: unknown
+
+  private constructor(
+    state: 'pending' | 'ok',
+    held: unknown,
+    /** Decodes (and reports a failure of) a pending value; unused once decoded. */
+    private readonly owner: Decoder<R, T> | undefined,
+    private readonly key: string,
+  ) {
+    this.state = state
+    this.held = held
+  }
+
+  /** A value decoded already (eager mode). */
+  static of<R, T>(value: T): Decoded<R, T> {
+    return new Decoded<R, T>('ok', value, undefined, '')
+  }
+
+  /** A value decoded on the first `get()` (lazy mode). */
+  static later<R, T>(owner: Decoder<R, T>, key: string, raw: R): Decoded<R, T> {
+    return new Decoded<R, T>('pending', raw, owner, key)
+  }
+
+  get(): T {
+    if (this.state === 'ok') return this.held as T
+    if (this.state === 'failed') throw this.held
+    try {
+      this.held = (this.owner as Decoder<R, T>).decodeOrThrow(this.key, this.held as R)
+      this.state = 'ok'
+      return this.held as T
+    } catch (error) {
+      this.held = error
+      this.state = 'failed'
+      throw error
+    }
+  }
+}
+
+interface Decoder<R, T> {
+  decodeOrThrow(key: string, raw: R): T
 }
 
 /**
@@ -42,6 +93,10 @@ export class ConsumerState<R, T> {
     readonly codec: Codec<T, R>,
     readonly maxInFlight: number,
     private readonly reportError: (error: CodecError) => void,
+    /** `lazy`: values decode on first read (see `ConsumerOptions.decode`). */
+    readonly decodeMode: 'eager' | 'lazy' = 'eager',
+    /** The store's name, for the `CodecError`s of this consumer. */
+    private readonly storeName?: string,
   ) {}
 
   matches(key: string): boolean {
@@ -94,16 +149,29 @@ export class ConsumerState<R, T> {
     const out: KeyValue<T>[] = []
     for (const item of items) {
       if (!this.matches(item.key)) continue
+      if (this.decodeMode === 'lazy') {
+        // Nothing is decoded here: that is the point of lazy mode. A value the consumer already
+        // holds (same bytes) keeps its cell, so it is not decoded a second time.
+        const held = previous.get(item.key)
+        const value =
+          held && valuesEqual(held.raw, item.value)
+            ? held.value
+            : Decoded.later<R, T>(this, item.key, item.value)
+        this.view.set(item.key, { raw: item.value, value, revision: item.revision })
+        out.push(this.item(item.key, value, item.revision))
+        continue
+      }
       const value = this.decode(item.key, item.value)
       if (value.ok) {
-        this.view.set(item.key, { raw: item.value, value: value.value, revision: item.revision })
-        out.push({ key: item.key, value: value.value, revision: item.revision })
+        const decoded = Decoded.of<R, T>(value.value)
+        this.view.set(item.key, { raw: item.value, value: decoded, revision: item.revision })
+        out.push(this.item(item.key, decoded, item.revision))
       } else {
         // Keep the last good value of an undecodable key (P6).
         const held = previous.get(item.key)
         if (held) {
           this.view.set(item.key, held)
-          out.push({ key: item.key, value: held.value, revision: held.revision })
+          out.push(this.item(item.key, held.value, held.revision))
         }
       }
     }
@@ -137,8 +205,34 @@ export class ConsumerState<R, T> {
 
   snapshot(): Snapshot<T> {
     return createSnapshot(
-      [...this.view].map(([key, held]) => ({ key, value: held.value, revision: held.revision })),
+      [...this.view].map(([key, held]) => this.item(key, held.value, held.revision)),
     )
+  }
+
+  /** Decodes a raw value for a lazy cell: reports a failure (once: the cell keeps it) and throws it. */
+  decodeOrThrow(key: string, raw: R): T {
+    try {
+      return this.codec.decode(raw)
+    } catch (cause) {
+      const error = new CodecError(key, this.codec.name, cause, this.name, this.storeName)
+      this.reportError(error)
+      throw error
+    }
+  }
+
+  /**
+   * A key-value as the consumer receives it. In lazy mode `value` is a getter (own and
+   * enumerable, so spreading and deep equality read it) that decodes on first read.
+   */
+  private item(key: string, value: Decoded<R, T>, revision: Revision): KeyValue<T> {
+    if (this.decodeMode === 'eager') return { key, value: value.get(), revision }
+    return {
+      key,
+      get value() {
+        return value.get()
+      },
+      revision,
+    }
   }
 
   /** Applies one store change to the view; the consumer's change, or undefined when there is none. */
@@ -148,17 +242,56 @@ export class ConsumerState<R, T> {
       // A delete of a key this consumer never held carries nothing to remove.
       if (!held) return undefined
       this.view.delete(change.key)
-      return { op: 'delete', key: change.key, prev: held.value, revision: change.revision }
+      if (this.decodeMode === 'lazy') {
+        const prev = held.value
+        return {
+          op: 'delete',
+          key: change.key,
+          get prev() {
+            return prev.get()
+          },
+          revision: change.revision,
+        }
+      }
+      return { op: 'delete', key: change.key, prev: held.value.get(), revision: change.revision }
+    }
+    if (this.decodeMode === 'lazy') {
+      // prev is the cell this consumer was given for the key: read, it is the value it saw,
+      // decoded once for the view and every event (P2).
+      const value = Decoded.later<R, T>(this, change.key, change.value)
+      this.view.set(change.key, { raw: change.value, value, revision: change.revision })
+      const prev = held?.value
+      return prev
+        ? {
+            op: 'put',
+            key: change.key,
+            get value() {
+              return value.get()
+            },
+            get prev() {
+              return prev.get()
+            },
+            revision: change.revision,
+          }
+        : {
+            op: 'put',
+            key: change.key,
+            get value() {
+              return value.get()
+            },
+            revision: change.revision,
+          }
     }
     const value = this.decode(change.key, change.value)
     if (!value.ok) return undefined
-    this.view.set(change.key, { raw: change.value, value: value.value, revision: change.revision })
+    const decoded = Decoded.of<R, T>(value.value)
+    this.view.set(change.key, { raw: change.value, value: decoded, revision: change.revision })
     return held
       ? {
           op: 'put',
           key: change.key,
           value: value.value,
-          prev: held.value,
+          prev: held.value.get(),
           revision: change.revision,
         }
       : { op: 'put', key: change.key, value: value.value, revision: change.revision }
@@ -168,7 +301,7 @@ export class ConsumerState<R, T> {
     try {
       return { ok: true, value: this.codec.decode(raw) }
     } catch (error) {
-      this.reportError(new CodecError(key, this.codec.name, error, this.name))
+      this.reportError(new CodecError(key, this.codec.name, error, this.name, this.storeName))
       return { ok: false }
     }
   }

@@ -359,7 +359,21 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     const maxInFlight = consumerOptions.maxInFlight ?? defaultMaxInFlight
     checkCount(`register '${name}': maxInFlight`, maxInFlight, 1)
     const codec = (consumerOptions.codec ?? identity<R>()) as Codec<T, R>
-    const state = new ConsumerState<R, T>(name, [...prefixes], codec, maxInFlight, report)
+    const decode = consumerOptions.decode ?? 'eager'
+    if (decode !== 'eager' && decode !== 'lazy') {
+      throw new TypeError(
+        `register '${name}': decode: expected 'eager' or 'lazy', got ${JSON.stringify(decode)}`,
+      )
+    }
+    const state = new ConsumerState<R, T>(
+      name,
+      [...prefixes],
+      codec,
+      maxInFlight,
+      report,
+      decode,
+      store.name,
+    )
     states.push(state as ConsumerState<R, unknown>)
     if (running) {
       state.firstReason = 'register'

@@ -90,6 +90,30 @@ export interface ConsumerOptions<T, R> {
   readonly codec?: Codec<T, R>
   /** Overrides {@link DatasyncOptions.maxInFlight} for this consumer. */
   readonly maxInFlight?: number
+  /**
+   * When this consumer's values are decoded with its `codec`.
+   *
+   * - `eager`: each value is decoded as it is delivered. A value that does not decode is
+   *   reported on `errors$` as a `CodecError` (key, codec, consumer) and left out of the event;
+   *   the consumer's view keeps the key's last good value (P6).
+   * - `lazy`: values are delivered undecoded, and decoded on first read. `value` of a resync
+   *   item or of `view()`, and `value` and `prev` of a change, are getters (own, enumerable:
+   *   spreading, `JSON.stringify` and deep equality read them) that decode once and keep the
+   *   result. The view and the events share it, so a value is decoded at most once for this
+   *   consumer, and a change's `prev` is the very value read before (P2). A consumer that reads
+   *   a few of 100k resynced values pays for those few.
+   *
+   *   A value that does not decode is still delivered, because nobody knows until it is read:
+   *   each read throws its `CodecError` (naming the key), which is reported on `errors$` once,
+   *   at the first read; a value never read is never reported. The "last good value" rule of
+   *   eager mode cannot apply: by the time the failure shows, the view holds the bad value, so
+   *   `view()` and the next change's `prev` for that key throw the same error until a good value
+   *   replaces it. Catch it where you read, and keep your own last good value if you need one.
+   *   The codec is called later, at first read: it must not depend on when it runs.
+   *
+   * @default 'eager'
+   */
+  readonly decode?: 'eager' | 'lazy'
 }
 
 /** A registered consumer. */

@@ -34,6 +34,7 @@ const expected: Record<string, readonly string[] | 'absent'> = {
     'withPrefix',
   ],
   'rx-datasync/filedb': ['createFileStore', 'loadFileDbConfig'],
+  'rx-datasync/proto': ['loadProtoCodec', 'protoCodec'],
   'rx-datasync/testing': [
     'ackAfter',
     'changesOf',
@@ -71,6 +72,5 @@ const pending: Record<string, true> = {
   'rx-datasync/etcd': true,
   'rx-datasync/redis': true,
   'rx-datasync/consul': true,
-  'rx-datasync/proto': true,
   'rx-datasync/health': true,
 }
