@@ -148,3 +148,41 @@ describe('lifecycle: the store ends', () => {
     })
   })
 })
+
+describe('lifecycle: activity', () => {
+  it('records rounds, deliveries, acks with their latency, and lag', () => {
+    const scheduler = testScheduler()
+    const seen: string[] = []
+    scheduler.run(({ cold, flush }) => {
+      const watch = cold('s-ab', {
+        s: snapshotOf(1, { 'a/1': '1' }),
+        a: changesOf(2, { 'a/1': '2' }),
+        b: changesOf(3, { 'a/1': '3' }),
+      })
+      const sync = createDatasync(scriptedStore(watch))
+      const a = sync.register('a', { prefixes: ['a/'] })
+      ackAfter(a.events$, (event) => (event.kind === 'resync' ? 1 : 3))
+      sync.activity$.subscribe((step) => {
+        const at = scheduler.now()
+        if (step.type === 'round') seen.push(`${at} round ${step.reason} @${step.revision}`)
+        else if (step.type === 'delivered') seen.push(`${at} delivered ${step.kind} ${step.keys}`)
+        else if (step.type === 'acknowledged')
+          seen.push(`${at} acked ${step.kind} in ${step.latencyMs}`)
+        else seen.push(`${at} lag ${step.lag}`)
+      })
+      sync.start()
+      flush()
+    })
+    expect(seen).toEqual([
+      '0 round startup @1',
+      '0 delivered resync 1',
+      '1 acked resync in 1',
+      '2 delivered change 1',
+      '3 lag 1',
+      '5 acked change in 3',
+      '5 delivered change 1',
+      '5 lag 0',
+      '8 acked change in 3',
+    ])
+  })
+})

@@ -62,6 +62,7 @@ export type {
   Done,
   EventReason,
   ResyncEvent,
+  SyncActivity,
   SyncState,
   SyncStatus,
 } from './sync/types.js'

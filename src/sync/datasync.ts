@@ -16,6 +16,7 @@ import {
   merge,
   Observable,
   share,
+  skip,
   startWith,
   switchMap,
   tap,
@@ -29,8 +30,10 @@ import { ConsumerState } from './consumer-state.js'
 import { awaitAck, type AckSettings } from './operators/await-ack.js'
 import type {
   Consumer,
+  ConsumerEvent,
   ConsumerOptions,
   DatasyncOptions,
+  SyncActivity,
   EventReason,
   SyncStatus,
 } from './types.js'
@@ -59,6 +62,11 @@ export interface Datasync<R> {
   readonly status$: Observable<SyncStatus>
   /** Every failure worth a log line: ack timeouts, `done(error)`, undecodable values, store faults. */
   readonly errors$: Observable<DatasyncError>
+  /**
+   * Each step as it happens (rounds, deliveries, acks with their latency, lag changes): the
+   * source of metrics. Hot; nothing is replayed.
+   */
+  readonly activity$: Observable<SyncActivity>
   /** Stops the run (status `stopped`). Registered consumers and their views stay; start again later. */
   stop(): void
   /** Stops and completes every stream. The store itself is not closed (it may be shared). */
@@ -113,6 +121,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
   const states: ConsumerState<R, unknown>[] = []
   const status = new BehaviorSubject<SyncStatus>({ state: 'idle' })
   const errors = new Subject<DatasyncError>()
+  const activity = new Subject<SyncActivity>()
   const restarts = new Subject<EventReason>()
   let running = false
   let closed = false
@@ -135,7 +144,29 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     retryDelayMs,
     scheduler,
     report,
+    settled: (latencyMs, error) => {
+      if (!activity.observed) return
+      activity.next(
+        error
+          ? { type: 'acknowledged', consumer, kind, latencyMs, error }
+          : { type: 'acknowledged', consumer, kind, latencyMs },
+      )
+    },
   })
+
+  /** Gives a consumer its event, and records it. */
+  const deliver = <T>(state: ConsumerState<R, T>, event: ConsumerEvent<T>): void => {
+    if (activity.observed) {
+      activity.next({
+        type: 'delivered',
+        consumer: state.name,
+        kind: event.kind,
+        reason: event.reason,
+        keys: event.kind === 'resync' ? event.items.length : event.changes.length,
+      })
+    }
+    state.events.next(event)
+  }
 
   const session = (): Observable<never> => {
     const fatal = new Subject<never>()
@@ -153,7 +184,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
         delivery.add(
           awaitAck(
             (done) => {
-              state.events.next({
+              deliver(state, {
                 kind: 'change',
                 consumer: state.name,
                 reason: 'live',
@@ -201,7 +232,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
             (done) => {
               const items = state.replaceView(snapshot.items)
               state.needsResync = false
-              state.events.next({
+              deliver(state, {
                 kind: 'resync',
                 consumer: state.name,
                 reason,
@@ -217,7 +248,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
         if (changes.length === 0) return EMPTY
         return awaitAck(
           (done) => {
-            state.events.next({
+            deliver(state, {
               kind: 'change',
               consumer: state.name,
               reason: diffReason(round.reason),
@@ -234,6 +265,12 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       gateOpen = false
       for (const state of states) state.resetQueue(round.snapshot.revision)
       setStatus({ state: 'resyncing' })
+      activity.next({
+        type: 'round',
+        reason: round.reason,
+        cause: round.snapshot.cause,
+        revision: round.snapshot.revision,
+      })
       return concat(...states.map((state) => stepFor(state, round))).pipe(
         tap({
           complete: () => {
@@ -375,6 +412,9 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       store.name,
     )
     states.push(state as ConsumerState<R, unknown>)
+    state.lag.pipe(skip(1), distinctUntilChanged()).subscribe((lag) => {
+      activity.next({ type: 'lag', consumer: name, lag })
+    })
     if (running) {
       state.firstReason = 'register'
       restarts.next('register')
@@ -401,6 +441,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     },
     status$: status.asObservable(),
     errors$: errors.asObservable(),
+    activity$: activity.asObservable(),
     stop() {
       started?.unsubscribe()
       started = undefined
@@ -414,6 +455,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
         state.lag.complete()
       }
       errors.complete()
+      activity.complete()
       status.complete()
       restarts.complete()
     },

@@ -2,7 +2,7 @@ import type { Observable, SchedulerLike } from 'rxjs'
 import type { Codec } from '../core/codec.js'
 import type { Duration } from '../core/duration.js'
 import type { DatasyncError } from '../core/errors.js'
-import type { Change, KeyValue } from '../core/events.js'
+import type { Change, KeyValue, SnapshotCause } from '../core/events.js'
 import type { Revision } from '../core/revision.js'
 import type { Snapshot } from '../core/snapshot.js'
 
@@ -154,3 +154,33 @@ export interface SyncStatus {
   readonly state: SyncState
   readonly error?: DatasyncError
 }
+
+/**
+ * What the orchestrator did, one record per step, for metrics and logs:
+ * - `round`: a round started (resync or gap recovery) from a store snapshot.
+ * - `delivered`: an event was given to a consumer (`keys`: items or changes it carries).
+ * - `acknowledged`: the consumer's ack came, or failed (`error`), after `latencyMs`.
+ * - `lag`: how many keys wait for a consumer changed.
+ */
+export type SyncActivity =
+  | {
+      readonly type: 'round'
+      readonly reason: EventReason
+      readonly cause: SnapshotCause
+      readonly revision: Revision
+    }
+  | {
+      readonly type: 'delivered'
+      readonly consumer: string
+      readonly kind: 'resync' | 'change'
+      readonly reason: EventReason
+      readonly keys: number
+    }
+  | {
+      readonly type: 'acknowledged'
+      readonly consumer: string
+      readonly kind: 'resync' | 'change'
+      readonly latencyMs: number
+      readonly error?: DatasyncError
+    }
+  | { readonly type: 'lag'; readonly consumer: string; readonly lag: number }

@@ -27,6 +27,8 @@ export interface AckSettings {
   readonly scheduler: SchedulerLike
   /** Called with every failure (timeout or `done(error)`), before the policy acts. */
   readonly report: (error: DatasyncError) => void
+  /** Called when an attempt settles: how long it took, and its failure if it failed. */
+  readonly settled?: (latencyMs: number, error?: DatasyncError) => void
 }
 
 /**
@@ -54,6 +56,8 @@ export function awaitAck(deliver: (done: Done) => void, settings: AckSettings): 
       response.next(error === undefined || error === null ? null : { error })
       response.complete()
     }
+    const deliveredAt = settings.scheduler.now()
+    const elapsed = () => settings.scheduler.now() - deliveredAt
     deliver(done)
     return response.pipe(
       timeout({
@@ -72,7 +76,9 @@ export function awaitAck(deliver: (done: Done) => void, settings: AckSettings): 
           : throwError(() => new ConsumerError(settings.consumer, settings.kind, outcome.error)),
       ),
       tap({
+        next: () => settings.settled?.(elapsed()),
         error: (error: DatasyncError) => {
+          settings.settled?.(elapsed(), error)
           settings.report(error)
         },
       }),
