@@ -1,0 +1,93 @@
+import {
+  AuthError,
+  ConfigError,
+  DatasyncError,
+  UnavailableError,
+  describe,
+} from '../../core/errors.js'
+
+/** The backend's name in messages and errors. */
+export const NAME = 'redis'
+
+type Make = (message: string, cause: unknown) => DatasyncError
+
+const unavailable: Make = (message, cause) => new UnavailableError(NAME, message, { cause })
+const auth: Make = (message, cause) =>
+  new AuthError(NAME, `${message}; check the username and password`, { cause })
+const invalid: Make = (message, cause) =>
+  new DatasyncError('invalid-argument', `${NAME}: ${message}`, { cause })
+const tls: Make = (message, cause) =>
+  new ConfigError(NAME, 'tls', `${message}; check the certificate files and skip-verify`, { cause })
+
+/** Server reply errors by their first word (the Redis error code). */
+const REPLY_CODES: Readonly<Record<string, Make>> = {
+  NOAUTH: auth,
+  WRONGPASS: auth,
+  NOPERM: auth,
+  READONLY: unavailable,
+  LOADING: unavailable,
+  MASTERDOWN: unavailable,
+  CLUSTERDOWN: unavailable,
+  TRYAGAIN: unavailable,
+  MOVED: unavailable,
+  ASK: unavailable,
+  BUSY: unavailable,
+  OOM: unavailable,
+  CROSSSLOT: invalid,
+  WRONGTYPE: invalid,
+}
+
+/** Node socket error codes. */
+const SOCKET_CODES: Readonly<Record<string, Make>> = {
+  ECONNREFUSED: unavailable,
+  ECONNRESET: unavailable,
+  ECONNABORTED: unavailable,
+  ETIMEDOUT: unavailable,
+  EPIPE: unavailable,
+  EHOSTUNREACH: unavailable,
+  ENETUNREACH: unavailable,
+  ENOTFOUND: unavailable,
+  EAI_AGAIN: unavailable,
+  DEPTH_ZERO_SELF_SIGNED_CERT: tls,
+  SELF_SIGNED_CERT_IN_CHAIN: tls,
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: tls,
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: tls,
+  CERT_HAS_EXPIRED: tls,
+  ERR_TLS_CERT_ALTNAME_INVALID: tls,
+}
+
+/** ioredis's own errors, by a fragment of their message. */
+const CLIENT_MESSAGES: readonly (readonly [string, Make])[] = [
+  ['Connection is closed', unavailable],
+  ['Command timed out', unavailable],
+  ["Stream isn't writeable", unavailable],
+  ['max retries per request', unavailable],
+  ['All sentinels are unreachable', unavailable],
+  ['Failed to refresh slots cache', unavailable],
+  ['None of startup nodes is available', unavailable],
+  ['Cluster is disconnected', unavailable],
+  ['Cluster is disconnecting', unavailable],
+  ['Too many Cluster redirections', unavailable],
+  ['Command aborted due to connection close', unavailable],
+  ['ERR unknown command', invalid],
+]
+
+/**
+ * Maps anything a Redis call can throw to a {@link DatasyncError}, so `isRetryable` works: lost
+ * connections and failovers become `UnavailableError` (retryable), refused credentials
+ * `AuthError`, bad TLS material `ConfigError`, refused arguments `invalid-argument`, and
+ * everything else `internal`. `what` says what was being done, for the message.
+ */
+export function toDatasyncError(error: unknown, what: string): DatasyncError {
+  if (error instanceof DatasyncError) return error
+  const message = describe(error)
+  const text = `${what}: ${message}`
+  const code = (error as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && SOCKET_CODES[code]) return SOCKET_CODES[code](text, error)
+  const word = /^[A-Z]+/.exec(message)?.[0]
+  if (word !== undefined && REPLY_CODES[word]) return REPLY_CODES[word](text, error)
+  for (const [fragment, make] of CLIENT_MESSAGES) {
+    if (message.includes(fragment)) return make(text, error)
+  }
+  return new DatasyncError('internal', `${NAME}: ${text}`, { cause: error })
+}

@@ -1,0 +1,136 @@
+import type { Cluster, Redis } from 'ioredis'
+import { UnavailableError } from '../../core/errors.js'
+import { NAME, toDatasyncError } from './errors.js'
+import { keyPattern } from './keyspace.js'
+import type { HostPort } from './options.js'
+import { SLOT_COUNT, keySlot } from './slots.js'
+
+/** Keys per MGET/UNLINK command. */
+export const BATCH = 500
+
+/** Copies a reply buffer: ioredis hands out views into its socket chunks, which would stay alive. */
+export function copyBytes(value: Uint8Array): Uint8Array {
+  return new Uint8Array(value)
+}
+
+/** A Buffer view of bytes, without copying, for ioredis arguments. */
+export function asBuffer(value: Uint8Array): Buffer {
+  return Buffer.isBuffer(value)
+    ? value
+    : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+}
+
+/**
+ * Every string key under `prefix` on one server, deduplicated (SCAN may return a key twice).
+ * Paged with SCAN ... MATCH ... COUNT ... TYPE string.
+ */
+export async function scanKeys(node: Redis, prefix: string, count: number): Promise<string[]> {
+  const keys = new Set<string>()
+  const pattern = keyPattern(prefix)
+  let cursor = '0'
+  do {
+    const reply = (await node.call(
+      'SCAN',
+      cursor,
+      'MATCH',
+      pattern,
+      'COUNT',
+      String(count),
+      'TYPE',
+      'string',
+    )) as [string, string[]]
+    cursor = reply[0]
+    for (const key of reply[1]) {
+      if (key.startsWith(prefix)) keys.add(key)
+    }
+  } while (cursor !== '0')
+  return [...keys]
+}
+
+/** Splits keys into groups one multi-key command may take: one slot each on a Cluster. */
+export function groupKeys(keys: readonly string[], cluster: boolean): string[][] {
+  const groups: string[][] = []
+  if (!cluster) {
+    for (let i = 0; i < keys.length; i += BATCH) groups.push(keys.slice(i, i + BATCH))
+    return groups
+  }
+  const bySlot = new Map<number, string[]>()
+  for (const key of keys) {
+    const slot = keySlot(key)
+    const group = bySlot.get(slot)
+    if (group) group.push(key)
+    else bySlot.set(slot, [key])
+  }
+  for (const group of bySlot.values()) {
+    for (let i = 0; i < group.length; i += BATCH) groups.push(group.slice(i, i + BATCH))
+  }
+  return groups
+}
+
+/**
+ * The values of `keys` on one server, read with pipelined MGETs (one slot per MGET on a Cluster
+ * node, so a transaction's keys are read atomically); a missing key (or one that is not a string)
+ * maps to undefined.
+ */
+export async function readValues(
+  node: Redis,
+  keys: readonly string[],
+  cluster: boolean,
+): Promise<Map<string, Uint8Array | undefined>> {
+  const values = new Map<string, Uint8Array | undefined>()
+  if (keys.length === 0) return values
+  const groups = groupKeys(keys, cluster)
+  const pipeline = node.pipeline()
+  for (const group of groups) pipeline.mgetBuffer(...group)
+  const results = (await pipeline.exec()) ?? []
+  groups.forEach((group, i) => {
+    const [error, reply] = results[i] ?? [new Error('Connection is closed.'), null]
+    if (error) throw toDatasyncError(error, 'MGET')
+    const buffers = reply as (Buffer | null)[]
+    group.forEach((key, j) => {
+      const value = buffers[j]
+      values.set(key, value == null ? undefined : copyBytes(value))
+    })
+  })
+  return values
+}
+
+/** A Cluster's masters and which of them serves each slot, from CLUSTER SLOTS. */
+export interface Topology {
+  readonly masters: readonly HostPort[]
+  /** Slot number to index into `masters`. */
+  readonly owners: Int16Array
+  /** A string that changes whenever any slot changes master. */
+  readonly signature: string
+}
+
+/** Reads the slot map with CLUSTER SLOTS from a cluster client or one of its nodes. */
+export async function clusterTopology(client: Redis | Cluster): Promise<Topology> {
+  const reply = (await client.call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][]
+  const masters: HostPort[] = []
+  const index = new Map<string, number>()
+  const owners = new Int16Array(SLOT_COUNT).fill(-1)
+  const ranges: string[] = []
+  for (const [start, end, master] of reply) {
+    const [host, port] = master
+    const id = `${host}:${port}`
+    let at = index.get(id)
+    if (at === undefined) {
+      at = masters.length
+      index.set(id, at)
+      masters.push({ host, port })
+    }
+    for (let slot = start; slot <= end; slot++) owners[slot] = at
+    ranges.push(`${start}-${end}@${id}`)
+  }
+  if (owners.includes(-1)) {
+    throw new UnavailableError(NAME, 'the cluster does not serve every hash slot (cluster down?)')
+  }
+  return { masters, owners, signature: ranges.sort().join(',') }
+}
+
+/** The `run_id` of the server behind a connection (INFO server), to tell servers apart. */
+export async function serverRunId(node: Redis): Promise<string> {
+  const info = await node.info('server')
+  return /run_id:(\w+)/.exec(info)?.[1] ?? ''
+}

@@ -1,0 +1,210 @@
+import { createHash } from 'node:crypto'
+import type { Cluster, Redis } from 'ioredis'
+
+/**
+ * Every write of the store (put, delete, transaction, each batch of a prefix delete) runs as this
+ * Lua script: the conditions are checked and the writes made in one atomic step (no other command
+ * runs in between), in one round trip, without WATCH (which would need a connection per caller:
+ * ioredis multiplexes one connection between all of them) and without optimistic retries.
+ *
+ * After the writes, the script publishes what it wrote, values included, as one message on the
+ * database's write channel ({@link writesChannel}). A watch receives that message on its
+ * subscriber connection right after the keyspace events of the same writes (Redis delivers a
+ * script's messages contiguously and in order), so it knows the exact value of every write made
+ * through a store, and a transaction arrives as one change event (P8). Writes by other clients
+ * only raise keyspace events; the watch reads their values. Each message also carries its
+ * store's id and a per-store sequence number, and the script publishes even when a condition
+ * fails: a watch on a Cluster uses them to put one store's writes to different masters back in
+ * the order they were made.
+ *
+ * KEYS: the keys named by conditions and operations (one hash slot on a Cluster). ARGV: the
+ * channel, the message head (built by {@link messageHead}), the condition count, then per
+ * condition its kind ('absent', 'present', 'value', 'digest'), key index and argument; then the
+ * operation count, then per operation its kind ('put', 'del', 'delp'), target (key index, or the
+ * glob of a 'delp'), value and TTL in milliseconds ('' for none). Returns `{ 0, 0 }` when a
+ * condition fails (after publishing an empty message), else `{ 1, deleted }`. Writes run with pcall, so the message always goes out;
+ * the first refused write ends the script with its error (Redis has no rollback: the writes before
+ * it stay, as with MULTI/EXEC).
+ */
+export const WRITE_SCRIPT = `
+local pos = 1
+local function arg()
+  local value = ARGV[pos]
+  pos = pos + 1
+  return value
+end
+local channel = arg()
+local message = { arg() }
+local conditions = tonumber(arg())
+local holds = true
+for _ = 1, conditions do
+  local kind = arg()
+  local key = KEYS[tonumber(arg())]
+  local expected = arg()
+  if holds then
+    if kind == 'absent' then
+      holds = redis.call('EXISTS', key) == 0
+    elseif kind == 'present' then
+      holds = redis.call('EXISTS', key) == 1
+    else
+      local value = redis.call('GET', key)
+      holds = value and (kind ~= 'value' or value == expected)
+        and (kind ~= 'digest' or redis.sha1hex(value) == expected)
+    end
+  end
+end
+if not holds then
+  redis.call('PUBLISH', channel, message[1])
+  return { 0, 0 }
+end
+local function entry(op, key, value)
+  message[#message + 1] = op .. struct.pack('>I4', #key) .. key
+  if value then message[#message + 1] = struct.pack('>I4', #value) .. value end
+end
+local operations = tonumber(arg())
+local deleted = 0
+local failure = nil
+for _ = 1, operations do
+  local kind = arg()
+  local target = arg()
+  local value = arg()
+  local ttl = arg()
+  local reply = nil
+  if kind == 'put' then
+    local key = KEYS[tonumber(target)]
+    if ttl == '' then
+      reply = redis.pcall('SET', key, value)
+    else
+      reply = redis.pcall('SET', key, value, 'PX', ttl)
+    end
+    if type(reply) ~= 'table' or not reply.err then entry('p', key, value) end
+  elseif kind == 'del' then
+    local key = KEYS[tonumber(target)]
+    reply = redis.pcall('DEL', key)
+    if type(reply) == 'number' then
+      deleted = deleted + reply
+      entry('d', key, nil)
+    end
+  else
+    local cursor = '0'
+    repeat
+      local page = redis.call('SCAN', cursor, 'MATCH', target, 'COUNT', 1000, 'TYPE', 'string')
+      cursor = page[1]
+      for _, key in ipairs(page[2]) do
+        reply = redis.pcall('DEL', key)
+        if type(reply) == 'number' then
+          deleted = deleted + reply
+          entry('d', key, nil)
+        else
+          break
+        end
+      end
+    until cursor == '0' or (type(reply) == 'table' and reply.err)
+  end
+  if type(reply) == 'table' and reply.err then
+    failure = reply.err
+    break
+  end
+end
+redis.call('PUBLISH', channel, table.concat(message))
+if failure then return redis.error_reply(failure) end
+return { 1, deleted }
+`
+
+const SHA = createHash('sha1').update(WRITE_SCRIPT).digest('hex')
+
+/** The channel the store's writes are published on, one per database (pub/sub ignores SELECT). */
+export function writesChannel(db: number): string {
+  return `__rx-datasync__:writes@${db}`
+}
+
+const MAGIC = Buffer.from('rxw1')
+const HEAD_LENGTH = MAGIC.length + 2 + 8 + 8
+
+/**
+ * The head of a write message: a magic string, the hash slot of the write's keys, the writing
+ * store's 8-byte id and the write's sequence number in that store.
+ */
+export function messageHead(slot: number, writer: Buffer, sequence: bigint): Buffer {
+  const head = Buffer.alloc(HEAD_LENGTH)
+  MAGIC.copy(head)
+  head.writeUInt16BE(slot, MAGIC.length)
+  writer.copy(head, MAGIC.length + 2, 0, 8)
+  head.writeBigUInt64BE(sequence, MAGIC.length + 10)
+  return head
+}
+
+/** One write of a published message: a put with its value, or a delete. */
+export interface WrittenKey {
+  readonly key: string
+  readonly value: Uint8Array | undefined
+}
+
+/** A decoded write message. */
+export interface WriteMessage {
+  readonly slot: number
+  /** The writing store's id, as hex. */
+  readonly writer: string
+  readonly sequence: bigint
+  /** Empty when the write's conditions failed. */
+  readonly writes: readonly WrittenKey[]
+}
+
+/** Decodes a write message; undefined when it is not one (another publisher on the channel). */
+export function decodeWriteMessage(message: Buffer): WriteMessage | undefined {
+  if (message.length < HEAD_LENGTH || !message.subarray(0, MAGIC.length).equals(MAGIC)) {
+    return undefined
+  }
+  const slot = message.readUInt16BE(MAGIC.length)
+  const writer = message.toString('hex', MAGIC.length + 2, MAGIC.length + 10)
+  const sequence = message.readBigUInt64BE(MAGIC.length + 10)
+  const writes: WrittenKey[] = []
+  let at = HEAD_LENGTH
+  const length = (): number => {
+    if (at + 4 > message.length) throw new RangeError('truncated')
+    const n = message.readUInt32BE(at)
+    at += 4
+    if (at + n > message.length) throw new RangeError('truncated')
+    return n
+  }
+  try {
+    while (at < message.length) {
+      const op = message[at]
+      at += 1
+      const keyLength = length()
+      const key = message.toString('utf8', at, at + keyLength)
+      at += keyLength
+      if (op === 0x70) {
+        const valueLength = length()
+        writes.push({ key, value: new Uint8Array(message.subarray(at, at + valueLength)) })
+        at += valueLength
+      } else if (op === 0x64) {
+        writes.push({ key, value: undefined })
+      } else {
+        return undefined
+      }
+    }
+  } catch {
+    return undefined
+  }
+  return { slot, writer, sequence, writes }
+}
+
+type Arg = string | Buffer
+
+/** Runs the write script with EVALSHA, loading it with EVAL when the server lacks it. */
+export async function runWriteScript(
+  client: Redis | Cluster,
+  keys: readonly string[],
+  args: readonly Arg[],
+): Promise<{ succeeded: boolean; deleted: number }> {
+  let reply: unknown
+  try {
+    reply = await client.evalsha(SHA, keys.length, ...keys, ...args)
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
+    reply = await client.eval(WRITE_SCRIPT, keys.length, ...keys, ...args)
+  }
+  const [ok, deleted] = reply as [number, number]
+  return { succeeded: ok === 1, deleted }
+}

@@ -1,0 +1,633 @@
+import type { Cluster, Redis } from 'ioredis'
+import {
+  NEVER,
+  Observable,
+  Subscription,
+  concat,
+  defer,
+  exhaustMap,
+  finalize,
+  from,
+  of,
+  retry,
+  throwError,
+  timer,
+  type SchedulerLike,
+} from 'rxjs'
+import { valuesEqual } from '../../core/equal.js'
+import {
+  UnavailableError,
+  type DatasyncError,
+  type DatasyncErrorOptions,
+} from '../../core/errors.js'
+import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
+import { matchesAny } from '../../core/snapshot.js'
+import { createSessionConnection, type Role } from './connections.js'
+import { NAME, toDatasyncError } from './errors.js'
+import type { Health } from './health.js'
+import {
+  NON_WRITE_EVENTS,
+  ensureKeyspaceEvents,
+  keyPattern,
+  normalizePrefixes,
+} from './keyspace.js'
+import type { HostPort, Settings } from './options.js'
+import { clusterTopology, readValues, scanKeys, serverRunId, type Topology } from './reads.js'
+import type { RevisionClock } from './revisions.js'
+import { decodeWriteMessage, writesChannel, type WrittenKey } from './scripts.js'
+import { keySlot } from './slots.js'
+
+/** What a watch needs from its store. */
+export interface WatchContext {
+  readonly settings: Settings
+  readonly scheduler: SchedulerLike
+  readonly clock: RevisionClock
+  readonly health: Health
+  /** The broker's Cluster client (to read the slot map), or undefined for a node or Sentinel. */
+  readonly cluster: Cluster | undefined
+  /** Registers a connection, so that `close()` can end it and wait for it. */
+  readonly track: (connection: Redis) => void
+  /** Forgets a connection that ended. */
+  readonly untrack: (connection: Redis) => void
+}
+
+/** At most this many keys are read per batch of notifications. */
+const MAX_BATCH_KEYS = 5_000
+
+/** A watch session ended in a way that may have lost notifications; the next one relists. */
+class GapError extends UnavailableError {
+  override readonly name = 'UnavailableError'
+  constructor(
+    readonly snapshotCause: SnapshotCause,
+    message: string,
+    options: DatasyncErrorOptions = {},
+  ) {
+    super(NAME, message, options)
+  }
+}
+
+/** One master's pair of session connections. */
+interface Endpoint {
+  readonly name: string
+  /** Its position in the session's slot map (0 for a node or Sentinel master). */
+  readonly index: number
+  readonly sub: Redis
+  readonly reader: Redis
+  /** What arrived from this master and is not merged into the session's queue yet. */
+  readonly inbox: Unit[]
+}
+
+/**
+ * Something that arrived on a subscriber connection, in arrival order (`seq`): a keyspace event
+ * for a key (`read`: its value must be read), or the message of a write made through a store
+ * (`write`: the exact values of one put, delete or transaction).
+ */
+type Unit =
+  | {
+      readonly seq: number
+      readonly endpoint: Endpoint
+      readonly kind: 'read'
+      readonly key: string
+    }
+  | {
+      readonly seq: number
+      readonly endpoint: Endpoint
+      readonly kind: 'write'
+      readonly writes: readonly WrittenKey[]
+      readonly writer: string
+      readonly sequence: bigint
+    }
+
+function keysOf(unit: Unit): readonly string[] {
+  return unit.kind === 'read' ? [unit.key] : unit.writes.map((write) => write.key)
+}
+
+/** What a watch keeps across its sessions. */
+interface WatchState {
+  readonly id: string
+  readonly prefixes: readonly string[]
+  /** The value of every key as last emitted: the prev of the next change, and the no-op filter. */
+  known: Map<string, Uint8Array>
+  /** The cause of the next snapshot. */
+  cause: SnapshotCause
+  /** Whether a snapshot was emitted yet (the first one always says `startup`). */
+  started: boolean
+}
+
+let watchCount = 0
+
+/**
+ * A watch of the keys under `prefixes`: a chain of sessions. Each session subscribes first, on a
+ * subscriber connection per master, to the keyspace events of the prefixes and to the store's
+ * write messages, queueing what arrives; then it lists (SCAN + MGET on every master, through a
+ * reader connection to the same server), emits the snapshot, and turns the queue and everything
+ * after it into change events. A session ends at the first sign that events may have been lost (a
+ * connection closed, a heartbeat unanswered, the Cluster's slot map changed, a read failed); the
+ * next one starts after a backoff and its snapshot carries the cause (`reconnect` or
+ * `watch-error`). Only fatal errors (authentication, configuration) end the watch.
+ *
+ * Ordering. A write message carries the exact values of one write, in order with the keyspace
+ * events around it. A keyspace event alone (another client's write, an expiry, an eviction, a
+ * rename) carries no value: the key is read afterwards. Reads go one batch at a time over one
+ * connection per master, so each read sees the server later than the one before: read values
+ * never go back in time. What a read cannot place is a write message that arrives while it runs
+ * (the write may have happened before or after the read executed): after each read a PING on the
+ * subscribers (answered after every message published before it) collects those, and a key with
+ * such a message keeps that message's value rather than the read's. The snapshot is treated like
+ * a read: what was queued before it is read again.
+ *
+ * On a Cluster each master's events arrive on their own connection, and the order between two
+ * connections means nothing: a store's write to a key on one master may arrive after its next
+ * write, to a key on another. So the masters' streams are merged, never reordered within one
+ * stream, so that each store's messages come in the order of their sequence numbers; a message
+ * whose predecessor has not arrived waits, and when nothing can go on a PING on every subscriber
+ * tells whether the predecessor is still coming (it was published before the PING) or will never
+ * come (its write failed before it published, or it ran concurrently and is simply later).
+ */
+export function watchKeys(
+  context: WatchContext,
+  prefixes: readonly string[],
+): Observable<StoreEvent<Uint8Array>> {
+  return defer(() => {
+    const state: WatchState = {
+      id: `watch-${++watchCount}`,
+      prefixes: normalizePrefixes(prefixes),
+      known: new Map(),
+      cause: 'startup',
+      started: false,
+    }
+    const { settings, scheduler, health } = context
+    // Nothing to watch: one empty snapshot, and nothing ever after.
+    if (state.prefixes.length === 0) {
+      return concat(
+        of<StoreEvent<Uint8Array>>({
+          type: 'snapshot',
+          revision: context.clock.tick(),
+          items: [],
+          cause: 'startup',
+        }),
+        NEVER,
+      )
+    }
+    return defer(() => session(context, state)).pipe(
+      retry({
+        resetOnSuccess: true,
+        delay: (error: unknown, attempt: number) => {
+          const mapped = error instanceof GapError ? error : toDatasyncError(error, 'watch')
+          health.markDown(state.id, mapped)
+          if (isFatal(mapped)) return throwError(() => mapped)
+          if (state.started) state.cause = causeOf(mapped)
+          const delay = Math.min(
+            settings.reconnectDelayMs * 2 ** (attempt - 1),
+            settings.maxReconnectDelayMs,
+          )
+          return timer(delay, scheduler)
+        },
+      }),
+      finalize(() => {
+        health.remove(state.id)
+      }),
+    )
+  })
+}
+
+function isFatal(error: DatasyncError): boolean {
+  return error.code === 'auth' || error.code === 'config' || error.code === 'capability'
+}
+
+function causeOf(error: DatasyncError): SnapshotCause {
+  if (error instanceof GapError) return error.snapshotCause
+  return error.code === 'unavailable' ? 'reconnect' : 'watch-error'
+}
+
+function session(context: WatchContext, state: WatchState): Observable<StoreEvent<Uint8Array>> {
+  return new Observable<StoreEvent<Uint8Array>>((subscriber) => {
+    const { settings, clock, health, scheduler } = context
+    const clusterClient = context.cluster
+    const isCluster = clusterClient !== undefined
+    const channelPrefix = `__keyspace@${settings.db}__:`
+    const patterns = state.prefixes.map((prefix) => channelPrefix + keyPattern(prefix))
+    const channel = writesChannel(settings.db)
+    const connections: Redis[] = []
+    const endpoints: Endpoint[] = []
+    const timers = new Subscription()
+    /** Units merged from the endpoints' inboxes, in the order they are turned into events. */
+    const queue: Unit[] = []
+    /** The next sequence number expected from each writing store. */
+    const expected = new Map<string, bigint>()
+    let seq = 0
+    let ordering = false
+    let topology: Topology | undefined
+    let done = false
+    let live = false
+    let busy = false
+
+    const fail = (error: unknown): void => {
+      if (done) return
+      done = true
+      subscriber.error(error)
+    }
+
+    const open = (role: Role, address: HostPort | undefined, name: string): Redis => {
+      const connection = createSessionConnection(settings, role, address)
+      connections.push(connection)
+      context.track(connection)
+      // Most errors also surface as a closed connection or a rejected command; a refused
+      // password or bad TLS material ends the watch instead of retrying forever. (ioredis emits
+      // such an error before it closes the connection.)
+      connection.on('error', (error: unknown) => {
+        const mapped = toDatasyncError(error, `the ${role} connection to ${name}`)
+        if (isFatal(mapped)) fail(mapped)
+      })
+      connection.on('close', () => {
+        fail(new GapError('reconnect', `the ${role} connection to ${name} closed`))
+      })
+      connection.once('end', () => {
+        context.untrack(connection)
+      })
+      return connection
+    }
+
+    const onKeyspaceEvent = (endpoint: Endpoint, channelName: string, event: string): void => {
+      if (done || !channelName.startsWith(channelPrefix)) return
+      const key = channelName.slice(channelPrefix.length)
+      if (NON_WRITE_EVENTS.has(event) || !matchesAny(key, state.prefixes)) return
+      endpoint.inbox.push({ seq: ++seq, endpoint, kind: 'read', key })
+      merge()
+      flush()
+    }
+
+    const onWriteMessage = (endpoint: Endpoint, payload: Buffer): void => {
+      if (done) return
+      const message = decodeWriteMessage(payload)
+      // On a Cluster every node relays every message; only the master that ran the write
+      // delivers it in order with the write's keyspace events.
+      if (!message || (topology && topology.owners[message.slot] !== endpoint.index)) return
+      // A message without writes under the prefixes still counts: it moves its store's sequence.
+      const writes = message.writes.filter((write) => matchesAny(write.key, state.prefixes))
+      endpoint.inbox.push({
+        seq: ++seq,
+        endpoint,
+        kind: 'write',
+        writes,
+        writer: message.writer,
+        sequence: message.sequence,
+      })
+      merge()
+      flush()
+    }
+
+    const eligible = (unit: Unit): boolean => {
+      if (unit.kind === 'read' || endpoints.length === 1) return true
+      const next = expected.get(unit.writer)
+      return next !== undefined && unit.sequence <= next
+    }
+
+    const take = (endpoint: Endpoint): void => {
+      const unit = endpoint.inbox.shift()
+      if (unit === undefined) return
+      if (unit.kind === 'write') {
+        const next = expected.get(unit.writer)
+        if (next === undefined || unit.sequence >= next)
+          expected.set(unit.writer, unit.sequence + 1n)
+      }
+      queue.push(unit)
+    }
+
+    /**
+     * Moves units from the inboxes to the queue: always the earliest arrived among the inbox
+     * heads that may go (a read, or a store's next message). When heads wait and none may go, a
+     * barrier settles which predecessors are still coming.
+     */
+    const merge = (): void => {
+      for (;;) {
+        let best: { endpoint: Endpoint; seq: number } | undefined
+        for (const endpoint of endpoints) {
+          const head = endpoint.inbox[0]
+          if (head && eligible(head) && (!best || head.seq < best.seq)) {
+            best = { endpoint, seq: head.seq }
+          }
+        }
+        if (!best) break
+        take(best.endpoint)
+      }
+      if (!live || ordering || done || !endpoints.some((e) => e.inbox.length > 0)) return
+      ordering = true
+      Promise.all(endpoints.map((e) => e.sub.ping())).then(
+        () => {
+          if (done) return
+          ordering = false
+          settle()
+          merge()
+          flush()
+        },
+        (error: unknown) => {
+          fail(new GapError('reconnect', 'a subscriber did not answer', { cause: error }))
+        },
+      )
+    }
+
+    /**
+     * After a barrier everything published before it has arrived. A store whose next message is
+     * missing continues from the lowest sequence number that did arrive; if the heads still block
+     * each other (writes that ran concurrently), the earliest arrived head goes first.
+     */
+    const settle = (): void => {
+      const lowest = new Map<string, bigint>()
+      for (const endpoint of endpoints) {
+        for (const unit of endpoint.inbox) {
+          if (unit.kind !== 'write') continue
+          const next = expected.get(unit.writer)
+          if (next !== undefined && unit.sequence < next) continue
+          const low = lowest.get(unit.writer)
+          if (low === undefined || unit.sequence < low) lowest.set(unit.writer, unit.sequence)
+        }
+      }
+      for (const [writer, low] of lowest) expected.set(writer, low)
+      if (endpoints.some((e) => e.inbox[0] && eligible(e.inbox[0]))) return
+      let first: { endpoint: Endpoint; seq: number } | undefined
+      for (const endpoint of endpoints) {
+        const head = endpoint.inbox[0]
+        if (head && (!first || head.seq < first.seq)) first = { endpoint, seq: head.seq }
+      }
+      if (first) take(first.endpoint)
+    }
+
+    /** Emits one change event for `changes` (already applied to `known`), if any. */
+    const emit = (
+      changes: (
+        | { op: 'put'; key: string; value: Uint8Array; prev?: Uint8Array }
+        | { op: 'delete'; key: string; prev: Uint8Array }
+      )[],
+    ): void => {
+      if (changes.length === 0 || done) return
+      const at = clock.tick()
+      for (const change of changes) {
+        clock.record(change.key, change.op === 'put' ? change.value : undefined, at)
+      }
+      subscriber.next({
+        type: 'changes',
+        revision: at,
+        changes: changes.map((change): Change<Uint8Array> => ({ ...change, revision: at })),
+      })
+    }
+
+    /**
+     * Applies a key's new value to `known`; the change, if any. A written value always counts
+     * (a put of the same value is still a put); a read value only when it differs, since a read
+     * cannot tell a rewrite from an event already seen.
+     */
+    const change = (key: string, value: Uint8Array | undefined, written: boolean) => {
+      const prev = state.known.get(key)
+      if (value === undefined) {
+        if (prev === undefined) return undefined
+        state.known.delete(key)
+        return { op: 'delete' as const, key, prev }
+      }
+      if (prev !== undefined && !written && valuesEqual(prev, value)) return undefined
+      state.known.set(key, value)
+      return prev === undefined
+        ? { op: 'put' as const, key, value }
+        : { op: 'put' as const, key, value, prev }
+    }
+
+    /** Emits each write message of a batch as its own change event, in arrival order. */
+    const emitWrites = (batch: readonly Unit[]): void => {
+      for (const unit of batch) {
+        if (unit.kind !== 'write') continue
+        const changes = []
+        for (const write of unit.writes) {
+          const applied = change(write.key, write.value, true)
+          if (applied) changes.push(applied)
+        }
+        emit(changes)
+      }
+    }
+
+    /**
+     * Turns waiting units into change events, one batch at a time. A key whose last unit in the
+     * batch is a write message needs no read: its values are exact. The others are read (each
+     * from the master that published the event), then a PING on the subscribers makes sure every
+     * message published before the read executed has arrived: a key with a write message among
+     * those is left to that message (the read may be older or newer than it), so a value never
+     * goes back in time.
+     */
+    const flush = (): void => {
+      while (live && !busy && !done && queue.length > 0) {
+        let count = 0
+        let keys = 0
+        for (const unit of queue) {
+          const size = keysOf(unit).length
+          if (count > 0 && keys + size > MAX_BATCH_KEYS) break
+          keys += size
+          count++
+        }
+        const batch = queue.splice(0, count)
+        const last = new Map<string, Unit>()
+        for (const unit of batch) for (const key of keysOf(unit)) last.set(key, unit)
+        const reads = new Map<Endpoint, string[]>()
+        for (const [key, unit] of last) {
+          if (unit.kind !== 'read') continue
+          const list = reads.get(unit.endpoint)
+          if (list) list.push(key)
+          else reads.set(unit.endpoint, [key])
+        }
+        if (reads.size === 0) {
+          emitWrites(batch)
+          continue
+        }
+        busy = true
+        const readAll = Promise.all(
+          [...reads].map(([endpoint, list]) => readValues(endpoint.reader, list, isCluster)),
+        )
+        readAll
+          .then(async (results) => {
+            await Promise.all([...reads.keys()].map((endpoint) => endpoint.sub.ping()))
+            return results
+          })
+          .then(
+            (results) => {
+              if (done) return
+              const overtaken = new Set<string>()
+              for (const unit of [...queue, ...endpoints.flatMap((e) => e.inbox)]) {
+                if (unit.kind === 'write') for (const write of unit.writes) overtaken.add(write.key)
+              }
+              emitWrites(batch)
+              const changes = []
+              for (const result of results) {
+                for (const [key, value] of result) {
+                  if (overtaken.has(key)) continue
+                  const applied = change(key, value, false)
+                  if (applied) changes.push(applied)
+                }
+              }
+              emit(changes)
+              busy = false
+              flush()
+            },
+            (error: unknown) => {
+              fail(new GapError('watch-error', 'reading notified keys failed', { cause: error }))
+            },
+          )
+        return
+      }
+    }
+
+    /** SCAN every endpoint, read the values, each key from the master that owns its slot. */
+    const list = async (): Promise<[string, Uint8Array][]> => {
+      const items: [string, Uint8Array][] = []
+      await Promise.all(
+        endpoints.map(async (endpoint) => {
+          const keys = new Set<string>()
+          for (const prefix of state.prefixes) {
+            for (const key of await scanKeys(endpoint.reader, prefix, settings.scanCount)) {
+              keys.add(key)
+            }
+          }
+          const owners = topology?.owners
+          const owned = owners
+            ? [...keys].filter((key) => owners[keySlot(key)] === endpoint.index)
+            : [...keys]
+          const values = await readValues(endpoint.reader, owned, isCluster)
+          for (const [key, value] of values) if (value !== undefined) items.push([key, value])
+        }),
+      )
+      return items.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    }
+
+    const startTimers = (): void => {
+      timers.add(
+        timer(settings.heartbeatMs, settings.heartbeatMs, scheduler)
+          .pipe(exhaustMap(() => from(Promise.all(endpoints.map((e) => e.sub.ping())))))
+          .subscribe({
+            error: (error: unknown) => {
+              fail(
+                new GapError('reconnect', 'a subscriber did not answer its heartbeat', {
+                  cause: error,
+                }),
+              )
+            },
+          }),
+      )
+      const probe = endpoints[0]?.reader
+      if (topology && probe) {
+        const signature = topology.signature
+        timers.add(
+          timer(settings.topologyCheckMs, settings.topologyCheckMs, scheduler)
+            .pipe(exhaustMap(() => from(clusterTopology(probe))))
+            .subscribe({
+              next: (current) => {
+                if (current.signature !== signature) {
+                  fail(
+                    new GapError(
+                      'watch-error',
+                      'the cluster slot map changed (failover or slot move)',
+                    ),
+                  )
+                }
+              },
+              error: (error: unknown) => {
+                fail(
+                  new GapError('reconnect', 'reading the cluster slot map failed', {
+                    cause: error,
+                  }),
+                )
+              },
+            }),
+        )
+      }
+    }
+
+    const start = async (): Promise<void> => {
+      if (clusterClient) topology = await clusterTopology(clusterClient)
+      const target = settings.target
+      const addresses: (HostPort | undefined)[] = topology ? [...topology.masters] : [undefined]
+      addresses.forEach((address, index) => {
+        const name = address
+          ? `${address.host}:${address.port}`
+          : target.mode === 'sentinel'
+            ? `the master '${target.masterName}'`
+            : target.mode === 'node'
+              ? `${target.node.host}:${target.node.port}`
+              : 'the cluster'
+        endpoints.push({
+          name,
+          index,
+          sub: open('watch', address, name),
+          reader: open('read', address, name),
+          inbox: [],
+        })
+      })
+      await Promise.all(endpoints.flatMap((e) => [e.sub.connect(), e.reader.connect()]))
+      await Promise.all(
+        endpoints.map(async (endpoint) => {
+          // Through Sentinel the two connections resolve the master separately: during a
+          // failover they may reach different servers, and a reader elsewhere would answer for
+          // keys whose events it never saw.
+          const [a, b] = await Promise.all([
+            serverRunId(endpoint.sub),
+            serverRunId(endpoint.reader),
+          ])
+          if (a !== b) {
+            throw new GapError(
+              'reconnect',
+              `the watch connections reached different servers for ${endpoint.name}`,
+            )
+          }
+          await ensureKeyspaceEvents(endpoint.reader, settings.keyspaceEvents, endpoint.name)
+          endpoint.sub.on('pmessage', (_pattern: string, channelName: string, event: string) => {
+            onKeyspaceEvent(endpoint, channelName, event)
+          })
+          endpoint.sub.on('messageBuffer', (channelName: Buffer, payload: Buffer) => {
+            if (channelName.toString() === channel) onWriteMessage(endpoint, payload)
+          })
+          await Promise.all([endpoint.sub.subscribe(channel), endpoint.sub.psubscribe(...patterns)])
+        }),
+      )
+      if (done) return
+      // Subscribed everywhere: from here every write is either in the listing or in the queue.
+      const items = await list()
+      // Everything that arrived before this barrier may be older or newer than the listing:
+      // read those keys again rather than trust the messages' values.
+      await Promise.all(endpoints.map((e) => e.sub.ping()))
+      if (done) return
+      const buffered = [...queue.splice(0), ...endpoints.flatMap((e) => e.inbox.splice(0))]
+      const reread = new Map<string, Unit>()
+      for (const unit of buffered.sort((a, b) => a.seq - b.seq)) {
+        if (unit.kind === 'write') {
+          const next = expected.get(unit.writer)
+          if (next === undefined || unit.sequence >= next)
+            expected.set(unit.writer, unit.sequence + 1n)
+        }
+        for (const key of keysOf(unit)) {
+          reread.set(key, { seq: unit.seq, endpoint: unit.endpoint, kind: 'read', key })
+        }
+      }
+      queue.push(...reread.values())
+      const snapshot: KeyValue<Uint8Array>[] = items.map(([key, value]) => ({
+        key,
+        value,
+        revision: clock.observe(key, value),
+      }))
+      state.known = new Map(items)
+      const cause = state.started ? state.cause : 'startup'
+      state.started = true
+      live = true
+      health.markUp(state.id)
+      subscriber.next({ type: 'snapshot', revision: clock.tick(), items: snapshot, cause })
+      if (done) return
+      startTimers()
+      flush()
+    }
+
+    start().catch((error: unknown) => {
+      fail(error)
+    })
+
+    return () => {
+      done = true
+      timers.unsubscribe()
+      for (const connection of connections) connection.disconnect()
+    }
+  })
+}
