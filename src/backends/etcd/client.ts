@@ -1,0 +1,213 @@
+import { createRequire } from 'node:module'
+import type * as Grpc from '@grpc/grpc-js'
+import type { IPolicy } from 'cockatiel'
+import {
+  Etcd3,
+  castGrpcError,
+  isRecoverableError,
+  type IDuplexStream,
+  type IOptions,
+  type IWatchRequest,
+  type IWatchResponse,
+} from 'etcd3'
+
+/** TLS material, already read from files. */
+export interface ClientTls {
+  readonly ca: Buffer | undefined
+  readonly cert: Buffer | undefined
+  readonly key: Buffer | undefined
+  readonly insecureSkipVerify: boolean
+}
+
+/** What the client is built from. */
+export interface ClientSettings {
+  readonly endpoints: readonly string[]
+  readonly tls: ClientTls | undefined
+  readonly auth: { readonly username: string; readonly password: string } | undefined
+  /** The longest pause between two connection attempts of gRPC's own reconnect loop. */
+  readonly reconnectIntervalMs: number
+  /** The store's clock (its scheduler's `now`). */
+  readonly now: () => number
+}
+
+/** The parts of etcd3's connection pool the store reaches into (it has no public API for them). */
+interface PoolInternals {
+  hosts?: { channelCredentials: unknown }[]
+  authenticator?: { credentials: unknown; invalidateMetadata?: () => void }
+  withConnection<R>(
+    service: 'Watch',
+    fn: (args: { resource: unknown; client: Grpc.Client; metadata: Grpc.Metadata }) => R,
+  ): Promise<R>
+  markFailed(resource: unknown, error: Error): void
+}
+
+/** etcd3's own copy of grpc-js: credentials must come from the copy that builds its channels. */
+function grpcOfEtcd3(): typeof Grpc {
+  const require = createRequire(import.meta.url)
+  return createRequire(require.resolve('etcd3'))('@grpc/grpc-js') as typeof Grpc
+}
+
+/** A reply may be this large: pages aim far below it, and one value is at most 1.5 MiB by default. */
+const MAX_REPLY_BYTES = 64 * 1024 * 1024
+/** The most a member that failed three times in a row is skipped before it is tried again. */
+const MEMBER_PAUSE_MS = 1_000
+/** Consecutive connection faults after which a member is skipped for a while. */
+const MEMBER_FAULTS = 3
+
+/** Thrown (and caught by etcd3, which moves on to the next member) for a member being skipped. */
+class MemberSkipped extends Error {
+  override readonly name = 'MemberSkipped'
+}
+
+/**
+ * etcd3's per-member fault policy (it calls only `execute`): a member that met three connection
+ * faults in a row is skipped for a pause, so calls go to the others; but when every member is
+ * being skipped, calls go through anyway. A circuit breaker would fail them instead, for seconds
+ * after the network came back.
+ */
+class MemberGuard {
+  private faults = 0
+  private skipUntil = 0
+
+  constructor(
+    private readonly members: readonly MemberGuard[],
+    private readonly now: () => number,
+    private readonly pauseMs: number,
+  ) {}
+
+  get skipping(): boolean {
+    return this.skipUntil > this.now()
+  }
+
+  async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
+    if (this.skipping && this.members.some((member) => !member.skipping)) {
+      throw new MemberSkipped('this etcd member is skipped after repeated connection faults')
+    }
+    try {
+      const result = await fn({ signal: new AbortController().signal })
+      this.faults = 0
+      this.skipUntil = 0
+      return result
+    } catch (error) {
+      if (error instanceof Error && isRecoverableError(error) && ++this.faults >= MEMBER_FAULTS) {
+        this.faults = 0
+        this.skipUntil = this.now() + this.pauseMs
+      }
+      throw error
+    }
+  }
+}
+
+function poolOf(client: Etcd3): PoolInternals {
+  return (client as unknown as { pool: PoolInternals }).pool
+}
+
+/**
+ * Builds the etcd3 client. Nothing connects here: gRPC channels are made on the first call.
+ *
+ * - gRPC keepalive pings every 10 s (etcd's default `--grpc-keepalive-min-time` is 5 s) find a
+ *   dead peer that never closed its connection; gRPC's reconnect backoff is capped at the
+ *   reconnect interval, so a member that comes back is used again soon.
+ * - etcd3's global fault handling is kept: a call that failed on a connection fault is retried up
+ *   to three times, each on another member, so a dead member is left behind. Authentication
+ *   errors are not retried by it.
+ * - A member that failed three times in a row is skipped for up to a second, unless every member
+ *   is (see MemberGuard; etcd3's default circuit breaker would fail calls for five seconds even
+ *   when the network is back).
+ * - Replies up to 64 MiB are accepted (gRPC's default is 4 MiB); listings still page.
+ * - `insecureSkipVerify` needs gRPC verify options that etcd3 cannot pass, so the store replaces
+ *   the credentials etcd3 made before any channel exists.
+ */
+export function createClient(settings: ClientSettings): Etcd3 {
+  const tls = settings.tls
+  const pauseMs = Math.min(MEMBER_PAUSE_MS, settings.reconnectIntervalMs)
+  const guards: MemberGuard[] = []
+  const options: IOptions = {
+    hosts: [...settings.endpoints],
+    faultHandling: {
+      host: () => {
+        const guard = new MemberGuard(guards, settings.now, pauseMs)
+        guards.push(guard)
+        return guard as unknown as IPolicy
+      },
+    },
+    grpcOptions: {
+      'grpc.max_receive_message_length': MAX_REPLY_BYTES,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.initial_reconnect_backoff_ms': Math.min(100, settings.reconnectIntervalMs),
+      'grpc.max_reconnect_backoff_ms': Math.max(100, settings.reconnectIntervalMs),
+    },
+    ...(settings.auth ? { auth: { ...settings.auth } } : {}),
+    ...(tls
+      ? {
+          credentials: {
+            // etcd3 types the root certificate as required; grpc-js takes null for the system's.
+            rootCertificate: tls.ca as Buffer,
+            ...(tls.key ? { privateKey: tls.key } : {}),
+            ...(tls.cert ? { certChain: tls.cert } : {}),
+          },
+        }
+      : {}),
+  }
+  const client = new Etcd3(options)
+  if (tls?.insecureSkipVerify === true) {
+    const grpc = grpcOfEtcd3()
+    const credentials = grpc.credentials.createSsl(
+      tls.ca ?? null,
+      tls.key ?? null,
+      tls.cert ?? null,
+      {
+        rejectUnauthorized: false,
+        checkServerIdentity: () => undefined,
+      },
+    )
+    const pool = poolOf(client)
+    if (!Array.isArray(pool.hosts) || pool.authenticator === undefined) {
+      client.close()
+      throw new TypeError(
+        'etcd: insecureSkipVerify is not supported by this version of the etcd3 client; give the CA instead',
+      )
+    }
+    for (const host of pool.hosts) host.channelCredentials = credentials
+    pool.authenticator.credentials = credentials
+  }
+  return client
+}
+
+/**
+ * Makes etcd3 authenticate again at the next call. Its token is cached for the client's life;
+ * etcd3 renews it itself for unary calls that meet "invalid auth token", not for streams, so a
+ * watch or a keepalive after an etcd restart (simple tokens live in the member's memory) would
+ * present the dead token forever.
+ */
+export function forgetToken(client: Etcd3): void {
+  poolOf(client).authenticator?.invalidateMetadata?.()
+}
+
+/** A raw watch stream of etcd's Watch service. */
+export type WatchStream = IDuplexStream<IWatchRequest, IWatchResponse>
+
+/**
+ * Opens a watch stream on one member (etcd3 picks it, skipping members whose circuit is open),
+ * asking the member to end the stream when it loses its raft leader (`hasleader` metadata, as
+ * etcd's Go client does with `WithRequireLeader`): a watch on a member cut off from the
+ * cluster would otherwise stay silent. Errors on the stream are cast to etcd3's error classes.
+ */
+export function openWatchStream(client: Etcd3): Promise<WatchStream> {
+  const pool = poolOf(client)
+  return pool.withConnection('Watch', ({ resource, client: grpcClient, metadata }) => {
+    const leaderOnly = metadata.clone()
+    leaderOnly.set('hasleader', 'true')
+    const stream = (
+      grpcClient as unknown as { watch(metadata: Grpc.Metadata, options: object): WatchStream }
+    ).watch(leaderOnly, {})
+    stream.on('error', (error: Error) => {
+      // As etcd3 does for its own streams: a failure (not our cancel) counts against the member.
+      if ((stream as unknown as { writable: boolean }).writable) {
+        pool.markFailed(resource, castGrpcError(error))
+      }
+    })
+    return stream
+  })
+}

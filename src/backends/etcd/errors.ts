@@ -1,0 +1,219 @@
+import { TimeoutError } from 'rxjs'
+import {
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
+  EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  GRPCUnauthenticatedError,
+  ClientClosedError,
+  isRecoverableError,
+} from 'etcd3'
+import {
+  AuthError,
+  ClosedError,
+  ConfigError,
+  DatasyncError,
+  UnavailableError,
+  describe,
+} from '../../core/errors.js'
+
+/** The backend's name in messages. */
+export const NAME = 'etcd'
+
+/** What a failure means for the store beyond the one operation that met it. */
+export type Scope =
+  /** Only this operation (or this watch) failed. */
+  | 'operation'
+  /** The store cannot work at all (wrong password, TLS mismatch): it closes with the error. */
+  | 'store'
+
+/** A raw client error mapped to the library's error, with how far it reaches. */
+export interface Mapped {
+  readonly error: DatasyncError
+  readonly scope: Scope
+}
+
+/** Whether etcd refused the client's auth token (it must authenticate again), or caused that. */
+export function isStaleToken(error: unknown): boolean {
+  return (
+    error instanceof EtcdInvalidAuthTokenError ||
+    (error instanceof Error && error.cause instanceof EtcdInvalidAuthTokenError)
+  )
+}
+
+/** What the mapper knows about the store, to name things in messages. */
+export interface ErrorContext {
+  readonly endpoints: readonly string[]
+  readonly username: string | undefined
+}
+
+interface Rule {
+  /** Whether the rule applies to the raw error (its message is given lower-cased too). */
+  readonly when: (error: unknown, message: string) => boolean
+  readonly map: (
+    message: string,
+    cause: unknown,
+    context: ErrorContext,
+    what: string,
+  ) => DatasyncError
+  readonly scope?: Scope
+}
+
+const includes =
+  (...needles: string[]) =>
+  (_error: unknown, message: string) =>
+    needles.some((needle) => message.includes(needle))
+
+const where = (context: ErrorContext) => context.endpoints.join(', ')
+
+/**
+ * The one table that turns what etcd3, grpc-js and cockatiel throw into the library's errors:
+ * the first rule that matches wins. Authentication and TLS failures close the store (they will
+ * not heal by retrying); connection faults are retryable `UnavailableError`s.
+ */
+const RULES: readonly Rule[] = [
+  {
+    when: (error, message) =>
+      error instanceof EtcdAuthenticationFailedError ||
+      message.includes('authentication failed, invalid user id or password'),
+    map: (_message, cause, context) =>
+      new AuthError(
+        NAME,
+        `authentication failed for user '${context.username ?? ''}' at ${where(context)}: wrong username or password; check the username and password fields`,
+        { cause },
+      ),
+    scope: 'store',
+  },
+  {
+    when: includes('user name is empty', 'user name not found'),
+    map: (message, cause, context) =>
+      new AuthError(
+        NAME,
+        `etcd at ${where(context)} requires authentication (${message}); set username and password`,
+        { cause },
+      ),
+    scope: 'store',
+  },
+  {
+    when: (error) => error instanceof GRPCUnauthenticatedError,
+    map: (message, cause, context) =>
+      new AuthError(NAME, `etcd at ${where(context)} refused the credentials: ${message}`, {
+        cause,
+      }),
+    scope: 'store',
+  },
+  {
+    when: (error, message) =>
+      error instanceof EtcdInvalidAuthTokenError || message.includes('invalid auth token'),
+    map: (_message, cause, context, what) =>
+      new UnavailableError(
+        NAME,
+        `${what}: etcd at ${where(context)} no longer knows the auth token (it restarted?); authenticating again`,
+        { cause },
+      ),
+  },
+  {
+    when: (error, message) =>
+      error instanceof EtcdPermissionDeniedError || message.includes('permission denied'),
+    map: (_message, cause, context, what) =>
+      new AuthError(
+        NAME,
+        `permission denied for user '${context.username ?? '(none)'}' on ${what}; grant the user a role that covers it`,
+        { cause },
+      ),
+  },
+  {
+    when: includes(
+      'certificate',
+      'ssl routines',
+      'ssl alert',
+      'tls alert',
+      'wrong version number',
+      'handshake',
+      'self-signed',
+      'self signed',
+    ),
+    map: (message, cause, context) =>
+      new ConfigError(
+        'etcd tls',
+        undefined,
+        `the TLS handshake with ${where(context)} failed (${message}); check ca-file, cert-file, key-file and the endpoints' scheme, or set insecure-skip-tls-verify`,
+        { cause },
+      ),
+    scope: 'store',
+  },
+  {
+    when: includes('required revision has been compacted'),
+    map: (message, cause, _context, what) =>
+      new DatasyncError('compacted', `${NAME} ${what}: ${message}`, { cause }),
+  },
+  {
+    when: includes(
+      'duplicate key given in txn request',
+      'too many operations in txn request',
+      'request is too large',
+      'required revision is a future revision',
+      'key is not provided',
+      'invalid argument',
+    ),
+    map: (message, cause, _context, what) =>
+      new DatasyncError('invalid-argument', `${NAME} ${what}: ${message}`, { cause }),
+  },
+  {
+    when: (error) => error instanceof EtcdLeaseInvalidError,
+    map: (message, cause, _context, what) =>
+      new DatasyncError('conflict', `${NAME} ${what}: ${message}`, { cause, retryable: true }),
+  },
+  {
+    when: (error) => error instanceof ClientClosedError,
+    map: () => new ClosedError(`the ${NAME} store`),
+  },
+  {
+    when: (error) => error instanceof TimeoutError,
+    map: (_message, cause, context, what) =>
+      new DatasyncError('timeout', `${NAME} ${what}: no answer from ${where(context)} in time`, {
+        cause,
+      }),
+  },
+  {
+    when: (error, message) =>
+      (error instanceof Error && isRecoverableError(error)) ||
+      (error as { isBrokenCircuitError?: unknown } | null)?.isBrokenCircuitError === true ||
+      message.includes('circuit breaker is open') ||
+      message.includes('watch stream was unexpectedly ended') ||
+      message.includes('too many requests') ||
+      message.includes('no leader') ||
+      message.includes('leader changed') ||
+      message.includes('request timed out') ||
+      message.includes('unavailable') ||
+      message.includes('econnrefused') ||
+      message.includes('connection'),
+    map: (message, cause, context, what) =>
+      new UnavailableError(
+        NAME,
+        `${what} failed: cannot reach etcd at ${where(context)}: ${message}`,
+        {
+          cause,
+        },
+      ),
+  },
+]
+
+/**
+ * Maps anything the etcd client threw to a {@link DatasyncError}; `what` names the operation
+ * (e.g. `put 'a/b'`). A DatasyncError passes through unchanged.
+ */
+export function mapError(error: unknown, context: ErrorContext, what: string): Mapped {
+  if (error instanceof DatasyncError) return { error, scope: 'operation' }
+  const message = describe(error)
+  const lower = message.toLowerCase()
+  for (const rule of RULES) {
+    if (rule.when(error, lower)) {
+      return { error: rule.map(message, error, context, what), scope: rule.scope ?? 'operation' }
+    }
+  }
+  return {
+    error: new DatasyncError('internal', `${NAME} ${what}: ${message}`, { cause: error }),
+    scope: 'operation',
+  }
+}

@@ -1,0 +1,353 @@
+import {
+  EMPTY,
+  NEVER,
+  Observable,
+  concat,
+  defer,
+  finalize,
+  from,
+  map,
+  mergeMap,
+  retry,
+  throwError,
+  timer,
+  type SchedulerLike,
+} from 'rxjs'
+import {
+  EtcdWatchStreamEnded,
+  castGrpcError,
+  castGrpcErrorMessage,
+  type Etcd3,
+  type IEvent,
+  type IWatchResponse,
+} from 'etcd3'
+import { DatasyncError, UnavailableError } from '../../core/errors.js'
+import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
+import { revision, ZERO_REVISION } from '../../core/revision.js'
+import { matchesAny } from '../../core/snapshot.js'
+import { openWatchStream, type WatchStream } from './client.js'
+import { NAME, type Mapped } from './errors.js'
+import { hullOf, normalizePrefixes, valueOf, type KeyRange } from './keys.js'
+
+/** What a watch needs from its store. */
+export interface WatchContext {
+  readonly client: Etcd3
+  readonly scheduler: SchedulerLike
+  readonly endpoints: readonly string[]
+  readonly dialTimeoutMs: number
+  readonly reconnectIntervalMs: number
+  readonly resyncAfterReconnect: boolean
+  readonly allowDelayedStart: boolean
+  /** Every key under the (normalized) prefixes, read at one revision. */
+  list(prefixes: readonly string[]): Observable<{ revision: bigint; items: KeyValue<Uint8Array>[] }>
+  /** Maps a raw error to the library's error (no side effect). */
+  map(error: unknown, what: string): Mapped
+  /** Maps a raw error; a store-wide failure closes the store. */
+  fail(error: unknown, what: string): Mapped
+  /** Notes a revision the watch delivered (snapshots never go back before it). */
+  observe(revision: bigint): void
+  /** Whether the store ever reached etcd. */
+  contacted(): boolean
+  /** The watch `token` has a live stream. */
+  up(token: object): void
+  /** The watch `token` lost its stream (the store is degraded while it is down). */
+  down(token: object, error: DatasyncError): void
+  /** The watch `token` ended. */
+  gone(token: object): void
+}
+
+/** The first pause after a broken stream; it doubles up to the reconnect interval. */
+const FIRST_BACKOFF_MS = 50
+
+/**
+ * Watches every key under `prefixes`: a snapshot read at one revision R (paged), then a watch
+ * from R + 1 with previous values, over the smallest key range holding every prefix (one
+ * revision always arrives in one piece, so a transaction is one `changes` event); the client
+ * keeps the changes under a prefix.
+ *
+ * When the stream breaks (member killed, network cut, member lost its leader), the store is
+ * `degraded` and the watch resumes from the last revision it delivered + 1, on whichever member
+ * answers: nothing lost, nothing twice, no snapshot. A new snapshot comes only when etcd no longer
+ * has that history (`compacted`), or after every reconnection with `resyncAfterReconnect`
+ * (`reconnect`).
+ *
+ * ```
+ * watch(['a/']):  S(R)--c(R+1)--c--x(stream broke)....c(resumed)--c--...x....S(compacted)--c--
+ * ```
+ */
+export function watchPrefixes(
+  context: WatchContext,
+  prefixes: readonly string[],
+): Observable<StoreEvent<Uint8Array>> {
+  return defer(() => {
+    const kept = normalizePrefixes(prefixes)
+    if (kept.length === 0) {
+      const empty: StoreEvent<Uint8Array> = {
+        type: 'snapshot',
+        revision: ZERO_REVISION,
+        items: [],
+        cause: 'startup',
+      }
+      return concat([empty], NEVER)
+    }
+    const what = `watch of ${kept.map((prefix) => JSON.stringify(prefix)).join(', ')}`
+    const hull = hullOf(kept)
+    const token = {}
+    const started = context.scheduler.now()
+    /** The revision the watch delivered last: everything up to it is known. */
+    let last: bigint | undefined
+    let relist = true
+    let cause: SnapshotCause = 'startup'
+    let failures = 0
+
+    const snapshot = context.list(kept).pipe(
+      map(({ revision: at, items }): StoreEvent<Uint8Array> => {
+        last = at
+        relist = false
+        return { type: 'snapshot', revision: revision(at), items, cause }
+      }),
+    )
+
+    const onResponse = (response: IWatchResponse): Observable<StoreEvent<Uint8Array>> => {
+      if (response.created) {
+        failures = 0
+        context.up(token)
+        return EMPTY
+      }
+      if (response.events.length === 0) {
+        // A progress notification: etcd sends it only to a watcher that has every event up to
+        // the header's revision, so a later resume may start after it.
+        const at = BigInt(response.header.revision)
+        if (last === undefined || at > last) last = at
+        return EMPTY
+      }
+      return from(batches(response.events, kept)).pipe(
+        map((batch) => {
+          last = batch.at
+          context.observe(batch.at)
+          return batch.event
+        }),
+        mergeMap((event) => (event === undefined ? EMPTY : [event])),
+      )
+    }
+
+    const cycle = defer(() =>
+      concat(
+        relist ? snapshot : EMPTY,
+        defer(() => watchStream(context, hull, (last ?? 0n) + 1n).pipe(mergeMap(onResponse))),
+      ),
+    )
+
+    return cycle.pipe(
+      retry({
+        delay: (raw: unknown) => {
+          const { error, scope } = context.fail(raw, what)
+          if (scope === 'store') return throwError(() => error)
+          if (error.code === 'compacted') {
+            // The revision to resume from is gone: relist, and the orchestrator diffs (P4).
+            relist = true
+            cause = 'compacted'
+            return timer(0, context.scheduler)
+          }
+          if (!error.retryable) return throwError(() => error)
+          if (
+            !context.contacted() &&
+            !context.allowDelayedStart &&
+            context.scheduler.now() - started >= context.dialTimeoutMs
+          ) {
+            return throwError(
+              () =>
+                new UnavailableError(
+                  NAME,
+                  `cannot reach etcd at ${context.endpoints.join(', ')} within the dial timeout (${context.dialTimeoutMs} ms): ${error.message}; start etcd first, or set allowDelayedStart (allow-delayed-start) to wait for it`,
+                  { cause: error },
+                ),
+            )
+          }
+          context.down(token, error)
+          if (last !== undefined && context.resyncAfterReconnect && !relist) {
+            relist = true
+            cause = 'reconnect'
+          }
+          failures++
+          const delay = Math.min(
+            context.reconnectIntervalMs,
+            FIRST_BACKOFF_MS * 2 ** (failures - 1),
+          )
+          return timer(delay, context.scheduler)
+        },
+      }),
+      finalize(() => {
+        context.gone(token)
+      }),
+    )
+  })
+}
+
+interface Batch {
+  /** The revision of the batch. */
+  readonly at: bigint
+  /** Its changes under the watched prefixes, if any. */
+  readonly event: StoreEvent<Uint8Array> | undefined
+}
+
+/** Splits a response's events by revision: one batch per revision (per transaction). */
+function batches(events: readonly IEvent[], prefixes: readonly string[]): Batch[] {
+  const result: Batch[] = []
+  let at: string | undefined
+  let changes: Change<Uint8Array>[] = []
+  const flush = () => {
+    if (at === undefined) return
+    result.push({
+      at: BigInt(at),
+      event:
+        changes.length === 0 ? undefined : { type: 'changes', revision: revision(at), changes },
+    })
+    changes = []
+  }
+  for (const event of events) {
+    if (event.kv.mod_revision !== at) {
+      flush()
+      at = event.kv.mod_revision
+    }
+    const key = event.kv.key.toString('utf8')
+    if (matchesAny(key, prefixes)) changes.push(toChange(event, key))
+  }
+  flush()
+  return result
+}
+
+function toChange(event: IEvent, key: string): Change<Uint8Array> {
+  const at = revision(event.kv.mod_revision)
+  const prevKv = (event.prev_kv as IEvent['prev_kv'] | null) ?? undefined
+  const prev = prevKv === undefined ? undefined : valueOf(prevKv.value)
+  if (event.type.toLowerCase() === 'delete') {
+    return prev === undefined
+      ? { op: 'delete', key, revision: at }
+      : { op: 'delete', key, prev, revision: at }
+  }
+  const value = valueOf(event.kv.value)
+  return prev === undefined
+    ? { op: 'put', key, value, revision: at }
+    : { op: 'put', key, value, prev, revision: at }
+}
+
+/**
+ * One watch stream over `range` from `start`: emits the `created` response, then whole
+ * responses (fragments joined). Errors when the stream breaks or ends, when it is not created
+ * within the dial timeout, and when etcd cancels the watch (`compacted` when the start revision
+ * is gone). Unsubscribing cancels the stream, which ends the watch on the server.
+ */
+function watchStream(
+  context: WatchContext,
+  range: KeyRange,
+  start: bigint,
+): Observable<IWatchResponse> {
+  return new Observable<IWatchResponse>((subscriber) => {
+    let stream: WatchStream | undefined
+    let done = false
+    let fragments: IEvent[] = []
+    const fail = (error: unknown) => {
+      if (done) return
+      done = true
+      subscriber.error(error)
+    }
+    const creation = timer(context.dialTimeoutMs, context.scheduler).subscribe(() => {
+      fail(
+        new DatasyncError(
+          'timeout',
+          `${NAME}: no member of ${context.endpoints.join(', ')} created the watch within the dial timeout (${context.dialTimeoutMs} ms)`,
+        ),
+      )
+    })
+
+    const onData = (response: IWatchResponse) => {
+      if (done) return
+      const compactRevision = BigInt(response.compact_revision || '0')
+      if (compactRevision > 0n) {
+        fail(
+          new DatasyncError(
+            'compacted',
+            `${NAME}: the history from revision ${start} was compacted (up to ${compactRevision})`,
+          ),
+        )
+        return
+      }
+      if (response.canceled) {
+        const reason = response.cancel_reason || 'the watch was canceled by the server'
+        const cause = castGrpcErrorMessage(reason)
+        const mapped = context.map(cause, 'watch')
+        // An unknown reason is worth another try; only what retrying cannot fix ends the watch.
+        fail(
+          mapped.error.code === 'auth' || mapped.error.code === 'config'
+            ? cause
+            : new UnavailableError(NAME, `etcd canceled the watch: ${reason}`, { cause }),
+        )
+        return
+      }
+      if (response.created) {
+        creation.unsubscribe()
+        subscriber.next(response)
+        return
+      }
+      if (response.fragment) {
+        fragments.push(...response.events)
+        return
+      }
+      if (fragments.length > 0) {
+        response = { ...response, events: [...fragments, ...response.events] }
+        fragments = []
+      }
+      subscriber.next(response)
+    }
+
+    openWatchStream(context.client).then(
+      (opened) => {
+        if (done || subscriber.closed) {
+          close(opened)
+          return
+        }
+        stream = opened
+        opened.on('data', onData)
+        opened.on('error', (error: Error) => {
+          fail(castGrpcError(error))
+        })
+        opened.on('end', () => {
+          fail(new EtcdWatchStreamEnded())
+        })
+        opened.write({
+          create_request: {
+            key: range.start,
+            range_end: range.end,
+            start_revision: start.toString(),
+            prev_kv: true,
+            progress_notify: true,
+            fragment: true,
+          },
+        })
+      },
+      (error: unknown) => {
+        fail(error)
+      },
+    )
+
+    return () => {
+      done = true
+      creation.unsubscribe()
+      if (stream) close(stream)
+    }
+  })
+}
+
+/**
+ * Ends a watch stream: half-close first (so etcd3 does not count the cancel as a member
+ * failure), then cancel, which resets the HTTP/2 stream and makes etcd drop its watchers.
+ */
+function close(stream: WatchStream): void {
+  stream.on('error', () => undefined)
+  try {
+    stream.end()
+  } finally {
+    stream.cancel()
+  }
+}
