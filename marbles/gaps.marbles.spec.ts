@@ -1,5 +1,6 @@
+import { BehaviorSubject } from 'rxjs'
 import { describe, it } from 'vitest'
-import { createDatasync } from '../src/index.js'
+import { createDatasync, type StoreStatus } from '../src/index.js'
 import { ackAfter, changesOf, scriptedStore, snapshotOf } from '../src/testing/index.js'
 import { labels, testScheduler } from './helpers.js'
 
@@ -96,6 +97,52 @@ describe('gaps', () => {
         r: 'R(startup) a/1=1',
         d: 'C(live) a/1:1>2',
       })
+      sync.start()
+    })
+  })
+})
+
+describe('gaps: resuming stores', () => {
+  it('with resyncAfterReconnect, a store that resumes without a snapshot is asked for one', () => {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      const storeStatus = new BehaviorSubject<StoreStatus>({ state: 'ready' })
+      const first = cold('s', { s: snapshotOf(1, { 'a/1': '1' }) })
+      const second = cold('s', { s: snapshotOf(7, { 'a/1': '2' }) })
+      let calls = 0
+      const store = scriptedStore(() => (calls++ === 0 ? first : second), {
+        status$: storeStatus,
+        capabilities: { resumable: true },
+      })
+      const sync = createDatasync(store, { resyncAfterReconnect: true })
+      const a = sync.register('a', { prefixes: ['a/'] })
+      ackAfter(a.events$, 0)
+      hot('--d-r').subscribe((k) => {
+        storeStatus.next({ state: k === 'd' ? 'degraded' : 'ready' })
+      })
+      expectObservable(labels(a.events$)).toBe('r---R', {
+        r: 'R(startup) a/1=1',
+        R: 'R(reconnect) a/1=2',
+      })
+      expectSubscriptions(first.subscriptions).toBe('^---!')
+      expectSubscriptions(second.subscriptions).toBe('----^')
+      sync.start()
+    })
+  })
+
+  it('without it, a resuming store just goes back in sync: no new snapshot', () => {
+    testScheduler().run(({ cold, hot, expectSubscriptions }) => {
+      const storeStatus = new BehaviorSubject<StoreStatus>({ state: 'ready' })
+      const watch = cold('s', { s: snapshotOf(1, {}) })
+      const store = scriptedStore(watch, {
+        status$: storeStatus,
+        capabilities: { resumable: true },
+      })
+      const sync = createDatasync(store)
+      ackAfter(sync.register('a', { prefixes: ['a/'] }).events$, 0)
+      hot('--d-r').subscribe((k) => {
+        storeStatus.next({ state: k === 'd' ? 'degraded' : 'ready' })
+      })
+      expectSubscriptions(watch.subscriptions).toBe('^')
       sync.start()
     })
   })

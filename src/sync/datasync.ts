@@ -326,7 +326,13 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
             )
           }
         } else if (storeStatus.state === 'ready' && current === 'degraded') {
-          setStatus({ state: gateOpen ? 'in-sync' : 'resyncing' })
+          if (options.resyncAfterReconnect === true && store.capabilities.resumable) {
+            // A resuming store sends no snapshot after a reconnect (nothing was lost), but a full
+            // resync round was asked for: restart the watch to get one.
+            restarts.next('reconnect')
+          } else {
+            setStatus({ state: gateOpen ? 'in-sync' : 'resyncing' })
+          }
         }
       }),
       ignoreElements(),

@@ -240,7 +240,8 @@ export function createFaultStore<V = Uint8Array>(
   return {
     name,
     inner,
-    capabilities: inner.capabilities,
+    // A reconnect here always relists (a fresh snapshot), as a non-resuming backend does.
+    capabilities: { ...inner.capabilities, resumable: false },
     status$,
 
     get watchSubscriptions(): number {

@@ -8,7 +8,7 @@ import type {
   StoreEvent,
 } from '../core/events.js'
 import { revision } from '../core/revision.js'
-import type { KvStore, StoreStatus } from '../core/store.js'
+import type { Capabilities, KvStore, StoreStatus } from '../core/store.js'
 import type { ConsumerEvent } from '../sync/types.js'
 
 /**
@@ -26,7 +26,11 @@ import type { ConsumerEvent } from '../sync/types.js'
  */
 export function scriptedStore<V>(
   watch: Observable<StoreEvent<V>> | ((prefixes: readonly string[]) => Observable<StoreEvent<V>>),
-  options: { readonly status$?: Observable<StoreStatus> } = {},
+  options: {
+    readonly status$?: Observable<StoreStatus>
+    /** Overrides of the capabilities (all false by default). */
+    readonly capabilities?: Partial<Capabilities>
+  } = {},
 ): KvStore<V> {
   const refuse = (what: string) =>
     defer(() => throwError(() => new CapabilityError('scripted', what)))
@@ -40,6 +44,7 @@ export function scriptedStore<V>(
       nativePrev: false,
       resumable: false,
       atomicPrefixDelete: false,
+      ...options.capabilities,
     },
     watch: (prefixes) => (typeof watch === 'function' ? watch(prefixes) : watch),
     get: () => refuse('get'),

@@ -4,10 +4,8 @@
  * loopback TCP proxies, so `fault.interrupt()` cuts only its connections while the writer (a
  * second store connected directly) keeps writing.
  *
- * The stores here relist after a reconnection (`resyncAfterReconnect: true`): the suite's
- * "with resyncAfterReconnect, consumers get a full resync" test needs a snapshot after an outage,
- * and the orchestrator does not ask for one from a store that resumes. Resuming (the default)
- * is proved by test/integration/etcd-faults.test.ts.
+ * The stores resume their watch after a reconnection (the default): gap recovery through a
+ * relist is proved by test/integration/etcd-faults.test.ts (compaction while disconnected).
  */
 import { afterAll, beforeAll, describe } from 'vitest'
 import { createEtcdStore, type EtcdStore } from '../../src/backends/etcd/index.js'
@@ -25,7 +23,6 @@ async function fixture(ports: readonly number[], urls: readonly string[]): Promi
   const proxies: TcpProxy[] = await Promise.all(ports.map((port) => startTcpProxy(port)))
   const store: EtcdStore = createEtcdStore({
     endpoints: proxies.map((proxy) => proxy.url),
-    resyncAfterReconnect: true,
     reconnectInterval: '500ms',
     statusInterval: '1s',
   })

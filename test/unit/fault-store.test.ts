@@ -81,7 +81,7 @@ describe('createFaultStore', () => {
   it('wraps a memory store and passes operations through', () => {
     const store = createFaultStore<string>({ initial: { 'a/1': 'x' } })
     expect(store.name).toBe('fault(memory)')
-    expect(store.capabilities).toEqual(store.inner.capabilities)
+    expect(store.capabilities).toEqual({ ...store.inner.capabilities, resumable: false })
     run(store.put('a/2', 'y'))
     expect(run(store.get('a/2'))?.value).toBe('y')
     expect(run(store.list('a/')).map((item) => item.key)).toEqual(['a/1', 'a/2'])
