@@ -12,6 +12,7 @@ import { createEtcdStore, type EtcdStore } from '../../src/backends/etcd/index.j
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from '../servers/index.js'
 import { watcherCount, watchersReach } from '../support/etcd.js'
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
+import { bytes, withCodec, withPrefix } from '../../src/index.js'
 import { describeStore, type StoreFixture } from './suite.js'
 
 const SERVER_START_MS = 180_000
@@ -61,6 +62,21 @@ describe('etcd, one member', { timeout: 90_000 }, () => {
     () => {
       if (etcd === undefined) throw new Error('etcd did not start')
       return fixture([etcd.clientPort], etcd.endpoints)
+    },
+    { faults: true, convergeMs: 30_000 },
+  )
+
+  // The typed and prefixed views compose over etcd: the whole suite through them.
+  describeStore(
+    'etcd (one member) through withCodec(withPrefix(store, "view/"), bytes())',
+    async () => {
+      if (etcd === undefined) throw new Error('etcd did not start')
+      const base = await fixture([etcd.clientPort], etcd.endpoints)
+      return {
+        ...base,
+        store: withCodec(withPrefix(base.store, 'view/'), bytes()),
+        writer: withPrefix(base.writer ?? base.store, 'view/'),
+      }
     },
     { faults: true, convergeMs: 30_000 },
   )

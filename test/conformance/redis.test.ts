@@ -9,7 +9,6 @@
  * disconnected while the writer goes on, until `restore`.
  */
 import { afterAll, beforeAll, describe } from 'vitest'
-import { withPrefix } from '../../src/index.js'
 import { createRedisStore, type RedisStoreOptions } from '../../src/backends/redis/index.js'
 import {
   redisCommand,
@@ -21,6 +20,7 @@ import {
   type SentinelSetup,
 } from '../servers/index.js'
 import { startTcpProxy, type TcpProxy } from '../support/redis-proxy.js'
+import { bytes, withCodec, withPrefix } from '../../src/index.js'
 import { describeStore, type StoreFixture } from './suite.js'
 
 const TIMEOUT = 60_000
@@ -123,6 +123,26 @@ describe('redis node', { timeout: TIMEOUT }, () => {
         node: { host: '127.0.0.1', port: proxied ? proxies.get(node!.port)!.port : node!.port },
       }),
     ),
+    { faults: true },
+  )
+
+  // The typed and prefixed views compose over Redis: the whole suite through them.
+  const nodeFixture = fixture(
+    () => [node!.port],
+    (proxied) => ({
+      node: { host: '127.0.0.1', port: proxied ? proxies.get(node!.port)!.port : node!.port },
+    }),
+  )
+  describeStore(
+    'redis node through withCodec(withPrefix(store, "view/"), bytes())',
+    async () => {
+      const base = await nodeFixture()
+      return {
+        ...base,
+        store: withCodec(withPrefix(base.store, 'view/'), bytes()),
+        writer: withPrefix(base.writer ?? base.store, 'view/'),
+      }
+    },
     { faults: true },
   )
 })
