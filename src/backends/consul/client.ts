@@ -1,0 +1,441 @@
+import { EventEmitter } from 'node:events'
+import { readFile } from 'node:fs/promises'
+import http from 'node:http'
+import https from 'node:https'
+import Consul from 'consul'
+import { Observable, catchError, defer, from, of, switchMap, throwError, timeout } from 'rxjs'
+import { ClosedError, ConfigError, DatasyncError } from '../../core/errors.js'
+import { NAME, mapConsulError, timeoutError, type ErrorContext } from './errors.js'
+import type { Settings } from './options.js'
+
+/** One key as Consul lists it (`GET /v1/kv/<key>`), its value decoded from base64. */
+export interface RawEntry {
+  readonly Key: string
+  readonly ModifyIndex: number
+  readonly Value: Uint8Array | null
+}
+
+/** A recursive listing and the index it was read at (`X-Consul-Index`). */
+export interface Listing {
+  readonly index: bigint
+  readonly entries: readonly RawEntry[]
+}
+
+/** Where a blocking query starts waiting, and for how long. */
+export interface Blocking {
+  readonly index: bigint
+  readonly waitMs: number
+}
+
+/** One operation of `PUT /v1/txn`, in Consul's JSON format (values in base64). */
+export interface TxnOperation {
+  readonly KV: {
+    readonly Verb: string
+    readonly Key: string
+    readonly Value?: string
+    readonly Index?: number
+    readonly Session?: string
+  }
+}
+
+/** What `PUT /v1/txn` answered: the results (200), or why it rolled back (409). */
+export type TxnAnswer =
+  | { readonly ok: true; readonly results: readonly { readonly KV?: TxnResultEntry }[] }
+  | {
+      readonly ok: false
+      readonly errors: readonly { readonly OpIndex: number; readonly What: string }[]
+    }
+
+/** A key in a transaction's results (values are only returned by reads). */
+export interface TxnResultEntry {
+  readonly Key: string
+  readonly ModifyIndex: number
+  readonly CreateIndex: number
+}
+
+/** The part of the `consul` client this backend calls, as it behaves with `includeResponse`. */
+interface ConsulApi {
+  readonly kv: {
+    get(options: object): Promise<unknown>
+    keys(options: object): Promise<unknown>
+    del(options: object): Promise<unknown>
+  }
+  readonly transaction: {
+    create(operations: readonly TxnOperation[], options: object): Promise<unknown>
+  }
+  readonly session: {
+    create(options: object): Promise<unknown>
+    destroy(options: object): Promise<unknown>
+  }
+  readonly status: { leader(options: object): Promise<unknown> }
+  destroy(): void
+}
+
+/** The client of broker calls and status checks, and the client of watches' blocking queries. */
+interface Clients {
+  readonly calls: ConsulApi
+  readonly watches: ConsulApi
+}
+
+/** The HTTP response papi hands back with `includeResponse`. */
+interface RawResponse {
+  readonly statusCode?: number
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+  readonly body?: unknown
+}
+
+type Answer = readonly [RawResponse, unknown]
+
+/** Options papi reads from `ctx`: the emitter aborts the request on `cancel`. */
+type Context = EventEmitter & { readonly includeResponse: true }
+
+/**
+ * The edge of the backend: every call of the `consul` client goes through {@link ConsulEdge.request},
+ * which makes it a cold Observable (sent on subscribe, aborted on unsubscribe), bounds it with a
+ * timeout on the store's scheduler and maps its errors through one table. The client (and its
+ * keep-alive agent) is created on the first request, after the TLS files are read.
+ */
+export class ConsulEdge {
+  private clients: Promise<Clients> | undefined
+  /** The clients once created: later requests start synchronously, in subscription order. */
+  private ready: Clients | undefined
+  private closed = false
+
+  constructor(
+    private readonly settings: Settings,
+    /** Called with an error that closes the whole store (an unknown token, a TLS failure). */
+    private readonly onStoreError: (error: DatasyncError) => void,
+  ) {}
+
+  /** A recursive listing of `prefix`; with `blocking`, a blocking query from that index. */
+  list(prefix: string, blocking?: Blocking): Observable<Listing> {
+    const timeoutMs =
+      blocking === undefined
+        ? this.settings.requestTimeoutMs
+        : blocking.waitMs + Math.ceil(blocking.waitMs / 16) + this.settings.requestTimeoutMs
+    return this.request(
+      blocking === undefined ? `list '${prefix}'` : `watch '${prefix}'`,
+      timeoutMs,
+      blocking === undefined ? 'calls' : 'watches',
+      (api, ctx) =>
+        api.kv.get({
+          ...this.common(ctx),
+          key: prefix,
+          recurse: true,
+          buffer: true,
+          ...(blocking === undefined
+            ? {}
+            : { index: blocking.index.toString(), wait: `${blocking.waitMs}ms` }),
+        }),
+      ([response, body]) => ({
+        index: indexOf(response),
+        entries: body === undefined ? [] : (body as RawEntry[]).map(entryOf),
+      }),
+    )
+  }
+
+  /** One key, or `undefined`; `index` is the key's ModifyIndex, or the table's when it is missing. */
+  get(key: string): Observable<{ readonly index: bigint; readonly entry: RawEntry | undefined }> {
+    return this.request(
+      `get '${key}'`,
+      this.settings.requestTimeoutMs,
+      'calls',
+      (api, ctx) => api.kv.get({ ...this.common(ctx), key, buffer: true }),
+      ([response, body]) => ({
+        index: indexOf(response),
+        entry: body === undefined ? undefined : entryOf(body as RawEntry),
+      }),
+    )
+  }
+
+  /** The keys under `prefix` (`?keys`), and the listing's index. */
+  keys(prefix: string): Observable<{ readonly index: bigint; readonly keys: readonly string[] }> {
+    return this.request(
+      `listKeys '${prefix}'`,
+      this.settings.requestTimeoutMs,
+      'calls',
+      (api, ctx) =>
+        api.kv.keys({ ...this.common(ctx), key: prefix }).catch((error: unknown) => {
+          // No key under the prefix: 404, still with the index.
+          const response = responseOf(error)
+          if (response?.statusCode === 404) return [response, []]
+          throw error
+        }),
+      ([response, body]) => ({
+        index: indexOf(response),
+        keys: Array.isArray(body) ? (body as unknown[]).filter((k) => typeof k === 'string') : [],
+      }),
+    )
+  }
+
+  /** Deletes every key under `prefix` (`DELETE /v1/kv/<prefix>?recurse`). */
+  deleteTree(prefix: string): Observable<void> {
+    return this.request(
+      `delete prefix '${prefix}'`,
+      this.settings.requestTimeoutMs,
+      'calls',
+      (api, ctx) => api.kv.del({ ...this.writing(ctx), key: prefix, recurse: true }),
+      () => undefined,
+    )
+  }
+
+  /** `PUT /v1/txn`: a rollback (409) is an answer, not an error. */
+  txn(operations: readonly TxnOperation[], what = 'txn'): Observable<TxnAnswer> {
+    return this.request(
+      what,
+      this.settings.requestTimeoutMs,
+      'calls',
+      (api, ctx) =>
+        api.transaction.create(operations, this.writing(ctx)).catch((error: unknown) => {
+          const response = responseOf(error)
+          if (response?.statusCode === 409 && isObject(response.body)) {
+            return [response, response.body]
+          }
+          throw error
+        }),
+      ([response, body]): TxnAnswer => {
+        const answer = (isObject(body) ? body : {}) as {
+          Results?: { KV?: TxnResultEntry }[] | null
+          Errors?: { OpIndex: number; What: string }[] | null
+        }
+        if (response.statusCode === 409 || (answer.Errors?.length ?? 0) > 0) {
+          return { ok: false, errors: answer.Errors ?? [] }
+        }
+        return { ok: true, results: answer.Results ?? [] }
+      },
+    )
+  }
+
+  /**
+   * A session that deletes the keys it holds when it is invalidated: no sooner than `ttlSeconds`
+   * after its creation (it is never renewed here; Consul's servers time it out at twice that). No
+   * health checks are attached and the lock delay is 0, so only the TTL (or a destroy) ends it and
+   * its keys can be written again at once.
+   */
+  createSession(ttlSeconds: number): Observable<string> {
+    return this.request(
+      'create a TTL session',
+      this.settings.requestTimeoutMs,
+      'calls',
+      (api, ctx) =>
+        api.session.create({
+          ...this.writing(ctx),
+          name: 'rx-datasync ttl',
+          ttl: `${ttlSeconds}s`,
+          behavior: 'delete',
+          lockdelay: '0s',
+          checks: [],
+        }),
+      ([, body]) => {
+        const id = isObject(body) ? (body as { ID?: unknown }).ID : undefined
+        if (typeof id !== 'string')
+          throw new DatasyncError('internal', `${NAME}: session create answered no ID`)
+        return id
+      },
+    )
+  }
+
+  /** Destroys a session (deleting the keys it still holds). */
+  destroySession(id: string): Observable<void> {
+    return this.request(
+      `destroy session ${id}`,
+      this.settings.requestTimeoutMs,
+      'calls',
+      (api, ctx) => api.session.destroy({ ...this.writing(ctx), id }),
+      () => undefined,
+    )
+  }
+
+  /** The raft leader's address, `''` when the cluster has none (`GET /v1/status/leader`). */
+  leader(): Observable<string> {
+    return this.request(
+      'status check',
+      this.settings.requestTimeoutMs,
+      'calls',
+      (api, ctx) => api.status.leader({ ...this.common(ctx) }),
+      ([, body]) => (typeof body === 'string' ? body : ''),
+    )
+  }
+
+  /** Releases the client's connections; requests made afterwards fail. */
+  close(): void {
+    this.closed = true
+    void this.clients?.then(
+      (clients) => {
+        clients.calls.destroy()
+        clients.watches.destroy()
+      },
+      () => undefined,
+    )
+  }
+
+  /**
+   * The one wrapper of a client call: cold, aborted on unsubscribe, bounded by `timeoutMs`, and
+   * with every error mapped (store-wide errors also reported to `onStoreError`).
+   */
+  private request<T>(
+    what: string,
+    timeoutMs: number,
+    lane: keyof Clients,
+    invoke: (api: ConsulApi, ctx: Context) => Promise<unknown>,
+    parse: (answer: Answer) => T,
+  ): Observable<T> {
+    const context: ErrorContext = { address: this.settings.address, what }
+    return defer(() =>
+      this.ready !== undefined && !this.closed ? of(this.ready) : from(this.connect()),
+    ).pipe(
+      switchMap(
+        (clients) =>
+          new Observable<T>((subscriber) => {
+            const api = clients[lane]
+            const ctx: Context = Object.assign(new EventEmitter(), {
+              includeResponse: true as const,
+            })
+            let settled = false
+            invoke(api, ctx).then(
+              (result) => {
+                settled = true
+                let parsed: T
+                try {
+                  parsed = parse(answerOf(result))
+                } catch (error) {
+                  subscriber.error(error)
+                  return
+                }
+                subscriber.next(parsed)
+                subscriber.complete()
+              },
+              (error: unknown) => {
+                settled = true
+                subscriber.error(error)
+              },
+            )
+            return () => {
+              if (!settled) ctx.emit('cancel')
+            }
+          }),
+      ),
+      timeout({
+        first: timeoutMs,
+        scheduler: this.settings.scheduler,
+        with: () => throwError(() => timeoutError(context, timeoutMs)),
+      }),
+      catchError((error: unknown) => {
+        const mapped = mapConsulError(error, context)
+        if (mapped.scope === 'store') this.onStoreError(mapped.error)
+        return throwError(() => mapped.error)
+      }),
+    )
+  }
+
+  /** The options of a read: its context, token, datacenter and consistency mode. */
+  private common(ctx: Context): object {
+    return { ctx, ...this.scope(), ...consistencyOf(this.settings.consistency) }
+  }
+
+  /** The options of a write: its context, token and datacenter. */
+  private writing(ctx: Context): object {
+    return { ctx, ...this.scope() }
+  }
+
+  private scope(): object {
+    return {
+      ...(this.settings.token !== undefined ? { token: this.settings.token } : {}),
+      ...(this.settings.datacenter !== undefined ? { dc: this.settings.datacenter } : {}),
+    }
+  }
+
+  private connect(): Promise<Clients> {
+    if (this.closed) return Promise.reject(new ClosedError(`the ${NAME} store`))
+    this.clients ??= createClients(this.settings).then((clients) => {
+      this.ready = clients
+      return clients
+    })
+    return this.clients
+  }
+}
+
+/**
+ * Two clients on two keep-alive agents: one for the blocking queries of watches (a connection
+ * each, as long as the watch lives), one for everything else, with at most
+ * `maxConcurrentRequests` connections, so that a burst of writes queues here instead of running
+ * into the agent's limit of connections per client (`limits.http_max_conns_per_client`, 200).
+ */
+async function createClients(settings: Settings): Promise<Clients> {
+  const tls = settings.tls
+  const read = async (field: string, file: string | undefined): Promise<Buffer | undefined> => {
+    if (file === undefined) return undefined
+    try {
+      return await readFile(file)
+    } catch (error) {
+      throw new ConfigError(
+        `${NAME} tls`,
+        field,
+        `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`,
+        { cause: error },
+      )
+    }
+  }
+  let agent: (maxSockets: number) => http.Agent = (maxSockets) =>
+    new http.Agent({ keepAlive: true, maxSockets })
+  if (settings.secure) {
+    const [ca, cert, key] = await Promise.all([
+      read('caFile', tls?.caFile),
+      read('certFile', tls?.certFile),
+      read('keyFile', tls?.keyFile),
+    ])
+    agent = (maxSockets) =>
+      new https.Agent({
+        keepAlive: true,
+        maxSockets,
+        ...(ca !== undefined ? { ca } : {}),
+        ...(cert !== undefined ? { cert } : {}),
+        ...(key !== undefined ? { key } : {}),
+        servername: tls?.serverName ?? settings.host,
+        rejectUnauthorized: tls?.insecureSkipVerify !== true,
+      })
+  }
+  // baseUrl (which keeps a path prefix) is accepted by the client but missing from its types.
+  const client = (maxSockets: number): ConsulApi => {
+    const options: object = { baseUrl: settings.baseUrl, agent: agent(maxSockets) }
+    return new Consul(options) as unknown as ConsulApi
+  }
+  return { calls: client(settings.maxConcurrentRequests), watches: client(Infinity) }
+}
+
+function consistencyOf(mode: Settings['consistency']): object {
+  return mode === 'consistent' ? { consistent: true } : mode === 'stale' ? { stale: true } : {}
+}
+
+function isObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null
+}
+
+function responseOf(error: unknown): RawResponse | undefined {
+  const response = isObject(error) ? (error as { response?: unknown }).response : undefined
+  return isObject(response) ? (response as RawResponse) : undefined
+}
+
+function answerOf(result: unknown): Answer {
+  if (!Array.isArray(result) || !isObject(result[0])) {
+    throw new DatasyncError('internal', `${NAME}: the consul client answered without its response`)
+  }
+  return [result[0] as RawResponse, result[1]]
+}
+
+/** The `X-Consul-Index` header as a bigint (Consul's indexes are uint64). */
+function indexOf(response: RawResponse): bigint {
+  const header = response.headers['x-consul-index']
+  const raw = Array.isArray(header) ? header[0] : header
+  if (raw === undefined || !/^\d+$/.test(raw)) {
+    throw new DatasyncError('internal', `${NAME}: the answer carries no X-Consul-Index header`)
+  }
+  return BigInt(raw)
+}
+
+function entryOf(raw: RawEntry): RawEntry {
+  if (typeof raw.Key !== 'string' || typeof raw.ModifyIndex !== 'number') {
+    throw new DatasyncError('internal', `${NAME}: unexpected KV entry ${JSON.stringify(raw)}`)
+  }
+  return raw
+}
