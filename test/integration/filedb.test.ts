@@ -928,10 +928,15 @@ async function inotifyWatches(): Promise<number> {
   return count
 }
 
-// ---- permission denied as root: the store runs as 'nobody' in a child process -------------------
+// ---- permission denied as root: the store runs as 'nobody' in a child process that drops root
+// after loading its modules (so the project's own directory need not be open to 'nobody') ------
 
 const CHILD = `
 import { createFileStore } from ${JSON.stringify(join(process.cwd(), 'src/backends/filedb/index.ts'))}
+// Every module is loaded (as root, from wherever the project lives); from here on the process
+// is 'nobody', so the store's reads meet file permissions.
+process.setgid(65534)
+process.setuid(65534)
 const decoder = new TextDecoder()
 const store = createFileStore({ paths: [process.argv[2]] })
 const print = (line) => process.stdout.write(JSON.stringify(line) + '\\n')
@@ -960,7 +965,7 @@ async function permissionDeniedAsNobody(dir: string, file: string): Promise<void
   const child: ChildProcess = spawn(
     process.execPath,
     ['--conditions=source', '--import', 'tsx', script, dir],
-    { uid: 65534, gid: 65534, cwd: process.cwd(), stdio: ['pipe', 'pipe', 'pipe'] },
+    { cwd: process.cwd(), stdio: ['pipe', 'pipe', 'pipe'] },
   )
   const lines: Record<string, unknown>[] = []
   const updates = new Subject<void>()
