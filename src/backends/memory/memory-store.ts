@@ -8,9 +8,10 @@ import {
   type Subscriber,
   type Subscription,
 } from 'rxjs'
-import { toMillis, type Duration } from '../../core/duration.js'
+import { type Duration } from '../../core/duration.js'
+import { argumentChecks, type ArgumentChecks, type CheckedWrite } from '../../internal/checks.js'
 import { valuesEqual } from '../../core/equal.js'
-import { ClosedError, DatasyncError } from '../../core/errors.js'
+import { ClosedError } from '../../core/errors.js'
 import type { Change, KeyValue, StoreEvent } from '../../core/events.js'
 import { revision, ZERO_REVISION, type Revision } from '../../core/revision.js'
 import { createSnapshot, matchesAny, type Snapshot } from '../../core/snapshot.js'
@@ -88,9 +89,9 @@ interface Watcher<V> {
   readonly subscriber: Subscriber<StoreEvent<V>>
 }
 
-type Write<V> =
-  | { readonly op: 'put'; readonly key: string; readonly value: V; readonly ttlMs?: number }
-  | { readonly op: 'delete'; readonly key: string; readonly prefix: boolean }
+type Write<V> = CheckedWrite<V>
+const check: ArgumentChecks = argumentChecks({ backend: NAME })
+const ttlMillis = (what: string, ttl: Duration) => check.ttlMs(what, ttl)
 
 /**
  * Creates an in-memory key-value store. Every operation is a cold Observable that runs
@@ -203,7 +204,7 @@ export function createMemoryStore<V = Uint8Array>(
             ? { op: 'put', key, value, revision: next }
             : { op: 'put', key, value, prev: old.kv.value, revision: next },
         )
-        if (write.ttlMs !== undefined) expiries.push([key, entry, write.ttlMs])
+        if (write.ttl !== undefined) expiries.push([key, entry, write.ttl])
       } else {
         for (const key of write.prefix ? keysUnder(write.key) : [write.key]) {
           const old = entries.get(key)
@@ -238,8 +239,8 @@ export function createMemoryStore<V = Uint8Array>(
     const seed = new Map<string, V>()
     const pairs = isIterable(options.initial) ? options.initial : Object.entries(options.initial)
     for (const [key, value] of pairs) {
-      assertKey('initial', key)
-      assertValue('initial', key, value)
+      check.key('initial', key)
+      check.value('initial', key, value)
       seed.set(key, value)
     }
     commit([...seed].map(([key, value]) => ({ op: 'put' as const, key, value })))
@@ -254,7 +255,7 @@ export function createMemoryStore<V = Uint8Array>(
       return new Observable<StoreEvent<V>>((subscriber) => {
         try {
           assertOpen()
-          assertPrefixes(prefixes)
+          check.prefixes(prefixes)
         } catch (error) {
           subscriber.error(error)
           return undefined
@@ -282,7 +283,7 @@ export function createMemoryStore<V = Uint8Array>(
     get(key: string): Observable<KeyValue<V> | undefined> {
       return operation(() => {
         assertOpen()
-        assertKey('get', key)
+        check.key('get', key)
         return entries.get(key)?.kv
       })
     },
@@ -290,7 +291,7 @@ export function createMemoryStore<V = Uint8Array>(
     list(prefix: string): Observable<readonly KeyValue<V>[]> {
       return operation(() => {
         assertOpen()
-        assertPrefix('list', prefix)
+        check.prefix('list', prefix)
         return itemsUnder([prefix])
       })
     },
@@ -298,7 +299,7 @@ export function createMemoryStore<V = Uint8Array>(
     listKeys(prefix: string): Observable<readonly string[]> {
       return operation(() => {
         assertOpen()
-        assertPrefix('listKeys', prefix)
+        check.prefix('listKeys', prefix)
         return keysUnder(prefix)
       })
     },
@@ -306,13 +307,13 @@ export function createMemoryStore<V = Uint8Array>(
     put(key: string, value: V, putOptions?: PutOptions): Observable<void> {
       return operation(() => {
         assertOpen()
-        assertKey('put', key)
-        assertValue('put', key, value)
+        check.key('put', key)
+        check.value('put', key, value)
         const ttl = putOptions?.ttl
         commit([
           ttl === undefined
             ? { op: 'put', key, value }
-            : { op: 'put', key, value, ttlMs: ttlMillis('put', ttl) },
+            : { op: 'put', key, value, ttl: ttlMillis('put', ttl) },
         ])
         return undefined
       })
@@ -322,8 +323,8 @@ export function createMemoryStore<V = Uint8Array>(
       return operation(() => {
         assertOpen()
         const prefix = deleteOptions?.prefix === true
-        if (prefix) assertPrefix('delete', key)
-        else assertKey('delete', key)
+        if (prefix) check.prefix('delete', key)
+        else check.key('delete', key)
         return { deleted: commit([{ op: 'delete', key, prefix }]).changed }
       })
     },
@@ -331,10 +332,9 @@ export function createMemoryStore<V = Uint8Array>(
     txn(ops: readonly TxnOp<V>[], txnOptions?: TxnOptions<V>): Observable<TxnResult> {
       return operation(() => {
         assertOpen()
-        const writes = toWrites(ops)
+        const writes = check.writes(ops, ttlMillis)
         const conditions = txnOptions?.conditions ?? []
-        assertConditions(conditions)
-        assertNoDuplicates(writes)
+        check.conditions(conditions)
         if (!conditions.every(conditionHolds)) return { succeeded: false, revision: current }
         return { succeeded: true, revision: commit(writes).revision }
       })
@@ -400,124 +400,4 @@ function byKey(a: { readonly key: string }, b: { readonly key: string }): number
 
 function isIterable<T>(value: object): value is Iterable<T> {
   return typeof (value as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function'
-}
-
-/** A short description of a value the caller passed, for error messages. */
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (typeof value === 'bigint') return `${value.toString()}n`
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
-  if (value === null) return 'null'
-  if (value === undefined) return 'undefined'
-  if (Array.isArray(value)) return 'an array'
-  return `a value of type ${typeof value}`
-}
-
-function assertKey(what: string, key: unknown): asserts key is string {
-  if (typeof key !== 'string' || key === '') {
-    throw new TypeError(
-      `${NAME} ${what}: expected the key to be a non-empty string, got ${show(key)}`,
-    )
-  }
-}
-
-function assertPrefix(what: string, prefix: unknown): asserts prefix is string {
-  if (typeof prefix !== 'string') {
-    throw new TypeError(
-      `${NAME} ${what}: expected the prefix to be a string ('' for every key), got ${show(prefix)}`,
-    )
-  }
-}
-
-function assertPrefixes(prefixes: unknown): asserts prefixes is readonly string[] {
-  if (!Array.isArray(prefixes)) {
-    throw new TypeError(`${NAME} watch: expected an array of prefixes, got ${show(prefixes)}`)
-  }
-  for (const prefix of prefixes) assertPrefix('watch', prefix)
-}
-
-function assertValue(what: string, key: string, value: unknown): void {
-  if (value === undefined) {
-    throw new TypeError(`${NAME} ${what}: expected a value for key ${show(key)}, got undefined`)
-  }
-}
-
-function ttlMillis(what: string, ttl: Duration): number {
-  const ms = toMillis(ttl, `${NAME} ${what}: ttl`)
-  if (ms <= 0) {
-    throw new TypeError(`${NAME} ${what}: ttl: expected a positive duration, got ${show(ttl)}`)
-  }
-  return ms
-}
-
-function toWrites<V>(ops: readonly TxnOp<V>[]): Write<V>[] {
-  if (!Array.isArray(ops)) {
-    throw new TypeError(`${NAME} txn: expected an array of operations, got ${show(ops)}`)
-  }
-  return ops.map((op: TxnOp<V>, index): Write<V> => {
-    const what = `txn operation ${index}`
-    if (op.op === 'put') {
-      assertKey(what, op.key)
-      assertValue(what, op.key, op.value)
-      return op.ttl === undefined
-        ? { op: 'put', key: op.key, value: op.value }
-        : { op: 'put', key: op.key, value: op.value, ttlMs: ttlMillis(what, op.ttl) }
-    }
-    if ((op.op as unknown) === 'delete') {
-      const prefix = op.prefix === true
-      if (prefix) assertPrefix(what, op.key)
-      else assertKey(what, op.key)
-      return { op: 'delete', key: op.key, prefix }
-    }
-    throw new TypeError(
-      `${NAME} ${what}: expected op to be 'put' or 'delete', got ${show((op as { op: unknown }).op)}`,
-    )
-  })
-}
-
-function assertConditions(conditions: readonly TxnCondition<unknown>[]): void {
-  if (!Array.isArray(conditions)) {
-    throw new TypeError(`${NAME} txn: expected an array of conditions, got ${show(conditions)}`)
-  }
-  conditions.forEach((condition: TxnCondition<unknown>, index) => {
-    const what = `txn condition ${index}`
-    assertKey(what, condition.key)
-    if ('exists' in condition) {
-      if (typeof condition.exists !== 'boolean') {
-        throw new TypeError(
-          `${NAME} ${what}: expected exists to be a boolean, got ${show(condition.exists)}`,
-        )
-      }
-    } else if ('revision' in condition) {
-      if (typeof condition.revision !== 'bigint') {
-        throw new TypeError(
-          `${NAME} ${what}: expected revision to be a Revision (bigint), got ${show(condition.revision)}`,
-        )
-      }
-    } else if (!('value' in condition)) {
-      throw new TypeError(`${NAME} ${what}: expected one of exists, value or revision, got none`)
-    }
-  })
-}
-
-/**
- * Refuses a transaction that writes one key twice, as etcd does: a key put twice, or put and
- * deleted (by key or by prefix). Overlapping deletes are allowed.
- */
-function assertNoDuplicates<V>(writes: readonly Write<V>[]): void {
-  const puts = new Set<string>()
-  const deletes = writes.filter((write) => write.op === 'delete')
-  for (const write of writes) {
-    if (write.op !== 'put') continue
-    const clash =
-      puts.has(write.key) ||
-      deletes.some((del) => (del.prefix ? write.key.startsWith(del.key) : write.key === del.key))
-    if (clash) {
-      throw new DatasyncError(
-        'invalid-argument',
-        `${NAME} txn: duplicate key given in txn request: ${show(write.key)} is written more than once; put or delete each key at most once per transaction`,
-      )
-    }
-    puts.add(write.key)
-  }
 }

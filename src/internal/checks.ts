@@ -1,0 +1,180 @@
+import { toMillis, type Duration } from '../core/duration.js'
+import { DatasyncError } from '../core/errors.js'
+import type { TxnCondition, TxnOp } from '../core/store.js'
+
+/** A short description of a value a caller passed, for error messages. */
+export function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'bigint') return `${value.toString()}n`
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
+  if (value === null) return 'null'
+  if (value === undefined) return 'undefined'
+  if (Array.isArray(value)) return 'an array'
+  return `a value of type ${typeof value}`
+}
+
+/** A checked write of a transaction; `T` is the backend's form of a TTL. */
+export type CheckedWrite<V, T = number> =
+  | { readonly op: 'put'; readonly key: string; readonly value: V; readonly ttl?: T }
+  | { readonly op: 'delete'; readonly key: string; readonly prefix: boolean }
+
+/** How a backend differs in what it accepts. */
+export interface CheckRules {
+  /** The backend's name, first in every message. */
+  readonly backend: string
+  /** Why a non-empty key or a prefix cannot be used, if it cannot (Consul's URL paths). */
+  readonly keyProblem?: (key: string) => string | undefined
+  /** Values must be bytes (a server store) rather than anything but `undefined` (memory). */
+  readonly bytesOnly?: boolean
+}
+
+/**
+ * The argument checks every store makes at its public boundary, with messages that name the
+ * backend, the operation and what was expected. Each throws a `TypeError` (a duplicate key in a
+ * transaction: a `DatasyncError` with code `invalid-argument`, as etcd reports it).
+ */
+export interface ArgumentChecks {
+  key(what: string, key: unknown): asserts key is string
+  prefix(what: string, prefix: unknown): asserts prefix is string
+  prefixes(prefixes: unknown): asserts prefixes is readonly string[]
+  value(what: string, key: string, value: unknown): void
+  /** A TTL in milliseconds, positive. */
+  ttlMs(what: string, ttl: Duration): number
+  /** Checks a transaction's operations; `ttl` turns each put's TTL into the backend's form. */
+  writes<V, T>(
+    ops: readonly TxnOp<V>[],
+    ttl: (what: string, ttl: Duration) => T,
+  ): CheckedWrite<V, T>[]
+  conditions(conditions: readonly TxnCondition<unknown>[]): void
+}
+
+/** The checks for one backend. Internal: never re-exported from the package. */
+export function argumentChecks(rules: CheckRules): ArgumentChecks {
+  const name = rules.backend
+  const usable = (what: string, kind: 'key' | 'prefix', key: string) => {
+    const problem = rules.keyProblem?.(key)
+    if (problem !== undefined) {
+      throw new TypeError(`${name} ${what}: the ${kind} ${show(key)} cannot be used: ${problem}`)
+    }
+  }
+  const checks: ArgumentChecks = {
+    key(what, key) {
+      if (typeof key !== 'string' || key === '') {
+        throw new TypeError(
+          `${name} ${what}: expected the key to be a non-empty string, got ${show(key)}`,
+        )
+      }
+      usable(what, 'key', key)
+    },
+    prefix(what, prefix) {
+      if (typeof prefix !== 'string') {
+        throw new TypeError(
+          `${name} ${what}: expected the prefix to be a string ('' for every key), got ${show(prefix)}`,
+        )
+      }
+      usable(what, 'prefix', prefix)
+    },
+    prefixes(prefixes) {
+      if (!Array.isArray(prefixes)) {
+        throw new TypeError(`${name} watch: expected an array of prefixes, got ${show(prefixes)}`)
+      }
+      for (const prefix of prefixes) checks.prefix('watch', prefix)
+    },
+    value(what, key, value) {
+      if (rules.bytesOnly === true ? !(value instanceof Uint8Array) : value === undefined) {
+        throw new TypeError(
+          rules.bytesOnly === true
+            ? `${name} ${what}: expected the value of key ${show(key)} to be a Uint8Array (wrap the store with withCodec for other types), got ${show(value)}`
+            : `${name} ${what}: expected a value for key ${show(key)}, got undefined`,
+        )
+      }
+    },
+    ttlMs(what, ttl) {
+      const ms = toMillis(ttl, `${name} ${what}: ttl`)
+      if (ms <= 0) {
+        throw new TypeError(`${name} ${what}: ttl: expected a positive duration, got ${show(ttl)}`)
+      }
+      return ms
+    },
+    writes<V, T>(
+      ops: readonly TxnOp<V>[],
+      ttl: (what: string, ttl: Duration) => T,
+    ): CheckedWrite<V, T>[] {
+      if (!Array.isArray(ops)) {
+        throw new TypeError(`${name} txn: expected an array of operations, got ${show(ops)}`)
+      }
+      const writes = ops.map((op: TxnOp<V>, index): CheckedWrite<V, T> => {
+        const what = `txn operation ${index}`
+        if (op.op === 'put') {
+          checks.key(what, op.key)
+          checks.value(what, op.key, op.value)
+          return op.ttl === undefined
+            ? { op: 'put', key: op.key, value: op.value }
+            : { op: 'put', key: op.key, value: op.value, ttl: ttl(what, op.ttl) }
+        }
+        if ((op.op as unknown) === 'delete') {
+          const prefix = op.prefix === true
+          if (prefix) checks.prefix(what, op.key)
+          else checks.key(what, op.key)
+          return { op: 'delete', key: op.key, prefix }
+        }
+        throw new TypeError(
+          `${name} ${what}: expected op to be 'put' or 'delete', got ${show((op as { op: unknown }).op)}`,
+        )
+      })
+      noDuplicates(name, writes)
+      return writes
+    },
+    conditions(conditions) {
+      if (!Array.isArray(conditions)) {
+        throw new TypeError(`${name} txn: expected an array of conditions, got ${show(conditions)}`)
+      }
+      conditions.forEach((condition: TxnCondition<unknown>, index) => {
+        const what = `txn condition ${index}`
+        checks.key(what, condition.key)
+        if ('exists' in condition) {
+          if (typeof condition.exists !== 'boolean') {
+            throw new TypeError(
+              `${name} ${what}: expected exists to be a boolean, got ${show(condition.exists)}`,
+            )
+          }
+        } else if ('revision' in condition) {
+          if (typeof condition.revision !== 'bigint' || condition.revision < 0n) {
+            throw new TypeError(
+              `${name} ${what}: expected revision to be a Revision (a non-negative bigint), got ${show(condition.revision)}`,
+            )
+          }
+        } else if ('value' in condition) {
+          checks.value(what, condition.key, condition.value)
+        } else {
+          throw new TypeError(
+            `${name} ${what}: expected one of exists, value or revision, got none`,
+          )
+        }
+      })
+    },
+  }
+  return checks
+}
+
+/**
+ * Refuses a transaction that writes one key twice, as etcd does: a key put twice, or put and
+ * deleted (by key or by prefix). Overlapping deletes are allowed.
+ */
+function noDuplicates(name: string, writes: readonly CheckedWrite<unknown, unknown>[]): void {
+  const puts = new Set<string>()
+  const deletes = writes.filter((write) => write.op === 'delete')
+  for (const write of writes) {
+    if (write.op !== 'put') continue
+    const clash =
+      puts.has(write.key) ||
+      deletes.some((del) => (del.prefix ? write.key.startsWith(del.key) : write.key === del.key))
+    if (clash) {
+      throw new DatasyncError(
+        'invalid-argument',
+        `${name} txn: duplicate key given in txn request: ${show(write.key)} is written more than once; put or delete each key at most once per transaction`,
+      )
+    }
+    puts.add(write.key)
+  }
+}
