@@ -34,18 +34,18 @@ export interface CheckRules {
  * transaction: a `DatasyncError` with code `invalid-argument`, as etcd reports it).
  */
 export interface ArgumentChecks {
-  key(what: string, key: unknown): asserts key is string
-  prefix(what: string, prefix: unknown): asserts prefix is string
-  prefixes(prefixes: unknown): asserts prefixes is readonly string[]
-  value(what: string, key: string, value: unknown): void
+  readonly key: (what: string, key: unknown) => asserts key is string
+  readonly prefix: (what: string, prefix: unknown) => asserts prefix is string
+  readonly prefixes: (prefixes: unknown) => asserts prefixes is readonly string[]
+  readonly value: (what: string, key: string, value: unknown) => void
   /** A TTL in milliseconds, positive. */
-  ttlMs(what: string, ttl: Duration): number
+  readonly ttlMs: (what: string, ttl: Duration) => number
   /** Checks a transaction's operations; `ttl` turns each put's TTL into the backend's form. */
-  writes<V, T>(
+  readonly writes: <V, T>(
     ops: readonly TxnOp<V>[],
     ttl: (what: string, ttl: Duration) => T,
-  ): CheckedWrite<V, T>[]
-  conditions(conditions: readonly TxnCondition<unknown>[]): void
+  ) => CheckedWrite<V, T>[]
+  readonly conditions: (conditions: readonly TxnCondition<unknown>[]) => void
 }
 
 /** The checks for one backend. Internal: never re-exported from the package. */
@@ -58,7 +58,7 @@ export function argumentChecks(rules: CheckRules): ArgumentChecks {
     }
   }
   const checks: ArgumentChecks = {
-    key(what, key) {
+    key: (what, key) => {
       if (typeof key !== 'string' || key === '') {
         throw new TypeError(
           `${name} ${what}: expected the key to be a non-empty string, got ${show(key)}`,
@@ -66,7 +66,7 @@ export function argumentChecks(rules: CheckRules): ArgumentChecks {
       }
       usable(what, 'key', key)
     },
-    prefix(what, prefix) {
+    prefix: (what, prefix) => {
       if (typeof prefix !== 'string') {
         throw new TypeError(
           `${name} ${what}: expected the prefix to be a string ('' for every key), got ${show(prefix)}`,
@@ -74,13 +74,13 @@ export function argumentChecks(rules: CheckRules): ArgumentChecks {
       }
       usable(what, 'prefix', prefix)
     },
-    prefixes(prefixes) {
+    prefixes: (prefixes) => {
       if (!Array.isArray(prefixes)) {
         throw new TypeError(`${name} watch: expected an array of prefixes, got ${show(prefixes)}`)
       }
       for (const prefix of prefixes) checks.prefix('watch', prefix)
     },
-    value(what, key, value) {
+    value: (what, key, value) => {
       if (rules.bytesOnly === true ? !(value instanceof Uint8Array) : value === undefined) {
         throw new TypeError(
           rules.bytesOnly === true
@@ -89,17 +89,17 @@ export function argumentChecks(rules: CheckRules): ArgumentChecks {
         )
       }
     },
-    ttlMs(what, ttl) {
+    ttlMs: (what, ttl) => {
       const ms = toMillis(ttl, `${name} ${what}: ttl`)
       if (ms <= 0) {
         throw new TypeError(`${name} ${what}: ttl: expected a positive duration, got ${show(ttl)}`)
       }
       return ms
     },
-    writes<V, T>(
+    writes: <V, T>(
       ops: readonly TxnOp<V>[],
       ttl: (what: string, ttl: Duration) => T,
-    ): CheckedWrite<V, T>[] {
+    ): CheckedWrite<V, T>[] => {
       if (!Array.isArray(ops)) {
         throw new TypeError(`${name} txn: expected an array of operations, got ${show(ops)}`)
       }
@@ -125,7 +125,7 @@ export function argumentChecks(rules: CheckRules): ArgumentChecks {
       noDuplicates(name, writes)
       return writes
     },
-    conditions(conditions) {
+    conditions: (conditions) => {
       if (!Array.isArray(conditions)) {
         throw new TypeError(`${name} txn: expected an array of conditions, got ${show(conditions)}`)
       }

@@ -1,21 +1,18 @@
 import { toMillis, type Duration } from '../../core/duration.js'
 import { CapabilityError, DatasyncError } from '../../core/errors.js'
 import type { TxnCondition, TxnOp } from '../../core/store.js'
+import {
+  argumentChecks,
+  show,
+  type ArgumentChecks,
+  type CheckedWrite,
+} from '../../internal/checks.js'
 import { NAME } from './errors.js'
 
 /** Consul's longest session TTL. */
 const MAX_TTL_SECONDS = 86_400
 
-/** A short description of a value the caller passed, for error messages. */
-export function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (typeof value === 'bigint') return `${value.toString()}n`
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
-  if (value === null) return 'null'
-  if (value === undefined) return 'undefined'
-  if (Array.isArray(value)) return 'an array'
-  return `a value of type ${typeof value}`
-}
+export { show }
 
 /**
  * Why a key (or prefix) cannot travel in a Consul KV URL, or undefined when it can. Consul's HTTP
@@ -36,52 +33,20 @@ function pathProblem(key: string): string | undefined {
   return undefined
 }
 
+const check: ArgumentChecks = argumentChecks({
+  backend: NAME,
+  keyProblem: pathProblem,
+  bytesOnly: true,
+})
+
 /** @throws TypeError unless `key` is a non-empty string that Consul can address. */
-export function assertKey(what: string, key: unknown): asserts key is string {
-  if (typeof key !== 'string' || key === '') {
-    throw new TypeError(
-      `${NAME} ${what}: expected the key to be a non-empty string, got ${show(key)}`,
-    )
-  }
-  const problem = pathProblem(key)
-  if (problem !== undefined) {
-    throw new TypeError(`${NAME} ${what}: the key ${show(key)} cannot be used: ${problem}`)
-  }
-}
-
+export const assertKey: ArgumentChecks['key'] = check.key
 /** @throws TypeError unless `prefix` is a string (`''` for every key) that Consul can address. */
-export function assertPrefix(what: string, prefix: unknown): asserts prefix is string {
-  if (typeof prefix !== 'string') {
-    throw new TypeError(
-      `${NAME} ${what}: expected the prefix to be a string ('' for every key), got ${show(prefix)}`,
-    )
-  }
-  const problem = pathProblem(prefix)
-  if (problem !== undefined) {
-    throw new TypeError(`${NAME} ${what}: the prefix ${show(prefix)} cannot be used: ${problem}`)
-  }
-}
-
+export const assertPrefix: ArgumentChecks['prefix'] = check.prefix
 /** @throws TypeError unless `prefixes` is an array of valid prefixes. */
-export function assertPrefixes(prefixes: unknown): asserts prefixes is readonly string[] {
-  if (!Array.isArray(prefixes)) {
-    throw new TypeError(`${NAME} watch: expected an array of prefixes, got ${show(prefixes)}`)
-  }
-  for (const prefix of prefixes) assertPrefix('watch', prefix)
-}
-
+export const assertPrefixes: ArgumentChecks['prefixes'] = check.prefixes
 /** @throws TypeError unless `value` is bytes. */
-export function assertValue(
-  what: string,
-  key: string,
-  value: unknown,
-): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) {
-    throw new TypeError(
-      `${NAME} ${what}: expected the value of key ${show(key)} to be a Uint8Array (wrap the store with withCodec for other types), got ${show(value)}`,
-    )
-  }
-}
+export const assertValue: (what: string, key: string, value: unknown) => void = check.value
 
 /** Bytes as Consul's transaction API takes them. */
 export function base64(value: Uint8Array): string {
@@ -111,97 +76,31 @@ export function ttlSeconds(what: string, ttl: Duration, minTtlMs: number): numbe
   return seconds
 }
 
-/** A write of a transaction, checked. */
-export type Write =
-  | { readonly op: 'put'; readonly key: string; readonly value: Uint8Array; readonly ttl?: number }
-  | { readonly op: 'delete'; readonly key: string; readonly prefix: boolean }
+/** A write of a transaction, checked; a put's TTL in whole seconds. */
+export type Write = CheckedWrite<Uint8Array>
 
 /** Checks a transaction's operations and turns TTLs into seconds. */
 export function toWrites(ops: readonly TxnOp<Uint8Array>[], minTtlMs: number): Write[] {
-  if (!Array.isArray(ops)) {
-    throw new TypeError(`${NAME} txn: expected an array of operations, got ${show(ops)}`)
-  }
-  const writes = ops.map((op: TxnOp<Uint8Array>, index): Write => {
-    const what = `txn operation ${index}`
-    if (op.op === 'put') {
-      assertKey(what, op.key)
-      assertValue(what, op.key, op.value)
-      return op.ttl === undefined
-        ? { op: 'put', key: op.key, value: op.value }
-        : { op: 'put', key: op.key, value: op.value, ttl: ttlSeconds(what, op.ttl, minTtlMs) }
+  const writes = check.writes(ops, (what, ttl) => ttlSeconds(what, ttl, minTtlMs))
+  writes.forEach((write, index) => {
+    if (write.op === 'delete' && write.prefix && write.key === '') {
+      throw new DatasyncError(
+        'invalid-argument',
+        `${NAME} txn operation ${index}: a transaction cannot delete every key (prefix ''): Consul's transactions need a key; use delete('', { prefix: true }) outside a transaction`,
+      )
     }
-    if ((op.op as unknown) === 'delete') {
-      const prefix = op.prefix === true
-      if (prefix) {
-        assertPrefix(what, op.key)
-        if (op.key === '') {
-          throw new DatasyncError(
-            'invalid-argument',
-            `${NAME} ${what}: a transaction cannot delete every key (prefix ''): Consul's transactions need a key; use delete('', { prefix: true }) outside a transaction`,
-          )
-        }
-      } else assertKey(what, op.key)
-      return { op: 'delete', key: op.key, prefix }
-    }
-    throw new TypeError(
-      `${NAME} ${what}: expected op to be 'put' or 'delete', got ${show((op as { op: unknown }).op)}`,
-    )
   })
-  assertNoDuplicates(writes)
   return writes
 }
 
-/** Checks a transaction's conditions. */
+/** Checks a transaction's conditions, and that a revision fits Consul's JSON numbers. */
 export function assertConditions(conditions: readonly TxnCondition<Uint8Array>[]): void {
-  if (!Array.isArray(conditions)) {
-    throw new TypeError(`${NAME} txn: expected an array of conditions, got ${show(conditions)}`)
-  }
-  conditions.forEach((condition: TxnCondition<Uint8Array>, index) => {
-    const what = `txn condition ${index}`
-    assertKey(what, condition.key)
-    if ('exists' in condition) {
-      if (typeof condition.exists !== 'boolean') {
-        throw new TypeError(
-          `${NAME} ${what}: expected exists to be a boolean, got ${show(condition.exists)}`,
-        )
-      }
-    } else if ('revision' in condition) {
-      if (typeof condition.revision !== 'bigint' || condition.revision < 0n) {
-        throw new TypeError(
-          `${NAME} ${what}: expected revision to be a Revision (a non-negative bigint), got ${show(condition.revision)}`,
-        )
-      }
-      if (condition.revision > BigInt(Number.MAX_SAFE_INTEGER)) {
-        throw new TypeError(
-          `${NAME} ${what}: revision ${condition.revision}n is beyond what Consul's JSON API carries exactly`,
-        )
-      }
-    } else if ('value' in condition) {
-      assertValue(what, condition.key, condition.value)
-    } else {
-      throw new TypeError(`${NAME} ${what}: expected one of exists, value or revision, got none`)
-    }
-  })
-}
-
-/**
- * Refuses a transaction that writes one key twice, as etcd does: a key put twice, or put and
- * deleted (by key or by prefix). Overlapping deletes are allowed.
- */
-function assertNoDuplicates(writes: readonly Write[]): void {
-  const puts = new Set<string>()
-  const deletes = writes.filter((write) => write.op === 'delete')
-  for (const write of writes) {
-    if (write.op !== 'put') continue
-    const clash =
-      puts.has(write.key) ||
-      deletes.some((del) => (del.prefix ? write.key.startsWith(del.key) : write.key === del.key))
-    if (clash) {
-      throw new DatasyncError(
-        'invalid-argument',
-        `${NAME} txn: duplicate key given in txn request: ${show(write.key)} is written more than once; put or delete each key at most once per transaction`,
+  check.conditions(conditions)
+  conditions.forEach((condition, index) => {
+    if ('revision' in condition && condition.revision > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new TypeError(
+        `${NAME} txn condition ${index}: revision ${condition.revision}n is beyond what Consul's JSON API carries exactly`,
       )
     }
-    puts.add(write.key)
-  }
+  })
 }
