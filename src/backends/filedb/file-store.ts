@@ -46,6 +46,7 @@ import {
   type ReadOutcome,
 } from './files.js'
 import { encodeStatus, formatOf, type DataEntry, type FileFormat } from './format.js'
+import { argumentChecks, show, type ArgumentChecks } from '../../internal/checks.js'
 
 /** Options of {@link createFileStore}. */
 export interface FileStoreOptions {
@@ -1050,33 +1051,7 @@ function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
 }
 
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (value === null) return 'null'
-  if (value === undefined) return 'undefined'
-  if (Array.isArray(value)) return value.length === 0 ? 'an empty list' : 'a list'
-  return `a value of type ${typeof value}`
-}
-
-function assertKey(what: string, key: unknown): asserts key is string {
-  if (typeof key !== 'string' || key === '') {
-    throw new TypeError(
-      `${NAME} ${what}: expected the key to be a non-empty string, got ${show(key)}`,
-    )
-  }
-}
-
-function assertPrefix(what: string, prefix: unknown): asserts prefix is string {
-  if (typeof prefix !== 'string') {
-    throw new TypeError(
-      `${NAME} ${what}: expected the prefix to be a string ('' for every key), got ${show(prefix)}`,
-    )
-  }
-}
-
-function assertPrefixes(prefixes: unknown): asserts prefixes is readonly string[] {
-  if (!Array.isArray(prefixes)) {
-    throw new TypeError(`${NAME} watch: expected an array of prefixes, got ${show(prefixes)}`)
-  }
-  for (const prefix of prefixes as unknown[]) assertPrefix('watch', prefix)
-}
+const check: ArgumentChecks = argumentChecks({ backend: NAME })
+const assertKey: ArgumentChecks['key'] = check.key
+const assertPrefix: ArgumentChecks['prefix'] = check.prefix
+const assertPrefixes: ArgumentChecks['prefixes'] = check.prefixes
