@@ -1,5 +1,14 @@
 import { readFile } from 'node:fs/promises'
-import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml'
+import {
+  LineCounter,
+  isMap,
+  isScalar,
+  isSeq,
+  parseDocument,
+  type Document,
+  type Node,
+  type Scalar,
+} from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from '../core/errors.js'
 
@@ -14,6 +23,33 @@ export interface ConfigLocation {
 /** Where the loader looks; the process's own argv and env by default. */
 export interface ConfigLookup {
   readonly argv?: readonly string[]
+  readonly env?: Readonly<Record<string, string | undefined>>
+  /**
+   * Expand `${VAR}` and `${VAR:-default}` in the file's values from `env` (see
+   * {@link ConfigReadOptions.expandEnv}). @default false
+   */
+  readonly expandEnv?: boolean
+}
+
+/**
+ * How {@link parseConfig} and {@link loadConfigFile} read values. A {@link ConfigLookup} is one,
+ * so a loader can pass its lookup on.
+ */
+export interface ConfigReadOptions {
+  /**
+   * Expand environment variables in values: `${VAR}` is the variable's value (an error naming the
+   * file, line, field and variable when it is not set), `${VAR:-default}` the default when the
+   * variable is unset or empty, and `$${` a literal `${`. Only values are expanded, never field
+   * names, and an expanded value cannot add structure (a value holding `a: b` stays a string).
+   * An unquoted value is read as YAML would read the expanded text (`port: ${PORT}` with
+   * `PORT=2379` is the number 2379, `${TLS:-false}` the boolean false, an empty expansion null);
+   * a quoted value stays a string: write `password: "${PASSWORD}"`. Inside a flow collection
+   * (`[...]`, `{...}`) quote the references, since YAML reads `{` there as a mapping.
+   *
+   * @default false
+   */
+  readonly expandEnv?: boolean
+  /** The variables `expandEnv` reads. @default process.env */
   readonly env?: Readonly<Record<string, string | undefined>>
 }
 
@@ -61,6 +97,7 @@ export const durationField = z.union(
 export async function loadConfigFile<S extends z.ZodType>(
   file: string,
   schema: S,
+  options: ConfigReadOptions = {},
 ): Promise<z.infer<S>> {
   let text: string
   try {
@@ -76,14 +113,18 @@ export async function loadConfigFile<S extends z.ZodType>(
       { cause: error },
     )
   }
-  return parseConfig(text, file, schema)
+  return parseConfig(text, file, schema, options)
 }
 
-/** Validates configuration text; `source` names it in errors (a file path, or `'options'`). */
+/**
+ * Validates configuration text; `source` names it in errors (a file path, or `'options'`). With
+ * `options.expandEnv`, environment variables in values are expanded first.
+ */
 export function parseConfig<S extends z.ZodType>(
   text: string,
   source: string,
   schema: S,
+  options: ConfigReadOptions = {},
 ): z.infer<S> {
   const lineCounter = new LineCounter()
   const document = parseDocument(text, { lineCounter })
@@ -95,6 +136,16 @@ export function parseConfig<S extends z.ZodType>(
       undefined,
       `not valid YAML: ${syntax.message.split('\n')[0] ?? ''}`,
     )
+  }
+  if (options.expandEnv === true) {
+    expandValues(document.contents, [], options.env ?? process.env, (scalar, path, message) => {
+      const line = scalar.range ? lineCounter.linePos(scalar.range[0]).line : undefined
+      return new ConfigError(
+        at(source, line),
+        path.length === 0 ? undefined : path.join('.'),
+        message,
+      )
+    })
   }
   const value: unknown = document.toJS() ?? {}
   const result = schema.safeParse(value)
@@ -132,4 +183,76 @@ function fieldOffset(document: Document, path: readonly string[]): number | unde
 
 function at(source: string, line: number | undefined): string {
   return line === undefined ? source : `${source}:${line}`
+}
+
+/** One string expanded, or what is wrong with it. */
+type Expansion = { readonly text: string } | { readonly error: string }
+
+const REFERENCE = /\$\$\{|\$\{([^}]*)\}|\$\{/g
+const VARIABLE = /^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s
+
+/** Expands `${VAR}`, `${VAR:-default}` and `$${` in one string. */
+function expandText(text: string, env: Readonly<Record<string, string | undefined>>): Expansion {
+  let error: string | undefined
+  const result = text.replace(REFERENCE, (match: string, inner: string | undefined) => {
+    if (match === '$${') return '${'
+    if (error !== undefined) return match
+    if (inner === undefined) {
+      error = `'\${' without a closing '}'; write '$\${' for a literal '\${'`
+      return match
+    }
+    const parsed = VARIABLE.exec(inner)
+    const name = parsed?.[1]
+    if (parsed === null || name === undefined) {
+      error = `'\${${inner}}' is not a variable reference; expected \${NAME} or \${NAME:-default}`
+      return match
+    }
+    const value = env[name]
+    const fallback = parsed[2]
+    if (fallback !== undefined) return value === undefined || value === '' ? fallback : value
+    if (value === undefined) {
+      error = `environment variable ${name} is not set; set it, or give a default with \${${name}:-default}`
+      return match
+    }
+    return value
+  })
+  return error === undefined ? { text: result } : { error }
+}
+
+/**
+ * Expands the string values under `node` in place (never the keys), in document order; the
+ * first reference that cannot be expanded throws the error `fail` makes of it.
+ */
+function expandValues(
+  node: unknown,
+  path: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  fail: (scalar: Scalar, path: readonly string[], message: string) => Error,
+): void {
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key)
+      expandValues(pair.value, [...path, key], env, fail)
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, index) => {
+      expandValues(item, [...path, String(index)], env, fail)
+    })
+  } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('$')) {
+    const expanded = expandText(node.value, env)
+    if ('error' in expanded) throw fail(node, path, expanded.error)
+    if (expanded.text !== node.value) {
+      node.value = node.type === 'PLAIN' ? plainValue(expanded.text) : expanded.text
+    }
+  }
+}
+
+/** What YAML makes of `text` as an unquoted scalar: a number, boolean or null, else the text. */
+function plainValue(text: string): unknown {
+  if (text === '') return null
+  if (text.includes('\n') || text.trim() !== text) return text
+  const document = parseDocument(text)
+  const contents = document.contents
+  if (document.errors.length > 0 || !isScalar(contents)) return text
+  return typeof contents.value === 'string' ? text : contents.value
 }

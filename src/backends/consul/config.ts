@@ -198,7 +198,7 @@ export async function loadConsulConfig(
       })
     }
   })
-  const config = await loadConfigFile(file, schema)
+  const config = await loadConfigFile(file, schema, lookup)
   let store = storeOptions(config, env)
   const tokenFile = config['token-file']
   if (tokenFile !== undefined) {

@@ -89,7 +89,7 @@ export async function loadEtcdConfig(
 ): Promise<EtcdStoreOptions | undefined> {
   const file = lookup.file ?? configPath({ flag: '--etcd-config', env: 'ETCD_CONFIG' }, lookup)
   if (file === undefined) return undefined
-  const config = await loadConfigFile(file, schema)
+  const config = await loadConfigFile(file, schema, lookup)
   const lines = await fieldLines(file)
   const at = (field: string) => {
     const line = lines.get(field)

@@ -38,7 +38,7 @@ export async function loadFileDbConfig(
 ): Promise<FileStoreOptions | undefined> {
   const file = configPath({ flag: '--filedb-config', env: 'FILEDB_CONFIG' }, lookup)
   if (file === undefined) return undefined
-  const config = await loadConfigFile(file, schema)
+  const config = await loadConfigFile(file, schema, lookup)
   const base = dirname(resolve(file))
   const statusPath = config['status-path']
   return {

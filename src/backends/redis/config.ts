@@ -140,15 +140,19 @@ export async function loadRedisConfig(
       { cause: error },
     )
   }
-  return parseRedisConfig(text, file)
+  return parseRedisConfig(text, file, lookup)
 }
 
 /** Validates configuration text (see {@link loadRedisConfig}); `source` names it in errors. */
-async function parseRedisConfig(text: string, source: string): Promise<RedisStoreOptions> {
-  const detected = parseConfig(text, source, shape)
+async function parseRedisConfig(
+  text: string,
+  source: string,
+  lookup: ConfigLookup,
+): Promise<RedisStoreOptions> {
+  const detected = parseConfig(text, source, shape, lookup)
   const given = (value: unknown) => value !== undefined && value !== null && value !== ''
   if (given(detected['master-name'])) {
-    const config = parseConfig(text, source, sentinelSchema)
+    const config = parseConfig(text, source, sentinelSchema, lookup)
     return {
       sentinel: { sentinels: config.endpoints, masterName: config['master-name'] },
       ...(config.db !== undefined ? { db: config.db } : {}),
@@ -156,14 +160,14 @@ async function parseRedisConfig(text: string, source: string): Promise<RedisStor
     }
   }
   if (given(detected.endpoint)) {
-    const config = parseConfig(text, source, nodeSchema)
+    const config = parseConfig(text, source, nodeSchema, lookup)
     return {
       node: config.endpoint,
       ...(config.db !== undefined ? { db: config.db } : {}),
       ...(await commonOptions(config, source)),
     }
   }
-  const config = parseConfig(text, source, clusterSchema)
+  const config = parseConfig(text, source, clusterSchema, lookup)
   const maxRedirects = config['max-redirects'] ?? config['max-rediects']
   const scaleReads = config['route-by-latency']
     ? 'all'

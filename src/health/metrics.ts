@@ -1,0 +1,437 @@
+import type * as PromClient from 'prom-client'
+import { Subject, Subscription, defer, map, startWith, type Observable } from 'rxjs'
+import type { DatasyncError } from '../core/errors.js'
+import type { SnapshotCause } from '../core/events.js'
+import type { EventReason, SyncActivity, SyncState, SyncStatus } from '../sync/types.js'
+import { loadPromClient } from './prometheus.js'
+
+/** Events delivered to one consumer, by kind and reason. */
+export interface DeliveredCount {
+  readonly datasync: string
+  readonly consumer: string
+  readonly kind: 'resync' | 'change'
+  readonly reason: EventReason
+  /** Events delivered. */
+  readonly events: number
+  /** Keys they carried (resync items, or changes). */
+  readonly keys: number
+}
+
+/** Rounds (resync or gap recovery) started, by reason and the snapshot's cause. */
+export interface RoundCount {
+  readonly datasync: string
+  readonly reason: EventReason
+  readonly cause: SnapshotCause
+  readonly count: number
+}
+
+/** Gaps detected: rounds after a reconnect or a gap, by the snapshot's cause. */
+export interface GapCount {
+  readonly datasync: string
+  readonly cause: SnapshotCause
+  readonly count: number
+}
+
+/** A consumer's lag now: keys with changes waiting behind its unacknowledged events. */
+export interface LagGauge {
+  readonly datasync: string
+  readonly consumer: string
+  readonly lag: number
+}
+
+/** The distribution of a consumer's acknowledgement latency. */
+export interface AckLatency {
+  readonly datasync: string
+  readonly consumer: string
+  readonly kind: 'resync' | 'change'
+  /** Acknowledgements (failed ones included: a timeout counts at its timeout). */
+  readonly count: number
+  /** Their latencies added up, in seconds. */
+  readonly sumSeconds: number
+  /** Cumulative counts: how many took at most `le` seconds (the last bucket is `Infinity`). */
+  readonly buckets: readonly { readonly le: number; readonly count: number }[]
+}
+
+/** Acknowledgements that failed (timeout, `done(error)`), by the error's code. */
+export interface AckFailureCount {
+  readonly datasync: string
+  readonly consumer: string
+  readonly kind: 'resync' | 'change'
+  readonly code: string
+  readonly count: number
+}
+
+/** Errors reported on an orchestrator's `errors$`, by code. */
+export interface ErrorCount {
+  readonly datasync: string
+  readonly code: string
+  readonly count: number
+}
+
+/** Everything a {@link DatasyncMetrics} counted, at one moment. */
+export interface MetricsSnapshot {
+  readonly delivered: readonly DeliveredCount[]
+  readonly rounds: readonly RoundCount[]
+  readonly gaps: readonly GapCount[]
+  readonly lag: readonly LagGauge[]
+  readonly ackLatency: readonly AckLatency[]
+  readonly ackFailures: readonly AckFailureCount[]
+  readonly errors: readonly ErrorCount[]
+  /** Each tracked orchestrator's current state. */
+  readonly states: readonly { readonly datasync: string; readonly state: SyncState }[]
+}
+
+/** The part of prom-client's `Registry` this library uses; cast it to merge registries. */
+export interface PrometheusRegistry {
+  metrics(): Promise<string>
+  readonly contentType: string
+}
+
+/** Options of {@link createMetrics}. */
+export interface MetricsOptions {
+  /** The prefix of every Prometheus metric name. @default 'rx_datasync_' */
+  readonly prefix?: string
+  /** The upper bounds of the ack latency histogram's buckets, in seconds. @default 0.001 to 60 */
+  readonly ackLatencyBuckets?: readonly number[]
+  /**
+   * Keep Prometheus metrics (through prom-client, loaded on creation when installed). False
+   * keeps only the Observable and `snapshot()`.
+   *
+   * @default true
+   */
+  readonly prometheus?: boolean
+}
+
+/** The orchestrator streams metrics are built on: every `Datasync`. */
+export interface TrackedDatasync {
+  readonly activity$: Observable<SyncActivity>
+  readonly errors$: Observable<DatasyncError>
+  readonly status$: Observable<SyncStatus>
+}
+
+/** Counts what orchestrators do, as an Observable and as Prometheus text. */
+export interface DatasyncMetrics {
+  /**
+   * Counts an orchestrator's activity under `name` (the `datasync` label) from now on: subscribe
+   * before `start()`, since activity is not replayed. Unsubscribe the result to stop counting.
+   *
+   * @throws TypeError when the name is empty or already tracked.
+   */
+  track(name: string, datasync: TrackedDatasync): Subscription
+  /** The current counts, then again after every change (hot changes, so throttle with `auditTime`). */
+  readonly metrics$: Observable<MetricsSnapshot>
+  /** The current counts. */
+  snapshot(): MetricsSnapshot
+  /**
+   * The Prometheus text exposition of this instance's own registry (never prom-client's global
+   * one).
+   *
+   * @throws Error (as a rejection) when prom-client is not installed or `prometheus` is false.
+   */
+  prometheus(): Promise<string>
+  /** The Content-Type of {@link DatasyncMetrics.prometheus}'s text. */
+  readonly contentType: string
+  /** This instance's prom-client registry, when there is one. */
+  readonly registry: PrometheusRegistry | undefined
+}
+
+const DEFAULT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+const STATES: readonly SyncState[] = [
+  'idle',
+  'connecting',
+  'resyncing',
+  'in-sync',
+  'degraded',
+  'halted',
+  'stopped',
+]
+
+/** Values by label set, in the order the label sets first appeared. */
+class Series<L extends object, V> {
+  private readonly entries = new Map<string, { labels: L; value: V }>()
+  constructor(private readonly initial: () => V) {}
+
+  update(labels: L, change: (value: V) => V): void {
+    const id = JSON.stringify(Object.values(labels))
+    const entry = this.entries.get(id)
+    if (entry) entry.value = change(entry.value)
+    else this.entries.set(id, { labels, value: change(this.initial()) })
+  }
+
+  list<R>(shape: (labels: L, value: V) => R): R[] {
+    return [...this.entries.values()].map((entry) => shape(entry.labels, entry.value))
+  }
+}
+
+interface Histogram {
+  count: number
+  sum: number
+  readonly buckets: number[]
+}
+
+/**
+ * Creates the metrics of one or more orchestrators: events delivered (by consumer, kind and
+ * reason), rounds by reason and cause, gaps detected, consumer lag, ack latency, ack failures,
+ * errors and state. Each instance has its own prom-client registry, so tests and several
+ * instances never collide. prom-client is optional: without it, everything but `prometheus()`
+ * works.
+ *
+ * Prometheus names (with the default prefix): `rx_datasync_events_delivered_total`,
+ * `rx_datasync_keys_delivered_total` (labels datasync, consumer, kind, reason),
+ * `rx_datasync_rounds_total` (datasync, reason, cause), `rx_datasync_gaps_total` (datasync,
+ * cause), `rx_datasync_consumer_lag` (datasync, consumer), `rx_datasync_ack_latency_seconds`
+ * (histogram; datasync, consumer, kind), `rx_datasync_ack_failures_total` (datasync, consumer,
+ * kind, code), `rx_datasync_errors_total` (datasync, code), `rx_datasync_state` (datasync, state:
+ * 1 for the current state, else 0).
+ *
+ * ```
+ * activity$:  round--delivered--acknowledged--lag(2)--lag(0)--
+ * metrics$:   m------m----------m-------------m-------m-------
+ * ```
+ *
+ * @example
+ * ```ts
+ * import { createDatasync, createMemoryStore } from 'rx-datasync'
+ * import { createMetrics } from 'rx-datasync/health'
+ * const sync = createDatasync(createMemoryStore())
+ * const metrics = createMetrics()
+ * metrics.track('main', sync)
+ * sync.start()
+ * console.log(await metrics.prometheus())
+ * ```
+ */
+export function createMetrics(options: MetricsOptions = {}): DatasyncMetrics {
+  const prefix = options.prefix ?? 'rx_datasync_'
+  const bounds = [...(options.ackLatencyBuckets ?? DEFAULT_BUCKETS)].sort((a, b) => a - b)
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$/.test(prefix)) {
+    throw new TypeError(
+      `createMetrics: prefix: expected letters, digits, '_' and ':', got ${JSON.stringify(prefix)}`,
+    )
+  }
+  if (bounds.some((bound) => !Number.isFinite(bound) || bound <= 0)) {
+    throw new TypeError(
+      `createMetrics: ackLatencyBuckets: expected positive finite seconds, got ${JSON.stringify(options.ackLatencyBuckets)}`,
+    )
+  }
+
+  const delivered = new Series<
+    { datasync: string; consumer: string; kind: 'resync' | 'change'; reason: EventReason },
+    { events: number; keys: number }
+  >(() => ({ events: 0, keys: 0 }))
+  const rounds = new Series<
+    { datasync: string; reason: EventReason; cause: SnapshotCause },
+    number
+  >(() => 0)
+  const gaps = new Series<{ datasync: string; cause: SnapshotCause }, number>(() => 0)
+  const lag = new Series<{ datasync: string; consumer: string }, number>(() => 0)
+  const latency = new Series<
+    { datasync: string; consumer: string; kind: 'resync' | 'change' },
+    Histogram
+  >(() => ({ count: 0, sum: 0, buckets: bounds.map(() => 0) }))
+  const ackFailures = new Series<
+    { datasync: string; consumer: string; kind: 'resync' | 'change'; code: string },
+    number
+  >(() => 0)
+  const errors = new Series<{ datasync: string; code: string }, number>(() => 0)
+  const states = new Map<string, SyncState>()
+  const changes = new Subject<void>()
+  const tracked = new Set<string>()
+
+  const prom = options.prometheus === false ? undefined : loadPromClient()
+  const promFailure =
+    options.prometheus === false
+      ? 'Prometheus metrics are off (createMetrics({ prometheus: false }))'
+      : prom && !prom.ok
+        ? prom.reason
+        : undefined
+  const registry = prom?.ok ? new prom.client.Registry() : undefined
+  const gauges =
+    prom?.ok && registry ? makePromMetrics(prom.client, registry, prefix, bounds) : undefined
+
+  const inc = (value: number) => value + 1
+
+  const record = (datasync: string, activity: SyncActivity): void => {
+    switch (activity.type) {
+      case 'round': {
+        const { reason, cause } = activity
+        rounds.update({ datasync, reason, cause }, inc)
+        gauges?.rounds.inc({ datasync, reason, cause })
+        if (reason === 'reconnect' || reason === 'gap') {
+          gaps.update({ datasync, cause }, inc)
+          gauges?.gaps.inc({ datasync, cause })
+        }
+        break
+      }
+      case 'delivered': {
+        const { consumer, kind, reason, keys } = activity
+        delivered.update({ datasync, consumer, kind, reason }, (value) => ({
+          events: value.events + 1,
+          keys: value.keys + keys,
+        }))
+        gauges?.events.inc({ datasync, consumer, kind, reason })
+        gauges?.keys.inc({ datasync, consumer, kind, reason }, keys)
+        break
+      }
+      case 'acknowledged': {
+        const { consumer, kind } = activity
+        const seconds = activity.latencyMs / 1000
+        latency.update({ datasync, consumer, kind }, (histogram) => {
+          histogram.count++
+          histogram.sum += seconds
+          bounds.forEach((bound, index) => {
+            if (seconds <= bound) histogram.buckets[index] = (histogram.buckets[index] ?? 0) + 1
+          })
+          return histogram
+        })
+        gauges?.latency.observe({ datasync, consumer, kind }, seconds)
+        if (activity.error) {
+          const code = activity.error.code
+          ackFailures.update({ datasync, consumer, kind, code }, inc)
+          gauges?.ackFailures.inc({ datasync, consumer, kind, code })
+        }
+        break
+      }
+      case 'lag': {
+        const { consumer } = activity
+        lag.update({ datasync, consumer }, () => activity.lag)
+        gauges?.lag.set({ datasync, consumer }, activity.lag)
+        break
+      }
+    }
+    changes.next()
+  }
+
+  const snapshot = (): MetricsSnapshot => ({
+    delivered: delivered.list((labels, value) => ({ ...labels, ...value })),
+    rounds: rounds.list((labels, count) => ({ ...labels, count })),
+    gaps: gaps.list((labels, count) => ({ ...labels, count })),
+    lag: lag.list((labels, value) => ({ ...labels, lag: value })),
+    ackLatency: latency.list((labels, histogram) => ({
+      ...labels,
+      count: histogram.count,
+      sumSeconds: histogram.sum,
+      buckets: [
+        ...bounds.map((le, index) => ({ le, count: histogram.buckets[index] ?? 0 })),
+        { le: Infinity, count: histogram.count },
+      ],
+    })),
+    ackFailures: ackFailures.list((labels, count) => ({ ...labels, count })),
+    errors: errors.list((labels, count) => ({ ...labels, count })),
+    states: [...states].map(([datasync, state]) => ({ datasync, state })),
+  })
+
+  return {
+    track(name, datasync) {
+      if (typeof name !== 'string' || name === '') {
+        throw new TypeError(`metrics.track: expected a non-empty name, got ${JSON.stringify(name)}`)
+      }
+      if (tracked.has(name)) {
+        throw new TypeError(`metrics.track: an orchestrator named '${name}' is already tracked`)
+      }
+      tracked.add(name)
+      const subscription = new Subscription(() => tracked.delete(name))
+      subscription.add(
+        datasync.activity$.subscribe((activity) => {
+          record(name, activity)
+        }),
+      )
+      subscription.add(
+        datasync.errors$.subscribe((error) => {
+          errors.update({ datasync: name, code: error.code }, inc)
+          gauges?.errors.inc({ datasync: name, code: error.code })
+          changes.next()
+        }),
+      )
+      subscription.add(
+        datasync.status$.subscribe((status) => {
+          states.set(name, status.state)
+          for (const state of STATES) {
+            gauges?.state.set({ datasync: name, state }, state === status.state ? 1 : 0)
+          }
+          changes.next()
+        }),
+      )
+      return subscription
+    },
+    metrics$: defer(() =>
+      changes.pipe(
+        startWith(undefined),
+        map(() => snapshot()),
+      ),
+    ),
+    snapshot,
+    prometheus() {
+      if (registry === undefined) return Promise.reject(new Error(promFailure))
+      return registry.metrics()
+    },
+    contentType: registry?.contentType ?? 'text/plain; version=0.0.4; charset=utf-8',
+    registry,
+  }
+}
+
+function makePromMetrics(
+  client: typeof PromClient,
+  registry: PromClient.Registry,
+  prefix: string,
+  buckets: readonly number[],
+) {
+  const registers = [registry]
+  const delivery = ['datasync', 'consumer', 'kind', 'reason'] as const
+  return {
+    events: new client.Counter({
+      name: `${prefix}events_delivered_total`,
+      help: 'Events delivered to consumers, by consumer, kind (resync, change) and reason.',
+      labelNames: delivery,
+      registers,
+    }),
+    keys: new client.Counter({
+      name: `${prefix}keys_delivered_total`,
+      help: 'Keys carried by the events delivered (resync items, or changes).',
+      labelNames: delivery,
+      registers,
+    }),
+    rounds: new client.Counter({
+      name: `${prefix}rounds_total`,
+      help: 'Rounds (resyncs or gap recoveries) started, by reason and snapshot cause.',
+      labelNames: ['datasync', 'reason', 'cause'] as const,
+      registers,
+    }),
+    gaps: new client.Counter({
+      name: `${prefix}gaps_total`,
+      help: 'Gaps detected (rounds after a reconnect or a broken watch), by snapshot cause.',
+      labelNames: ['datasync', 'cause'] as const,
+      registers,
+    }),
+    lag: new client.Gauge({
+      name: `${prefix}consumer_lag`,
+      help: 'Keys with changes waiting behind a consumer’s unacknowledged events.',
+      labelNames: ['datasync', 'consumer'] as const,
+      registers,
+    }),
+    latency: new client.Histogram({
+      name: `${prefix}ack_latency_seconds`,
+      help: 'Time from delivering an event to its acknowledgement.',
+      labelNames: ['datasync', 'consumer', 'kind'] as const,
+      buckets: [...buckets],
+      registers,
+    }),
+    ackFailures: new client.Counter({
+      name: `${prefix}ack_failures_total`,
+      help: 'Acknowledgements that timed out or failed, by error code.',
+      labelNames: ['datasync', 'consumer', 'kind', 'code'] as const,
+      registers,
+    }),
+    errors: new client.Counter({
+      name: `${prefix}errors_total`,
+      help: 'Errors reported by the orchestrator, by code.',
+      labelNames: ['datasync', 'code'] as const,
+      registers,
+    }),
+    state: new client.Gauge({
+      name: `${prefix}state`,
+      help: 'The orchestrator’s state: 1 for the current one, 0 for the others.',
+      labelNames: ['datasync', 'state'] as const,
+      registers,
+    }),
+  }
+}
