@@ -161,14 +161,23 @@ export function argumentChecks(rules: CheckRules): ArgumentChecks {
  * Refuses a transaction that writes one key twice, as etcd does: a key put twice, or put and
  * deleted (by key or by prefix). Overlapping deletes are allowed.
  */
-function noDuplicates(name: string, writes: readonly CheckedWrite<unknown, unknown>[]): void {
+export function noDuplicates(
+  name: string,
+  writes: readonly {
+    readonly op: 'put' | 'delete'
+    readonly key: string
+    readonly prefix?: boolean
+  }[],
+): void {
   const puts = new Set<string>()
   const deletes = writes.filter((write) => write.op === 'delete')
   for (const write of writes) {
     if (write.op !== 'put') continue
     const clash =
       puts.has(write.key) ||
-      deletes.some((del) => (del.prefix ? write.key.startsWith(del.key) : write.key === del.key))
+      deletes.some((del) =>
+        del.prefix === true ? write.key.startsWith(del.key) : write.key === del.key,
+      )
     if (clash) {
       throw new DatasyncError(
         'invalid-argument',

@@ -226,7 +226,7 @@ describe('createEtcdStore options', () => {
         lastValueFrom(store.put('k', new Uint8Array(1), { ttl: '1s', session: true })),
       ).rejects.toThrow(/either ttl or session, not both/)
       await expect(lastValueFrom(store.put('k', 'text' as never))).rejects.toThrow(
-        /to be a Uint8Array \(use withCodec for other types\)/,
+        /to be a Uint8Array \(wrap the store with withCodec for other types\)/,
       )
     } finally {
       await store.close()

@@ -1,64 +1,25 @@
 import type { ICompare } from 'etcd3'
-import { toMillis, type Duration } from '../../core/duration.js'
-import { DatasyncError } from '../../core/errors.js'
+import type { Duration } from '../../core/duration.js'
 import type { TxnCondition } from '../../core/store.js'
+import { argumentChecks, noDuplicates, show, type ArgumentChecks } from '../../internal/checks.js'
 import { NAME } from './errors.js'
 import { keyBytes, toBuffer } from './keys.js'
 import type { EtcdTxnOp } from './etcd-store.js'
 
-/** A short description of a value the caller passed, for error messages. */
-export function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (typeof value === 'bigint') return `${value.toString()}n`
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
-  if (value === null) return 'null'
-  if (value === undefined) return 'undefined'
-  if (Array.isArray(value)) return 'an array'
-  return `a value of type ${typeof value}`
-}
+export { show }
+
+const check: ArgumentChecks = argumentChecks({ backend: NAME, bytesOnly: true })
 
 /** @throws TypeError unless `key` is a non-empty string. */
-export function assertKey(what: string, key: unknown): asserts key is string {
-  if (typeof key !== 'string' || key === '') {
-    throw new TypeError(
-      `${NAME} ${what}: expected the key to be a non-empty string, got ${show(key)}`,
-    )
-  }
-}
-
+export const assertKey: ArgumentChecks['key'] = check.key
 /** @throws TypeError unless `prefix` is a string (empty for every key). */
-export function assertPrefix(what: string, prefix: unknown): asserts prefix is string {
-  if (typeof prefix !== 'string') {
-    throw new TypeError(
-      `${NAME} ${what}: expected the prefix to be a string ('' for every key), got ${show(prefix)}`,
-    )
-  }
-}
-
+export const assertPrefix: ArgumentChecks['prefix'] = check.prefix
 /** @throws TypeError unless `prefixes` is an array of strings. */
-export function assertPrefixes(prefixes: unknown): asserts prefixes is readonly string[] {
-  if (!Array.isArray(prefixes)) {
-    throw new TypeError(`${NAME} watch: expected an array of prefixes, got ${show(prefixes)}`)
-  }
-  for (const prefix of prefixes) assertPrefix('watch', prefix)
-}
-
+export const assertPrefixes: ArgumentChecks['prefixes'] = check.prefixes
 /** @throws TypeError unless `value` is bytes (a `Uint8Array`). */
-export function assertValue(what: string, key: string, value: unknown): void {
-  if (!(value instanceof Uint8Array)) {
-    throw new TypeError(
-      `${NAME} ${what}: expected the value of ${show(key)} to be a Uint8Array (use withCodec for other types), got ${show(value)}`,
-    )
-  }
-}
-
+export const assertValue: ArgumentChecks['value'] = check.value
 /** A TTL in milliseconds. @throws TypeError unless it is a positive duration. */
-export function ttlMillis(what: string, ttl: Duration): number {
-  const ms = toMillis(ttl, `${NAME} ${what}: ttl`)
-  if (ms <= 0)
-    throw new TypeError(`${NAME} ${what}: ttl: expected a positive duration, got ${show(ttl)}`)
-  return ms
-}
+export const ttlMillis: ArgumentChecks['ttlMs'] = check.ttlMs
 
 /** A checked transaction operation. */
 export type CheckedOp =
@@ -130,19 +91,5 @@ export function toCompare(condition: TxnCondition<Uint8Array>, index: number): I
  * twice, or put and deleted (by key or by prefix). Overlapping deletes are allowed.
  */
 export function assertNoDuplicates(ops: readonly CheckedOp[]): void {
-  const puts = new Set<string>()
-  const deletes = ops.filter((op) => op.op === 'delete')
-  for (const op of ops) {
-    if (op.op !== 'put') continue
-    const clash =
-      puts.has(op.key) ||
-      deletes.some((del) => (del.prefix === true ? op.key.startsWith(del.key) : op.key === del.key))
-    if (clash) {
-      throw new DatasyncError(
-        'invalid-argument',
-        `${NAME} txn: duplicate key given in txn request: ${show(op.key)} is written more than once; put or delete each key at most once per transaction`,
-      )
-    }
-    puts.add(op.key)
-  }
+  noDuplicates(NAME, ops)
 }
