@@ -17,8 +17,8 @@ import {
   timeout,
   timer,
 } from 'rxjs'
-import { toMillis, type Duration } from '../../core/duration.js'
-import { CapabilityError, ClosedError, DatasyncError, UnavailableError } from '../../core/errors.js'
+import type { Duration } from '../../core/duration.js'
+import { CapabilityError, ClosedError, UnavailableError } from '../../core/errors.js'
 import type { KeyValue, StoreEvent } from '../../core/events.js'
 import type { Revision } from '../../core/revision.js'
 import type {
@@ -35,6 +35,7 @@ import type {
 import { createMainClient, ended, mapAddress } from './connections.js'
 import { NAME, toDatasyncError } from './errors.js'
 import { Health } from './health.js'
+import { argumentChecks, type ArgumentChecks, type CheckedWrite } from '../../internal/checks.js'
 import { keyPattern } from './keyspace.js'
 import { resolveSettings, type RedisStoreOptions } from './options.js'
 import { asBuffer, clusterTopology, copyBytes, groupKeys, readValues, scanKeys } from './reads.js'
@@ -61,15 +62,8 @@ const CAPABILITIES: Capabilities = Object.freeze({
   atomicPrefixDelete: false,
 })
 
-/** A write of a transaction, checked. */
-type Write =
-  | {
-      readonly op: 'put'
-      readonly key: string
-      readonly value: Uint8Array
-      readonly ttlMs?: number
-    }
-  | { readonly op: 'delete'; readonly key: string; readonly prefix: boolean }
+/** A write of a transaction, checked; a put's TTL in milliseconds. */
+type Write = CheckedWrite<Uint8Array>
 
 /**
  * Creates a {@link KvStore} on Redis: one node, a master behind Sentinel, or a Cluster. Nothing
@@ -308,7 +302,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     const opArgs: (string | Buffer)[] = []
     for (const item of writes) {
       if (item.op === 'put') {
-        const ttl = item.ttlMs === undefined ? '' : String(item.ttlMs)
+        const ttl = item.ttl === undefined ? '' : String(item.ttl)
         opArgs.push('put', keyIndex(item.key), asBuffer(item.value), ttl)
       } else if (item.prefix) {
         opArgs.push('delp', keyPattern(item.key), '', '')
@@ -439,7 +433,11 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
         },
         async () => {
           await write(
-            [ttlMs === undefined ? { op: 'put', key, value } : { op: 'put', key, value, ttlMs }],
+            [
+              ttlMs === undefined
+                ? { op: 'put', key, value }
+                : { op: 'put', key, value, ttl: ttlMs },
+            ],
             [],
           )
         },
@@ -471,9 +469,8 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
       return operation(
         'txn',
         () => {
-          writes = toWrites(ops)
-          assertConditions(conditions)
-          assertNoDuplicates(writes)
+          writes = check.writes(ops, ttlMillis)
+          check.conditions(conditions)
           checkTxn(writes, conditions)
         },
         async () => {
@@ -522,126 +519,13 @@ function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
 }
 
-/** A short description of a value the caller passed, for error messages. */
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (typeof value === 'bigint') return `${value.toString()}n`
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
-  if (value === null) return 'null'
-  if (value === undefined) return 'undefined'
-  if (Array.isArray(value)) return 'an array'
-  return `a value of type ${typeof value}`
-}
+const check: ArgumentChecks = argumentChecks({ backend: NAME, bytesOnly: true })
+const assertKey: ArgumentChecks['key'] = check.key
+const assertPrefix: ArgumentChecks['prefix'] = check.prefix
+const assertPrefixes: ArgumentChecks['prefixes'] = check.prefixes
+const assertValue: ArgumentChecks['value'] = check.value
 
-function assertKey(what: string, key: unknown): asserts key is string {
-  if (typeof key !== 'string' || key === '') {
-    throw new TypeError(
-      `${NAME} ${what}: expected the key to be a non-empty string, got ${show(key)}`,
-    )
-  }
-}
-
-function assertPrefix(what: string, prefix: unknown): asserts prefix is string {
-  if (typeof prefix !== 'string') {
-    throw new TypeError(
-      `${NAME} ${what}: expected the prefix to be a string ('' for every key), got ${show(prefix)}`,
-    )
-  }
-}
-
-function assertPrefixes(prefixes: unknown): asserts prefixes is readonly string[] {
-  if (!Array.isArray(prefixes)) {
-    throw new TypeError(`${NAME} watch: expected an array of prefixes, got ${show(prefixes)}`)
-  }
-  for (const prefix of prefixes) assertPrefix('watch', prefix)
-}
-
-function assertValue(what: string, key: string, value: unknown): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) {
-    throw new TypeError(
-      `${NAME} ${what}: expected the value of ${show(key)} as a Uint8Array (use withCodec for other types), got ${show(value)}`,
-    )
-  }
-}
-
+/** A TTL in whole milliseconds: Redis counts whole milliseconds; round up so a key never expires early. */
 function ttlMillis(what: string, ttl: Duration): number {
-  const ms = toMillis(ttl, `${NAME} ${what}: ttl`)
-  if (ms <= 0)
-    throw new TypeError(`${NAME} ${what}: ttl: expected a positive duration, got ${show(ttl)}`)
-  // Redis counts whole milliseconds; round up so a key never expires early.
-  return Math.ceil(ms)
-}
-
-function toWrites(ops: readonly TxnOp<Uint8Array>[]): Write[] {
-  if (!Array.isArray(ops)) {
-    throw new TypeError(`${NAME} txn: expected an array of operations, got ${show(ops)}`)
-  }
-  return ops.map((op: TxnOp<Uint8Array>, index): Write => {
-    const what = `txn operation ${index}`
-    if (op.op === 'put') {
-      assertKey(what, op.key)
-      assertValue(what, op.key, op.value)
-      return op.ttl === undefined
-        ? { op: 'put', key: op.key, value: op.value }
-        : { op: 'put', key: op.key, value: op.value, ttlMs: ttlMillis(what, op.ttl) }
-    }
-    if ((op.op as unknown) === 'delete') {
-      const prefix = op.prefix === true
-      if (prefix) assertPrefix(what, op.key)
-      else assertKey(what, op.key)
-      return { op: 'delete', key: op.key, prefix }
-    }
-    throw new TypeError(
-      `${NAME} ${what}: expected op to be 'put' or 'delete', got ${show((op as { op: unknown }).op)}`,
-    )
-  })
-}
-
-function assertConditions(conditions: readonly TxnCondition<Uint8Array>[]): void {
-  if (!Array.isArray(conditions)) {
-    throw new TypeError(`${NAME} txn: expected an array of conditions, got ${show(conditions)}`)
-  }
-  conditions.forEach((condition: TxnCondition<Uint8Array>, index) => {
-    const what = `txn condition ${index}`
-    assertKey(what, condition.key)
-    if ('exists' in condition) {
-      if (typeof condition.exists !== 'boolean') {
-        throw new TypeError(
-          `${NAME} ${what}: expected exists to be a boolean, got ${show(condition.exists)}`,
-        )
-      }
-    } else if ('revision' in condition) {
-      if (typeof (condition.revision as unknown) !== 'bigint') {
-        throw new TypeError(
-          `${NAME} ${what}: expected revision to be a Revision (bigint), got ${show(condition.revision)}`,
-        )
-      }
-    } else if ('value' in condition) {
-      assertValue(what, condition.key, condition.value)
-    } else {
-      throw new TypeError(`${NAME} ${what}: expected one of exists, value or revision, got none`)
-    }
-  })
-}
-
-/**
- * Refuses a transaction that writes one key twice, as etcd (and the memory store) do: a key put
- * twice, or put and deleted (by key or by prefix).
- */
-function assertNoDuplicates(writes: readonly Write[]): void {
-  const puts = new Set<string>()
-  const deletes = writes.filter((write) => write.op === 'delete')
-  for (const write of writes) {
-    if (write.op !== 'put') continue
-    const clash =
-      puts.has(write.key) ||
-      deletes.some((del) => (del.prefix ? write.key.startsWith(del.key) : write.key === del.key))
-    if (clash) {
-      throw new DatasyncError(
-        'invalid-argument',
-        `${NAME} txn: duplicate key given in txn request: ${show(write.key)} is written more than once; put or delete each key at most once per transaction`,
-      )
-    }
-    puts.add(write.key)
-  }
+  return Math.ceil(check.ttlMs(what, ttl))
 }
