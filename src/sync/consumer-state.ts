@@ -7,50 +7,59 @@ import { ZERO_REVISION, type Revision } from '../core/revision.js'
 import { createSnapshot, matchesAny, type Snapshot } from '../core/snapshot.js'
 import type { ConsumerEvent, EventReason } from './types.js'
 
-/** One key as a consumer holds it: the raw store value (for diffs) and its decoded value. */
+/**
+ * One key as a consumer holds it: its value, decoded already for an eager consumer (`T`), a
+ * {@link Decoded} cell for a lazy one; and what a later snapshot is compared with (P4): the raw
+ * store value, or, for the bytes of an eager consumer, only their fingerprint (the consumer has
+ * the decoded value: keeping the bytes too would double what a key costs; see `unchanged`).
+ * One object per key and consumer: at 100k keys every extra object per key shows.
+ */
 interface Held<R, T> {
-  readonly raw: R
-  readonly value: Decoded<R, T>
+  /** The raw store value, or undefined when `fingerprint` stands for its bytes. */
+  readonly raw: R | undefined
+  /** The fingerprint of the raw bytes when `raw` is not kept, else 0. */
+  readonly fingerprint: number
+  readonly value: T | Decoded<R, T>
   readonly revision: Revision
 }
 
+/** A 32-bit FNV-1a hash of bytes (their length mixed in): two different values rarely share one. */
+function fingerprintOf(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5 ^ bytes.length
+  for (let i = 0; i < bytes.length; i++) hash = Math.imul(hash ^ (bytes[i] ?? 0), 0x01000193)
+  return hash | 0
+}
+
 /**
- * One value as a consumer holds it. Eager consumers get it decoded already. For lazy consumers
- * it decodes on the first `get()` and keeps the result, value or error: the view and every event
- * that carries the value (as a change's `value`, then as the next change's `prev`) share this one
- * object, so a value is decoded at most once per consumer and a failure is reported once.
+ * One value as a lazy consumer holds it: it decodes on the first `get()` and keeps the result,
+ * value or error: the view and every event that carries the value (as a change's `value`, then
+ * as the next change's `prev`) share this one object, so a value is decoded at most once per
+ * consumer and a failure is reported once.
  */
 class Decoded<R, T> {
-  private state: 'pending' | 'ok' | 'failed'
+  private state: 'pending' | 'ok' | 'failed' = 'pending'
   /** The raw value while pending, the decoded value once ok, the `CodecError` once failed. */
   private held: unknown
 
   private constructor(
-    state: 'pending' | 'ok',
-    held: unknown,
+    raw: R,
     /** Decodes (and reports a failure of) a pending value; unused once decoded. */
-    private readonly owner: Decoder<R, T> | undefined,
+    private readonly owner: Decoder<R, T>,
     private readonly key: string,
   ) {
-    this.state = state
-    this.held = held
-  }
-
-  /** A value decoded already (eager mode). */
-  static of<R, T>(value: T): Decoded<R, T> {
-    return new Decoded<R, T>('ok', value, undefined, '')
+    this.held = raw
   }
 
   /** A value decoded on the first `get()` (lazy mode). */
   static later<R, T>(owner: Decoder<R, T>, key: string, raw: R): Decoded<R, T> {
-    return new Decoded<R, T>('pending', raw, owner, key)
+    return new Decoded<R, T>(raw, owner, key)
   }
 
   get(): T {
     if (this.state === 'ok') return this.held as T
     if (this.state === 'failed') throw this.held
     try {
-      this.held = (this.owner as Decoder<R, T>).decodeOrThrow(this.key, this.held as R)
+      this.held = this.owner.decodeOrThrow(this.key, this.held as R)
       this.state = 'ok'
       return this.held as T
     } catch (error) {
@@ -60,6 +69,9 @@ class Decoded<R, T> {
     }
   }
 }
+
+/** What `decode` returns for a value that does not decode (no codec returns this symbol). */
+const FAILED: unique symbol = Symbol('undecodable')
 
 interface Decoder<R, T> {
   decodeOrThrow(key: string, raw: R): T
@@ -74,7 +86,7 @@ export class ConsumerState<R, T> {
   readonly events = new Subject<ConsumerEvent<T>>()
   readonly lag = new BehaviorSubject<number>(0)
   /** What the consumer has been given: prev values come from here (P2). */
-  readonly view = new Map<string, Held<R, T>>()
+  private view = new Map<string, Held<R, T>>()
   /** Changes not yet delivered; latest change per key, first-queued order. */
   readonly queue = new Map<string, Change<R>>()
   /** Deliveries of change events still waiting for their acks. */
@@ -144,8 +156,8 @@ export class ConsumerState<R, T> {
 
   /** Replaces the view with this consumer's part of a snapshot; returns the items to deliver. */
   replaceView(items: readonly KeyValue<R>[]): KeyValue<T>[] {
-    const previous = new Map(this.view)
-    this.view.clear()
+    const previous = this.view
+    this.view = new Map()
     const out: KeyValue<T>[] = []
     for (const item of items) {
       if (!this.matches(item.key)) continue
@@ -155,23 +167,22 @@ export class ConsumerState<R, T> {
         const held = previous.get(item.key)
         const value =
           held && valuesEqual(held.raw, item.value)
-            ? held.value
+            ? (held.value as Decoded<R, T>)
             : Decoded.later<R, T>(this, item.key, item.value)
-        this.view.set(item.key, { raw: item.value, value, revision: item.revision })
-        out.push(this.item(item.key, value, item.revision))
+        this.view.set(item.key, { raw: item.value, fingerprint: 0, value, revision: item.revision })
+        out.push(this.lazyItem(item.key, value, item.revision))
         continue
       }
       const value = this.decode(item.key, item.value)
-      if (value.ok) {
-        const decoded = Decoded.of<R, T>(value.value)
-        this.view.set(item.key, { raw: item.value, value: decoded, revision: item.revision })
-        out.push(this.item(item.key, decoded, item.revision))
+      if (value !== FAILED) {
+        this.view.set(item.key, this.held(item.value, value, item.revision))
+        out.push({ key: item.key, value, revision: item.revision })
       } else {
         // Keep the last good value of an undecodable key (P6).
         const held = previous.get(item.key)
         if (held) {
           this.view.set(item.key, held)
-          out.push(this.item(item.key, held.value, held.revision))
+          out.push({ key: item.key, value: held.value as T, revision: held.revision })
         }
       }
     }
@@ -186,7 +197,7 @@ export class ConsumerState<R, T> {
       if (!this.matches(item.key)) continue
       seen.add(item.key)
       const held = this.view.get(item.key)
-      if (held && valuesEqual(held.raw, item.value)) continue
+      if (held && this.unchanged(held, item)) continue
       const applied = this.apply({
         op: 'put',
         key: item.key,
@@ -203,9 +214,38 @@ export class ConsumerState<R, T> {
     return out
   }
 
+  /**
+   * Whether a snapshot's item holds the value the view has for its key. With the raw value kept,
+   * the values are compared. With a fingerprint: another fingerprint means another value; the
+   * same fingerprint and revision, the same value (a collision would need both); the same
+   * fingerprint at another revision is most likely the same bytes written again, but the new
+   * value is decoded and compared to be sure (a failure to decode is reported, and the key keeps
+   * its last good value, as `apply` would do).
+   */
+  private unchanged(held: Held<R, T>, item: KeyValue<R>): boolean {
+    if (held.raw !== undefined) return valuesEqual(held.raw, item.value)
+    if (!(item.value instanceof Uint8Array) || fingerprintOf(item.value) !== held.fingerprint) {
+      return false
+    }
+    if (held.revision === item.revision) return true
+    const value = this.decode(item.key, item.value)
+    return value === FAILED || valuesEqual(held.value, value)
+  }
+
+  /** What the view keeps of a decoded value (eager mode): its bytes as a fingerprint. */
+  private held(raw: R, value: T, revision: Revision): Held<R, T> {
+    return raw instanceof Uint8Array
+      ? { raw: undefined, fingerprint: fingerprintOf(raw), value, revision }
+      : { raw, fingerprint: 0, value, revision }
+  }
+
   snapshot(): Snapshot<T> {
     return createSnapshot(
-      [...this.view].map(([key, held]) => this.item(key, held.value, held.revision)),
+      [...this.view].map(([key, held]) =>
+        this.decodeMode === 'lazy'
+          ? this.lazyItem(key, held.value as Decoded<R, T>, held.revision)
+          : { key, value: held.value as T, revision: held.revision },
+      ),
     )
   }
 
@@ -221,11 +261,10 @@ export class ConsumerState<R, T> {
   }
 
   /**
-   * A key-value as the consumer receives it. In lazy mode `value` is a getter (own and
-   * enumerable, so spreading and deep equality read it) that decodes on first read.
+   * A key-value as a lazy consumer receives it: `value` is a getter (own and enumerable, so
+   * spreading and deep equality read it) that decodes on first read.
    */
-  private item(key: string, value: Decoded<R, T>, revision: Revision): KeyValue<T> {
-    if (this.decodeMode === 'eager') return { key, value: value.get(), revision }
+  private lazyItem(key: string, value: Decoded<R, T>, revision: Revision): KeyValue<T> {
     return {
       key,
       get value() {
@@ -243,7 +282,7 @@ export class ConsumerState<R, T> {
       if (!held) return undefined
       this.view.delete(change.key)
       if (this.decodeMode === 'lazy') {
-        const prev = held.value
+        const prev = held.value as Decoded<R, T>
         return {
           op: 'delete',
           key: change.key,
@@ -253,14 +292,19 @@ export class ConsumerState<R, T> {
           revision: change.revision,
         }
       }
-      return { op: 'delete', key: change.key, prev: held.value.get(), revision: change.revision }
+      return { op: 'delete', key: change.key, prev: held.value as T, revision: change.revision }
     }
     if (this.decodeMode === 'lazy') {
       // prev is the cell this consumer was given for the key: read, it is the value it saw,
       // decoded once for the view and every event (P2).
       const value = Decoded.later<R, T>(this, change.key, change.value)
-      this.view.set(change.key, { raw: change.value, value, revision: change.revision })
-      const prev = held?.value
+      this.view.set(change.key, {
+        raw: change.value,
+        fingerprint: 0,
+        value,
+        revision: change.revision,
+      })
+      const prev = held?.value as Decoded<R, T> | undefined
       return prev
         ? {
             op: 'put',
@@ -283,26 +327,26 @@ export class ConsumerState<R, T> {
           }
     }
     const value = this.decode(change.key, change.value)
-    if (!value.ok) return undefined
-    const decoded = Decoded.of<R, T>(value.value)
-    this.view.set(change.key, { raw: change.value, value: decoded, revision: change.revision })
+    if (value === FAILED) return undefined
+    this.view.set(change.key, this.held(change.value, value, change.revision))
     return held
       ? {
           op: 'put',
           key: change.key,
-          value: value.value,
-          prev: held.value.get(),
+          value,
+          prev: held.value as T,
           revision: change.revision,
         }
-      : { op: 'put', key: change.key, value: value.value, revision: change.revision }
+      : { op: 'put', key: change.key, value, revision: change.revision }
   }
 
-  private decode(key: string, raw: R): { ok: true; value: T } | { ok: false } {
+  /** The decoded value, or {@link FAILED} (reported) when it does not decode. */
+  private decode(key: string, raw: R): T | typeof FAILED {
     try {
-      return { ok: true, value: this.codec.decode(raw) }
+      return this.codec.decode(raw)
     } catch (error) {
       this.reportError(new CodecError(key, this.codec.name, error, this.name, this.storeName))
-      return { ok: false }
+      return FAILED
     }
   }
 }

@@ -372,13 +372,18 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
    * member could answer with an older revision: when R is below a revision this store has
    * already seen, the page is read again linearizably, so the store's snapshots never go back
    * in time. Broker listings are fully linearizable: they see every write that completed.
+   *
+   * Each page is converted as it arrives (`convert`), so the client's own objects for a page
+   * (a dozen per key) are garbage before the next page comes: a listing of 100k keys never holds
+   * them all at once.
    */
-  const listRanges = (
+  const listRanges = <T>(
     ranges: readonly KeyRange[],
     keysOnly: boolean,
     what: string,
+    convert: (kv: IKeyValue) => T,
     quick = false,
-  ): Observable<{ revision: bigint; kvs: IKeyValue[] }> =>
+  ): Observable<{ revision: bigint; items: T[] }> =>
     defer(() => {
       const floor = highest
       let pinned: string | undefined
@@ -429,11 +434,11 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
             }),
           ),
         ),
-        reduce((kvs: IKeyValue[], response) => {
-          for (const kv of response.kvs) kvs.push(kv)
-          return kvs
+        reduce((items: T[], response) => {
+          for (const kv of response.kvs) items.push(convert(kv))
+          return items
         }, []),
-        map((kvs) => ({ revision: BigInt(pinned ?? '0'), kvs })),
+        map((items) => ({ revision: BigInt(pinned ?? '0'), items })),
       )
     }).pipe(
       retry({
@@ -540,9 +545,7 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
     resyncAfterReconnect: settings.resyncAfterReconnect,
     allowDelayedStart: settings.allowDelayedStart,
     list: (prefixes: readonly string[]) =>
-      listRanges(prefixes.map(prefixRange), false, 'list for a watch', true).pipe(
-        map(({ revision: at, kvs }) => ({ revision: at, items: kvs.map(toKeyValue) })),
-      ),
+      listRanges(prefixes.map(prefixRange), false, 'list for a watch', toKeyValue, true),
     map: map$,
     fail: handle,
     observe,
@@ -639,8 +642,8 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
     list(prefix: string): Observable<readonly KeyValue<Uint8Array>[]> {
       return operation(() => {
         assertPrefix('list', prefix)
-        return listRanges([prefixRange(prefix)], false, `list ${show(prefix)}`).pipe(
-          map(({ kvs }) => kvs.map(toKeyValue)),
+        return listRanges([prefixRange(prefix)], false, `list ${show(prefix)}`, toKeyValue).pipe(
+          map(({ items }) => items),
         )
       })
     },
@@ -648,9 +651,9 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
     listKeys(prefix: string): Observable<readonly string[]> {
       return operation(() => {
         assertPrefix('listKeys', prefix)
-        return listRanges([prefixRange(prefix)], true, `list the keys of ${show(prefix)}`).pipe(
-          map(({ kvs }) => kvs.map((kv) => kv.key.toString('utf8'))),
-        )
+        return listRanges([prefixRange(prefix)], true, `list the keys of ${show(prefix)}`, (kv) =>
+          kv.key.toString('utf8'),
+        ).pipe(map(({ items }) => items))
       })
     },
 

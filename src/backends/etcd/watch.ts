@@ -23,7 +23,7 @@ import {
 } from 'etcd3'
 import { DatasyncError, UnavailableError } from '../../core/errors.js'
 import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
-import { revision, ZERO_REVISION } from '../../core/revision.js'
+import { revision, ZERO_REVISION, type Revision } from '../../core/revision.js'
 import { matchesAny } from '../../core/snapshot.js'
 import { openWatchStream, type WatchStream } from './client.js'
 import { NAME, type Mapped } from './errors.js'
@@ -194,31 +194,32 @@ interface Batch {
 /** Splits a response's events by revision: one batch per revision (per transaction). */
 function batches(events: readonly IEvent[], prefixes: readonly string[]): Batch[] {
   const result: Batch[] = []
-  let at: string | undefined
+  let text: string | undefined
+  let at = ZERO_REVISION
   let changes: Change<Uint8Array>[] = []
   const flush = () => {
-    if (at === undefined) return
+    if (text === undefined) return
     result.push({
-      at: BigInt(at),
-      event:
-        changes.length === 0 ? undefined : { type: 'changes', revision: revision(at), changes },
+      at,
+      event: changes.length === 0 ? undefined : { type: 'changes', revision: at, changes },
     })
     changes = []
   }
   for (const event of events) {
-    if (event.kv.mod_revision !== at) {
+    if (event.kv.mod_revision !== text) {
       flush()
-      at = event.kv.mod_revision
+      text = event.kv.mod_revision
+      // Parsed once per revision: every change of a transaction shares it.
+      at = revision(text)
     }
     const key = event.kv.key.toString('utf8')
-    if (matchesAny(key, prefixes)) changes.push(toChange(event, key))
+    if (matchesAny(key, prefixes)) changes.push(toChange(event, key, at))
   }
   flush()
   return result
 }
 
-function toChange(event: IEvent, key: string): Change<Uint8Array> {
-  const at = revision(event.kv.mod_revision)
+function toChange(event: IEvent, key: string, at: Revision): Change<Uint8Array> {
   const prevKv = (event.prev_kv as IEvent['prev_kv'] | null) ?? undefined
   const prev = prevKv === undefined ? undefined : valueOf(prevKv.value)
   if (event.type.toLowerCase() === 'delete') {

@@ -26,6 +26,24 @@ export function asBuffer(value: Uint8Array): Buffer {
  */
 export async function scanKeys(node: Redis, prefix: string, count: number): Promise<string[]> {
   const keys = new Set<string>()
+  await scanPages(node, prefix, count, (page) => {
+    for (const key of page) keys.add(key)
+  })
+  return [...keys]
+}
+
+/**
+ * Pages through the string keys under `prefix` on one server (SCAN ... MATCH ... COUNT ... TYPE
+ * string), calling `onPage` with each page's keys as soon as it arrives: a command `onPage`
+ * sends on the same connection is pipelined behind the next SCAN, so reading overlaps scanning.
+ * A key may come twice (SCAN's guarantee is "at least once").
+ */
+export async function scanPages(
+  node: Redis,
+  prefix: string,
+  count: number,
+  onPage: (keys: readonly string[]) => void,
+): Promise<void> {
   const pattern = keyPattern(prefix)
   let cursor = '0'
   do {
@@ -40,11 +58,9 @@ export async function scanKeys(node: Redis, prefix: string, count: number): Prom
       'string',
     )) as [string, string[]]
     cursor = reply[0]
-    for (const key of reply[1]) {
-      if (key.startsWith(prefix)) keys.add(key)
-    }
+    const page = reply[1].filter((key) => key.startsWith(prefix))
+    if (page.length > 0) onPage(page)
   } while (cursor !== '0')
-  return [...keys]
 }
 
 /** Splits keys into groups one multi-key command may take: one slot each on a Cluster. */
@@ -78,7 +94,23 @@ export async function readValues(
   cluster: boolean,
 ): Promise<Map<string, Uint8Array | undefined>> {
   const values = new Map<string, Uint8Array | undefined>()
-  if (keys.length === 0) return values
+  await readEach(node, keys, cluster, (key, value) => {
+    values.set(key, value)
+  })
+  return values
+}
+
+/**
+ * Reads `keys` as {@link readValues} does, handing each key and its value (undefined when it is
+ * missing) to `onValue` as the replies arrive, without building a map.
+ */
+export async function readEach(
+  node: Redis,
+  keys: readonly string[],
+  cluster: boolean,
+  onValue: (key: string, value: Uint8Array | undefined) => void,
+): Promise<void> {
+  if (keys.length === 0) return
   const groups = groupKeys(keys, cluster)
   const pipeline = node.pipeline()
   for (const group of groups) pipeline.mgetBuffer(...group)
@@ -86,13 +118,32 @@ export async function readValues(
   groups.forEach((group, i) => {
     const [error, reply] = results[i] ?? [new Error('Connection is closed.'), null]
     if (error) throw toDatasyncError(error, 'MGET')
-    const buffers = reply as (Buffer | null)[]
+    const copies = copyAll(reply as (Buffer | null)[])
     group.forEach((key, j) => {
-      const value = buffers[j]
-      values.set(key, value == null ? undefined : copyBytes(value))
+      onValue(key, copies[j])
     })
   })
-  return values
+}
+
+/**
+ * Copies the values of one reply into one new buffer, as views over it (ioredis hands out views
+ * into its socket chunks, which hold other replies too and would stay alive): one allocation
+ * per reply instead of one per value. `null` (a missing key) maps to undefined.
+ */
+export function copyAll(buffers: readonly (Buffer | null)[]): (Uint8Array | undefined)[] {
+  let total = 0
+  for (const buffer of buffers) if (buffer) total += buffer.length
+  const slab = new Uint8Array(total)
+  const out: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(buffers.length)
+  let at = 0
+  for (let i = 0; i < buffers.length; i++) {
+    const buffer = buffers[i]
+    if (!buffer) continue
+    slab.set(buffer, at)
+    out[i] = slab.subarray(at, at + buffer.length)
+    at += buffer.length
+  }
+  return out
 }
 
 /** A Cluster's masters and which of them serves each slot, from CLUSTER SLOTS. */

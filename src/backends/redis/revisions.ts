@@ -6,15 +6,35 @@ export function digest(value: Uint8Array): string {
   return createHash('sha1').update(value).digest('hex')
 }
 
+/**
+ * What the clock knows of a key: the revision it gave the key's value, and that value: a small
+ * one itself (the watches and consumers that saw it hold it anyway), whose digest is computed
+ * only when a transaction's revision condition asks for it, not for every key a listing reads;
+ * a large one by its digest only, so that the table never holds large values.
+ */
 interface Seen {
   readonly revision: Revision
-  readonly digest: string
+  readonly value: Uint8Array | undefined
+  digest: string | undefined
+}
+
+/** Values up to this size are kept as they are; larger ones by their digest. */
+const KEEP_BYTES = 1024
+
+function seen(revision: Revision, value: Uint8Array): Seen {
+  return value.length <= KEEP_BYTES
+    ? { revision, value, digest: undefined }
+    : { revision, value: undefined, digest: digest(value) }
+}
+
+function holds(entry: Seen, value: Uint8Array): boolean {
+  return entry.value !== undefined ? sameBytes(entry.value, value) : entry.digest === digest(value)
 }
 
 /**
  * Redis keeps no revisions, so a store counts its own (see `createRedisStore`): one bigint clock
  * per store, and for each key the clock value at which this store last saw its value change,
- * with a digest of that value. A key seen again with the same value keeps its revision; a new
+ * with that value. A key seen again with the same value keeps its revision; a new
  * value gets the next count. The table is bounded: the least recently touched keys are
  * forgotten first (a forgotten key gets a fresh revision when next seen).
  */
@@ -35,23 +55,26 @@ export class RevisionClock {
     return this.current
   }
 
-  /** The revision of `key` holding `value`: the one recorded when the value is unchanged, else a new one. */
-  observe(key: string, value: Uint8Array): Revision {
-    const hash = digest(value)
+  /**
+   * The revision of `key` holding `value`: the one recorded when the value is unchanged, else a
+   * new one: `at` when given (a listing gives every value it finds new the one count it took
+   * before it started), else the next count.
+   */
+  observe(key: string, value: Uint8Array, at?: Revision): Revision {
     const known = this.seen.get(key)
-    if (known?.digest === hash) {
+    if (known !== undefined && holds(known, value)) {
       this.touch(key, known)
       return known.revision
     }
-    const next = this.tick()
-    this.touch(key, { revision: next, digest: hash })
+    const next = at ?? this.tick()
+    this.touch(key, seen(next, value))
     return next
   }
 
   /** Records that `key` was written with `value` (or deleted, when undefined) at `at`. */
   record(key: string, value: Uint8Array | undefined, at: Revision): void {
     if (value === undefined) this.seen.delete(key)
-    else this.touch(key, { revision: at, digest: digest(value) })
+    else this.touch(key, seen(at, value))
   }
 
   /**
@@ -61,15 +84,26 @@ export class RevisionClock {
    */
   digestAt(key: string, at: Revision): string | undefined {
     const known = this.seen.get(key)
-    return known?.revision === at ? known.digest : undefined
+    if (known?.revision !== at) return undefined
+    known.digest ??= known.value && digest(known.value)
+    return known.digest
   }
 
   private touch(key: string, entry: Seen): void {
-    this.seen.delete(key)
+    // Delete-then-set moves the key to the end (most recently touched); a new key goes there.
+    if (this.seen.size > 0) this.seen.delete(key)
     this.seen.set(key, entry)
     if (this.seen.size > this.capacity) {
       const oldest = this.seen.keys().next()
       if (oldest.done !== true) this.seen.delete(oldest.value)
     }
   }
+}
+
+/** Whether two values hold the same bytes. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a === b) return true
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }

@@ -32,7 +32,14 @@ import {
   normalizePrefixes,
 } from './keyspace.js'
 import type { HostPort, Settings } from './options.js'
-import { clusterTopology, readValues, scanKeys, serverRunId, type Topology } from './reads.js'
+import {
+  clusterTopology,
+  readEach,
+  readValues,
+  scanPages,
+  serverRunId,
+  type Topology,
+} from './reads.js'
 import type { RevisionClock } from './revisions.js'
 import { decodeWriteMessage, writesChannel, type WrittenKey } from './scripts.js'
 import { keySlot } from './slots.js'
@@ -473,26 +480,60 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
       }
     }
 
-    /** SCAN every endpoint, read the values, each key from the master that owns its slot. */
-    const list = async (): Promise<[string, Uint8Array][]> => {
-      const items: [string, Uint8Array][] = []
+    /**
+     * SCAN every endpoint, read the values, each key from the master that owns its slot. Each
+     * page's values are read as soon as the page arrives (in key order), pipelined behind the
+     * next SCAN, and given their revisions as they come (this work overlaps the reads); the
+     * prefixes are scanned side by side. Returns the items sorted by key, each key once (SCAN may
+     * return a key twice: the copies end up side by side, and the later read wins), and the value
+     * of each.
+     */
+    const list = async (): Promise<{
+      items: KeyValue<Uint8Array>[]
+      known: Map<string, Uint8Array>
+    }> => {
+      const items: KeyValue<Uint8Array>[] = []
+      const known = new Map<string, Uint8Array>()
+      // One count for every value the listing finds new: it was first seen at that point.
+      const at = clock.tick()
+      const keep = (key: string, value: Uint8Array | undefined) => {
+        if (value === undefined) return
+        items.push({ key, value, revision: clock.observe(key, value, at) })
+        known.set(key, value)
+      }
+      const reads: Promise<void>[] = []
       await Promise.all(
-        endpoints.map(async (endpoint) => {
-          const keys = new Set<string>()
-          for (const prefix of state.prefixes) {
-            for (const key of await scanKeys(endpoint.reader, prefix, settings.scanCount)) {
-              keys.add(key)
-            }
-          }
+        endpoints.map((endpoint) => {
           const owners = topology?.owners
-          const owned = owners
-            ? [...keys].filter((key) => owners[keySlot(key)] === endpoint.index)
-            : [...keys]
-          const values = await readValues(endpoint.reader, owned, isCluster)
-          for (const [key, value] of values) if (value !== undefined) items.push([key, value])
+          return Promise.all(
+            state.prefixes.map((prefix) =>
+              scanPages(endpoint.reader, prefix, settings.scanCount, (page) => {
+                const keys = owners
+                  ? page.filter((key) => owners[keySlot(key)] === endpoint.index)
+                  : [...page]
+                if (keys.length === 0) return
+                // Read in key order: the items then come in sorted runs, which the final sort
+                // merges instead of sorting from scratch (and this sort overlaps the reads).
+                keys.sort()
+                const read = readEach(endpoint.reader, keys, isCluster, keep)
+                // Awaited below, once every page is in; a failure before that must not go unhandled.
+                read.catch(() => undefined)
+                reads.push(read)
+              }),
+            ),
+          )
         }),
       )
-      return items.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      await Promise.all(reads)
+      items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      // The sort is stable: of a key read twice, the later read (the newer value) comes last.
+      let kept = 0
+      for (const item of items) {
+        if (kept > 0 && items[kept - 1]?.key === item.key) items[kept - 1] = item
+        else items[kept++] = item
+      }
+      items.length = kept
+      return { items, known }
     }
 
     const startTimers = (): void => {
@@ -586,7 +627,7 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
       )
       if (done) return
       // Subscribed everywhere: from here every write is either in the listing or in the queue.
-      const items = await list()
+      const listing = await list()
       // Everything that arrived before this barrier may be older or newer than the listing:
       // read those keys again rather than trust the messages' values.
       await Promise.all(endpoints.map((e) => e.sub.ping()))
@@ -604,17 +645,12 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
         }
       }
       queue.push(...reread.values())
-      const snapshot: KeyValue<Uint8Array>[] = items.map(([key, value]) => ({
-        key,
-        value,
-        revision: clock.observe(key, value),
-      }))
-      state.known = new Map(items)
+      state.known = listing.known
       const cause = state.started ? state.cause : 'startup'
       state.started = true
       live = true
       health.markUp(state.id)
-      subscriber.next({ type: 'snapshot', revision: clock.tick(), items: snapshot, cause })
+      subscriber.next({ type: 'snapshot', revision: clock.tick(), items: listing.items, cause })
       if (done) return
       startTimers()
       flush()

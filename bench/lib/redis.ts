@@ -1,0 +1,81 @@
+/** The Redis side of the benchmarks: the raw ioredis client's code, and our Redis store. */
+import type { Redis } from 'ioredis'
+import { performance } from 'node:perf_hooks'
+import { firstValueFrom } from 'rxjs'
+import { createRedisStore } from 'rx-datasync/redis'
+import type { RedisServer } from '../../test/servers/index.js'
+import type { Backend } from './backend.js'
+import { rawRedis, rawRedisRead, rawRedisWatch } from './raw-redis.js'
+import { inBatches, valueText } from './data.js'
+import { cpuMs } from './stats.js'
+
+export function redisBackend(server: RedisServer): Backend {
+  const port = server.port
+  let client: Redis | undefined
+  const main = async () => (client ??= await rawRedis(port))
+  return {
+    name: 'redis',
+    endpoint: String(port),
+
+    async version() {
+      const info = await (await main()).info('server')
+      return /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown'
+    },
+
+    async load(data, generation = 0) {
+      const redis = await main()
+      await inBatches(data.count, 1000, 4, async (from, to) => {
+        const args: string[] = []
+        for (let i = from; i < to; i++) args.push(data.key(i), valueText(i, generation))
+        await redis.mset(...args)
+      })
+    },
+
+    async clear(root) {
+      const redis = await main()
+      let cursor = '0'
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${root}/*`, 'COUNT', 5000)
+        cursor = next
+        if (keys.length > 0) await redis.unlink(...keys)
+      } while (cursor !== '0')
+    },
+
+    async rawResync(prefixes) {
+      const fresh = await rawRedis(port)
+      const cpu = process.cpuUsage()
+      const start = performance.now()
+      const listing = await rawRedisRead(fresh, prefixes)
+      const ms = performance.now() - start
+      return {
+        ms,
+        cpuMs: cpuMs(process.cpuUsage(cpu)),
+        listing,
+        close: async () => {
+          fresh.disconnect()
+          await Promise.resolve()
+        },
+      }
+    },
+
+    async ourStore() {
+      const store = createRedisStore({ node: { host: '127.0.0.1', port } })
+      await firstValueFrom(store.get('bench/warm-up'), { defaultValue: undefined })
+      return store
+    },
+
+    rawWatch(prefix, onPut) {
+      return rawRedisWatch(port, prefix, onPut)
+    },
+
+    async rawPut(key, value) {
+      await (await main()).set(key, value)
+    },
+
+    async close() {
+      client?.disconnect()
+      client = undefined
+      await Promise.resolve()
+    },
+  }
+}

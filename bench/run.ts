@@ -1,0 +1,176 @@
+// Benchmarks of rx-datasync against the raw clients (etcd3, ioredis), on real servers started by
+// the test harness on free loopback ports: resync, memory, watch throughput, put-to-callback
+// latency and puts. Ours and raw run alternately, each figure is the median of several runs, and
+// one table of ratios comes at the end. See bench/README.md for what each workload measures.
+//
+//   node --conditions=source --import tsx bench/run.ts [options]
+//
+//   --runs 7            timed runs per side (the median is reported; at least 5 for the issue)
+//   --warmups 3         untimed runs per side first (JIT), except for memory (fresh processes)
+//   --backends etcd,redis
+//   --workloads resync,memory,throughput,latency,writes
+//   --sizes 10000,100000        resync sizes; memory uses the largest
+//   --changes 20000 --batch 100 --concurrency 4   the throughput writer (a separate process)
+//   --samples 500       puts per latency run
+//   --puts 5000 --put-concurrency 16              the writes workload
+//   --sides ours,raw    one side alone, to profile it (no ratio then)
+//   --verbose           print every run
+import { parseArgs } from 'node:util'
+import {
+  cleanupAllServers,
+  startEtcd,
+  startRedis,
+  type ServerProcess,
+} from '../test/servers/index.js'
+import type { Backend } from './lib/backend.js'
+import { etcdBackend } from './lib/etcd.js'
+import { machineLines } from './lib/machine.js'
+import { redisBackend } from './lib/redis.js'
+import { renderTable, verdict, type Row } from './lib/stats.js'
+import type { Settings, Side } from './workloads/common.js'
+import { latencyWorkload } from './workloads/latency.js'
+import { memoryWorkload } from './workloads/memory.js'
+import { resyncData, resyncWorkload } from './workloads/resync.js'
+import { throughputWorkload } from './workloads/throughput.js'
+import { writesWorkload } from './workloads/writes.js'
+
+const { values: args } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '7' },
+    warmups: { type: 'string', default: '3' },
+    backends: { type: 'string', default: 'etcd,redis' },
+    workloads: { type: 'string', default: 'resync,memory,throughput,latency,writes' },
+    sizes: { type: 'string', default: '10000,100000' },
+    changes: { type: 'string', default: '20000' },
+    batch: { type: 'string', default: '100' },
+    concurrency: { type: 'string', default: '4' },
+    samples: { type: 'string', default: '500' },
+    puts: { type: 'string', default: '5000' },
+    'put-concurrency': { type: 'string', default: '16' },
+    sides: { type: 'string', default: 'ours,raw' },
+    verbose: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+})
+
+if (args.help) {
+  const header = (await import('node:fs')).readFileSync(new URL(import.meta.url), 'utf8')
+  console.log(
+    header
+      .split('\n')
+      .filter((line) => line.startsWith('//'))
+      .map((line) => line.slice(3))
+      .join('\n'),
+  )
+  process.exit(0)
+}
+
+const list = (text: string) => text.split(',').filter((item) => item !== '')
+const sides = list(args.sides).filter((side): side is Side => side === 'ours' || side === 'raw')
+const settings: Settings = {
+  runs: Number(args.runs),
+  warmups: Number(args.warmups),
+  verbose: args.verbose,
+  sides,
+}
+const backends = list(args.backends)
+const workloads = new Set(list(args.workloads))
+const sizes = list(args.sizes).map(Number)
+if (!(settings.runs >= 1)) throw new TypeError(`--runs: expected a count, got ${args.runs}`)
+
+const log = (line: string) => {
+  console.log(line)
+}
+
+const servers: ServerProcess[] = []
+const opened: Backend[] = []
+const rows: Row[] = []
+
+async function open(name: string): Promise<Backend> {
+  if (name === 'etcd') {
+    const server = await startEtcd({ name: 'bench' })
+    servers.push(server)
+    return etcdBackend(server)
+  }
+  if (name === 'redis') {
+    const server = await startRedis({ name: 'redis-bench', notifyKeyspaceEvents: 'KEA' })
+    servers.push(server)
+    return redisBackend(server)
+  }
+  throw new TypeError(`--backends: unknown backend '${name}' (etcd, redis)`)
+}
+
+async function runBackend(backend: Backend): Promise<void> {
+  const step = (what: string) => {
+    log(`${backend.name}: ${what}`)
+  }
+  if (workloads.has('resync') || workloads.has('memory')) {
+    for (const size of sizes) {
+      if (workloads.has('resync')) {
+        step(`resync of ${size} keys`)
+        rows.push(...(await resyncWorkload(backend, size, settings)))
+      }
+      if (workloads.has('memory') && size === Math.max(...sizes)) {
+        const data = resyncData(size)
+        if (!workloads.has('resync')) {
+          await backend.clear(data.root)
+          await backend.load(data)
+        }
+        step(`memory at ${size} keys`)
+        rows.push(...(await memoryWorkload(backend, data, settings)))
+      }
+      await backend.clear(resyncData(size).root)
+    }
+  }
+  if (workloads.has('throughput')) {
+    step(`watch throughput, ${args.changes} changes`)
+    rows.push(
+      ...(await throughputWorkload(
+        backend,
+        {
+          count: Number(args.changes),
+          batch: Number(args.batch),
+          concurrency: Number(args.concurrency),
+        },
+        settings,
+      )),
+    )
+  }
+  if (workloads.has('latency')) {
+    step(`put-to-callback latency, ${args.samples} puts per run`)
+    rows.push(...(await latencyWorkload(backend, Number(args.samples), settings)))
+  }
+  if (workloads.has('writes')) {
+    const inFlight = Number(args['put-concurrency'])
+    step(`puts, ${args.puts} per run, ${inFlight} in flight`)
+    rows.push(...(await writesWorkload(backend, Number(args.puts), inFlight, settings)))
+  }
+}
+
+try {
+  for (const line of machineLines()) log(line)
+  for (const name of backends) opened.push(await open(name))
+  for (const backend of opened) log(`${backend.name} server: ${await backend.version()}`)
+  log(
+    `runs: ${settings.runs} per side (median reported), after ${settings.warmups} untimed warm-up runs each; ours and raw alternate`,
+  )
+  for (const backend of opened) await runBackend(backend)
+} finally {
+  for (const backend of opened) await backend.close().catch(() => undefined)
+  await Promise.all(servers.map((server) => server.cleanup().catch(() => undefined)))
+  await cleanupAllServers()
+}
+
+log('')
+log(renderTable(rows))
+log('')
+log(
+  'ratio: the median of the per-run ratios ours/raw (each pair ran back to back); for throughput higher is better, for everything else lower. The machine is shared: other processes load it while this runs, which moves single figures, less so the ratios.',
+)
+const failed = rows.filter((row) => verdict(row) === 'FAIL')
+log('')
+log(
+  failed.length === 0
+    ? 'every target holds'
+    : `${failed.length} target(s) missed: ${failed.map((row) => `${row.workload} (${row.backend})`).join('; ')}`,
+)
