@@ -1,4 +1,12 @@
-import { firstValueFrom, filter, lastValueFrom, take, toArray, type Observable } from 'rxjs'
+import {
+  firstValueFrom,
+  filter,
+  lastValueFrom,
+  take,
+  timeout,
+  toArray,
+  type Observable,
+} from 'rxjs'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
   CapabilityError,
@@ -392,11 +400,19 @@ export function describeStore(
           instance.start()
           await inSync(instance)
           await fault.interrupt()
+          // A reconnect needs a disconnection the store noticed: its status says so.
+          await firstValueFrom(
+            store.status$.pipe(
+              filter((status) => status.state === 'degraded'),
+              timeout(convergeMs),
+            ),
+          )
           await put('h/2', '2')
           await fault.restore()
+          const resyncs = () => recorder.events.filter((event) => event.kind === 'resync')
+          await recorder.until(() => resyncs().length >= 2, convergeMs)
           await recorder.untilEquals(await listed('h/'), convergeMs)
-          const resyncs = recorder.events.filter((event) => event.kind === 'resync')
-          expect(resyncs.length).toBeGreaterThanOrEqual(2)
+          expect(resyncs().at(-1)?.reason).toBe('reconnect')
           expect(recorder.violations).toEqual([])
         },
       )
