@@ -110,7 +110,12 @@ async function put(over: RedisStore, key: string, value: string): Promise<void> 
   }
 }
 
+/**
+ * The store's listing. During a failover a listing may fail with a retryable error: it is retried
+ * (a backoff between attempts, not a wait for an event), for at most 30 s.
+ */
 async function listed(over: RedisStore, prefix: string) {
+  const deadline = Date.now() + 30_000
   for (;;) {
     try {
       return (await lastValueFrom(over.list(prefix))).map((item) => ({
@@ -118,7 +123,7 @@ async function listed(over: RedisStore, prefix: string) {
         value: dec(item.value),
       }))
     } catch (error) {
-      if (!isRetryable(error)) throw error
+      if (!isRetryable(error) || Date.now() > deadline) throw error
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
   }
