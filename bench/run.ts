@@ -7,7 +7,7 @@
 //
 //   --runs 7            timed runs per side (the median is reported; at least 5 for the issue)
 //   --warmups 3         untimed runs per side first (JIT), except for memory (fresh processes)
-//   --backends etcd,redis
+//   --backends etcd,redis,redis-lean   redis-lean: our store with watchMemory 'lean' (same server)
 //   --workloads resync,memory,throughput,latency,writes
 //   --sizes 10000,100000        resync sizes; memory uses the largest
 //   --changes 20000 --batch 100 --concurrency 4   the throughput writer (a separate process)
@@ -38,7 +38,7 @@ const { values: args } = parseArgs({
   options: {
     runs: { type: 'string', default: '7' },
     warmups: { type: 'string', default: '3' },
-    backends: { type: 'string', default: 'etcd,redis' },
+    backends: { type: 'string', default: 'etcd,redis,redis-lean' },
     workloads: { type: 'string', default: 'resync,memory,throughput,latency,writes' },
     sizes: { type: 'string', default: '10000,100000' },
     changes: { type: 'string', default: '20000' },
@@ -83,6 +83,7 @@ const log = (line: string) => {
 }
 
 const servers: ServerProcess[] = []
+let redisServer: Awaited<ReturnType<typeof startRedis>> | undefined
 const opened: Backend[] = []
 const rows: Row[] = []
 
@@ -92,17 +93,20 @@ async function open(name: string): Promise<Backend> {
     servers.push(server)
     return etcdBackend(server)
   }
-  if (name === 'redis') {
-    const server = await startRedis({ name: 'redis-bench', notifyKeyspaceEvents: 'KEA' })
-    servers.push(server)
-    return redisBackend(server)
+  if (name === 'redis' || name === 'redis-lean') {
+    // Both Redis variants use one server.
+    if (!redisServer) {
+      redisServer = await startRedis({ name: 'redis-bench', notifyKeyspaceEvents: 'KEA' })
+      servers.push(redisServer)
+    }
+    return redisBackend(redisServer, name === 'redis' ? 'values' : 'lean')
   }
-  throw new TypeError(`--backends: unknown backend '${name}' (etcd, redis)`)
+  throw new TypeError(`--backends: unknown backend '${name}' (etcd, redis, redis-lean)`)
 }
 
 async function runBackend(backend: Backend): Promise<void> {
   const step = (what: string) => {
-    log(`${backend.name}: ${what}`)
+    log(`${backend.label}: ${what}`)
   }
   if (workloads.has('resync') || workloads.has('memory')) {
     for (const size of sizes) {
@@ -150,7 +154,7 @@ async function runBackend(backend: Backend): Promise<void> {
 try {
   for (const line of machineLines()) log(line)
   for (const name of backends) opened.push(await open(name))
-  for (const backend of opened) log(`${backend.name} server: ${await backend.version()}`)
+  for (const backend of opened) log(`${backend.label} server: ${await backend.version()}`)
   log(
     `runs: ${settings.runs} per side (median reported), after ${settings.warmups} untimed warm-up runs each; ours and raw alternate`,
   )

@@ -11,6 +11,8 @@ export interface MemoryInput {
   readonly endpoint: string
   readonly prefixes: readonly string[]
   readonly expected: number
+  /** Our store's options beyond the address. */
+  readonly storeOptions: { readonly watchMemory?: 'values' | 'lean' }
 }
 
 /** What the child reports. */
@@ -71,7 +73,10 @@ if (input.side === 'raw') {
     store = createEtcdStore({ endpoints: input.endpoint.split(',') })
   } else {
     const { createRedisStore } = await import('rx-datasync/redis')
-    store = createRedisStore({ node: { host: '127.0.0.1', port: Number(input.endpoint) } })
+    store = createRedisStore({
+      node: { host: '127.0.0.1', port: Number(input.endpoint) },
+      ...input.storeOptions,
+    })
   }
   await firstValueFrom(store.get('bench/warm-up'), { defaultValue: undefined })
   const ready = store
@@ -102,7 +107,10 @@ if (snapshotDir !== undefined && snapshotDir !== '') {
   const v8 = await import('node:v8')
   const path = await import('node:path')
   const file = v8.writeHeapSnapshot(
-    path.join(snapshotDir, `${input.backend}-${input.side}-${process.pid}.heapsnapshot`),
+    path.join(
+      snapshotDir,
+      `${input.backend}-${input.storeOptions.watchMemory ?? 'default'}-${input.side}-${process.pid}.heapsnapshot`,
+    ),
   )
   console.log(`heap snapshot: ${file}`)
 }

@@ -12,6 +12,10 @@ export interface RawWatcher {
 
 export interface Backend {
   readonly name: 'etcd' | 'redis'
+  /** The name in the table: the backend, and the store options when they are not the defaults. */
+  readonly label: string
+  /** Options of our store beyond the address (the memory child creates its own store). */
+  readonly storeOptions: { readonly watchMemory?: 'values' | 'lean' }
   /** What a child process needs to connect (`endpoints` for etcd, the port for Redis). */
   readonly endpoint: string
   /** The server's version, for the header. */

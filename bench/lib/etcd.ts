@@ -17,6 +17,8 @@ export function etcdBackend(server: EtcdServer): Backend {
   const client = new Etcd3({ hosts: endpoints })
   return {
     name: 'etcd',
+    label: 'etcd',
+    storeOptions: {},
     endpoint: endpoints.join(','),
 
     async version() {

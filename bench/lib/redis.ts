@@ -9,12 +9,19 @@ import { rawRedis, rawRedisRead, rawRedisWatch } from './raw-redis.js'
 import { inBatches, valueText } from './data.js'
 import { cpuMs } from './stats.js'
 
-export function redisBackend(server: RedisServer): Backend {
+/** `watchMemory`: our store's option (see `RedisStoreOptions.watchMemory`). */
+export function redisBackend(
+  server: RedisServer,
+  watchMemory: 'values' | 'lean' = 'values',
+): Backend {
   const port = server.port
+  const storeOptions = { watchMemory }
   let client: Redis | undefined
   const main = async () => (client ??= await rawRedis(port))
   return {
     name: 'redis',
+    label: watchMemory === 'values' ? 'redis' : `redis ${watchMemory}`,
+    storeOptions,
     endpoint: String(port),
 
     async version() {
@@ -59,7 +66,7 @@ export function redisBackend(server: RedisServer): Backend {
     },
 
     async ourStore() {
-      const store = createRedisStore({ node: { host: '127.0.0.1', port } })
+      const store = createRedisStore({ node: { host: '127.0.0.1', port }, ...storeOptions })
       await firstValueFrom(store.get('bench/warm-up'), { defaultValue: undefined })
       return store
     },

@@ -21,7 +21,7 @@ export async function latencyWorkload(
 ): Promise<Row[]> {
   const root = 'bench-lat'
   await backend.clear(root)
-  const label = `latency ${backend.name}`
+  const label = `latency ${backend.label}`
   const results = await alternate<Result>(
     settings,
     label,
@@ -68,7 +68,7 @@ export async function latencyWorkload(
     const raw = median(rawRuns)
     rows.push({
       workload: `put-to-callback latency ${which}`,
-      backend: backend.name,
+      backend: backend.label,
       ours: ms(ours),
       raw: ms(raw),
       ratio: pairedRatio(oursRuns, rawRuns),

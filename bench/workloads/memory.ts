@@ -24,7 +24,7 @@ export async function memoryWorkload(
   data: DataSet,
   settings: Settings,
 ): Promise<Row[]> {
-  const label = `memory ${data.count / 1000}k ${backend.name}`
+  const label = `memory ${data.count / 1000}k ${backend.label}`
   // Each run is a fresh process: there is nothing to warm up.
   const results = await alternate<Result>(
     { ...settings, warmups: 0 },
@@ -36,6 +36,7 @@ export async function memoryWorkload(
         endpoint: backend.endpoint,
         prefixes: data.prefixes,
         expected: data.count,
+        storeOptions: backend.storeOptions,
       }
       const child = startChild('memory', input, { exposeGc: true })
       const report = await child.next<MemoryReport>('memory')
@@ -59,7 +60,7 @@ export async function memoryWorkload(
     const raw = median(rawRuns)
     return {
       workload,
-      backend: backend.name,
+      backend: backend.label,
       ours: mib(ours),
       raw: mib(raw),
       ratio: pairedRatio(oursRuns, rawRuns),

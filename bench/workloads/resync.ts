@@ -21,7 +21,7 @@ export async function resyncWorkload(
   const data = dataSet(`bench-resync-${count}`, count)
   await backend.clear(data.root)
   await backend.load(data)
-  const label = `resync ${count / 1000}k ${backend.name}`
+  const label = `resync ${count / 1000}k ${backend.label}`
   const times = await alternate<Result>(
     settings,
     label,
@@ -49,7 +49,7 @@ export async function resyncWorkload(
     const raw = median(rawRuns)
     return {
       workload,
-      backend: backend.name,
+      backend: backend.label,
       ours: ms(ours),
       raw: ms(raw),
       ratio: pairedRatio(oursRuns, rawRuns),

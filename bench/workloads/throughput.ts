@@ -32,7 +32,7 @@ export async function throughputWorkload(
 ): Promise<Row[]> {
   const root = 'bench-tp'
   await backend.clear(root)
-  const label = `throughput ${backend.name}`
+  const label = `throughput ${backend.label}`
   const results = await alternate<Result>(
     settings,
     label,
@@ -102,7 +102,7 @@ export async function throughputWorkload(
   return [
     {
       workload: `watch throughput, ${options.count / 1000}k changes`,
-      backend: backend.name,
+      backend: backend.label,
       ours: perSecond(ours),
       raw: perSecond(raw),
       ratio: pairedRatio(rates.ours, rates.raw),
@@ -110,7 +110,7 @@ export async function throughputWorkload(
     },
     {
       workload: 'watch CPU per change (consumer process)',
-      backend: backend.name,
+      backend: backend.label,
       ours: `${oursCpu.toFixed(1)} µs`,
       raw: `${rawCpu.toFixed(1)} µs`,
       ratio: pairedRatio(cpu.ours, cpu.raw),

@@ -18,7 +18,7 @@ export async function writesWorkload(
 ): Promise<Row[]> {
   const root = 'bench-put'
   await backend.clear(root)
-  const label = `writes ${backend.name}`
+  const label = `writes ${backend.label}`
   const encoder = new TextEncoder()
   const rates = await alternate(
     settings,
@@ -50,7 +50,7 @@ export async function writesWorkload(
   return [
     {
       workload: `puts, ${concurrency} in flight`,
-      backend: backend.name,
+      backend: backend.label,
       ours: perSecond(ours),
       raw: perSecond(raw),
       ratio: pairedRatio(rates.ours, rates.raw),

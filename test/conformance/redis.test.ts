@@ -126,6 +126,19 @@ describe('redis node', { timeout: TIMEOUT }, () => {
     { faults: true },
   )
 
+  // A lean watch (no value per key) keeps every promise: the orchestrator gives prev values.
+  describeStore(
+    "redis node, watchMemory: 'lean'",
+    fixture(
+      () => [node!.port],
+      (proxied) => ({
+        node: { host: '127.0.0.1', port: proxied ? proxies.get(node!.port)!.port : node!.port },
+        watchMemory: 'lean',
+      }),
+    ),
+    { faults: true },
+  )
+
   // The typed and prefixed views compose over Redis: the whole suite through them.
   const nodeFixture = fixture(
     () => [node!.port],
@@ -177,6 +190,15 @@ describe('redis cluster', { timeout: TIMEOUT }, () => {
   describeStore(
     'redis cluster',
     fixture(() => cluster!.ports, clusterOptions),
+    { txn: false, faults: true },
+  )
+  // The lean watch where ordering is hardest: every master's stream merged.
+  describeStore(
+    "redis cluster, watchMemory: 'lean'",
+    fixture(
+      () => cluster!.ports,
+      (proxied) => ({ ...clusterOptions(proxied), watchMemory: 'lean' }),
+    ),
     { txn: false, faults: true },
   )
 })

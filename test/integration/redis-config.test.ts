@@ -157,6 +157,18 @@ describe('loadRedisConfig', () => {
     expect(both.message).toContain('not both')
   })
 
+  it('reads watch-memory (not in the Go original) and names a wrong value', async () => {
+    expect(
+      await loadRedisConfig({ file: await file('endpoint: localhost:6379\nwatch-memory: lean\n') }),
+    ).toEqual({ node: 'localhost:6379', watchMemory: 'lean' })
+    const wrong = await configError('endpoints: [a:1, b:2]\nwatch-memory: small\n')
+    expect(wrong.field).toBe('watch-memory')
+    expect(wrong.message).toMatch(/:2: field 'watch-memory'/)
+    expect(() => createRedisStore({ node: 'a:1', watchMemory: 'small' as 'lean' })).toThrow(
+      /redis watchMemory: expected 'values' or 'lean', got "small"/,
+    )
+  })
+
   it('reads TLS files and names a missing one', async () => {
     const ca = path.join(dir, 'ca.pem')
     await writeFile(ca, 'not really a certificate')

@@ -385,54 +385,180 @@ describe('ordering and prev values under concurrent writes', () => {
   })
 
   it('never shows a key going back in time when a store and another client write it at once', async () => {
-    // Both writers add 1 to the same keys: the other client with INCR (a keyspace event the watch
-    // must read after), the store with a compare-and-set transaction (a write message with its
-    // value). The server's order makes each key count up by one; the watch must only count up.
-    const p = fresh()
-    const s = store()
-    const writer = store()
-    const keys = Array.from({ length: 5 }, (_, i) => `${p}c${i}`)
-    for (const key of keys) await raw.set(key, '0')
-    const w = collect(s, [p])
-    await waitFor(() => w.snapshots().length === 1, 'the snapshot')
-    const other = client(server.port)
-    const incr = async () => {
-      for (let i = 0; i < 200; i++) await other.incr(keys[i % keys.length]!)
+    await neverBackInTime({})
+  })
+
+  it("never shows a key going back in time, nor twice, with watchMemory: 'lean'", async () => {
+    await neverBackInTime({ watchMemory: 'lean' })
+  })
+})
+
+/**
+ * Both writers add 1 to the same keys: the other client with INCR (a keyspace event the watch
+ * must read after), the store with a compare-and-set transaction (a write message with its
+ * value). The server's order makes each key count up by one; the watch must only count up (a
+ * value reported twice would not).
+ */
+async function neverBackInTime(options: Partial<RedisStoreOptions>): Promise<void> {
+  const p = fresh()
+  const s = store(options)
+  const writer = store()
+  const keys = Array.from({ length: 5 }, (_, i) => `${p}c${i}`)
+  for (const key of keys) await raw.set(key, '0')
+  const w = collect(s, [p])
+  await waitFor(() => w.snapshots().length === 1, 'the snapshot')
+  const other = client(server.port)
+  const incr = async () => {
+    for (let i = 0; i < 200; i++) await other.incr(keys[i % keys.length]!)
+  }
+  const cas = async () => {
+    for (let i = 0; i < 200; i++) {
+      const key = keys[(i * 3) % keys.length]!
+      for (;;) {
+        const current = await lastValueFrom(writer.get(key))
+        const next = String(Number(dec(current!.value)) + 1)
+        const result = await lastValueFrom(
+          writer.txn([{ op: 'put', key, value: enc(next) }], {
+            conditions: [{ key, value: current!.value }],
+          }),
+        )
+        if (result.succeeded) break
+      }
     }
-    const cas = async () => {
-      for (let i = 0; i < 200; i++) {
-        const key = keys[(i * 3) % keys.length]!
-        for (;;) {
-          const current = await lastValueFrom(writer.get(key))
-          const next = String(Number(dec(current!.value)) + 1)
-          const result = await lastValueFrom(
-            writer.txn([{ op: 'put', key, value: enc(next) }], {
-              conditions: [{ key, value: current!.value }],
-            }),
+  }
+  await Promise.all([incr(), cas(), incr()])
+  const final = new Map((await listed(s, p)).map((item) => [item.key, Number(item.value)]))
+  expect([...final.values()].reduce((a, b) => a + b, 0)).toBe(600)
+  const latest = new Map<string, number>()
+  await waitFor(() => {
+    for (const event of w.events.splice(0)) {
+      const items = event.type === 'snapshot' ? event.items : event.changes
+      for (const item of items) {
+        expect('value' in item && item.value !== undefined).toBe(true)
+        const value = Number(dec((item as { value: Uint8Array }).value))
+        const before = latest.get(item.key) ?? -1
+        expect(value, item.key).toBeGreaterThan(before)
+        latest.set(item.key, value)
+      }
+    }
+    return keys.every((key) => latest.get(key) === final.get(key))
+  }, 'the watch to reach the final counts')
+  w.stop()
+}
+
+describe("watchMemory: 'lean'", () => {
+  const storeChanges = (events: StoreEvent<Uint8Array>[], p: string) =>
+    events.flatMap((event) =>
+      event.type === 'changes'
+        ? event.changes.map(
+            (c) =>
+              `${c.op} ${c.key.slice(p.length)}${c.op === 'put' ? `=${dec(c.value)}` : ''} prev=${c.prev ? dec(c.prev) : '-'}`,
           )
-          if (result.succeeded) break
-        }
-      }
-    }
-    await Promise.all([incr(), cas(), incr()])
-    const final = new Map((await listed(s, p)).map((item) => [item.key, Number(item.value)]))
-    expect([...final.values()].reduce((a, b) => a + b, 0)).toBe(600)
-    const latest = new Map<string, number>()
-    await waitFor(() => {
-      for (const event of w.events.splice(0)) {
-        const items = event.type === 'snapshot' ? event.items : event.changes
-        for (const item of items) {
-          expect('value' in item && item.value !== undefined).toBe(true)
-          const value = Number(dec((item as { value: Uint8Array }).value))
-          const before = latest.get(item.key) ?? -1
-          expect(value, item.key).toBeGreaterThan(before)
-          latest.set(item.key, value)
-        }
-      }
-      return keys.every((key) => latest.get(key) === final.get(key))
-    }, 'the watch to reach the final counts')
+        : [],
+    )
+
+  it('changes carry no prev (consumers get theirs from the orchestrator); a rewrite with the same value is a put', async () => {
+    const p = fresh()
+    const s = store({ watchMemory: 'lean' })
+    await raw.set(`${p}a`, 'one')
+    const w = collect(s, [p])
+    const instance = sync(s)
+    const recorder = recordConsumer(instance.register('c', { prefixes: [p], codec: text }))
+    instance.start()
+    await recorder.until((state) => state.get(`${p}a`) === 'one')
+    await waitFor(() => w.snapshots().length === 1, 'the snapshot')
+    await raw.set(`${p}a`, 'two')
+    await recorder.until((state) => state.get(`${p}a`) === 'two')
+    // Both watches have reported it: the rewrite comes after their reads, so it is a new write
+    // (one during a read could be the same write's event, and is not reported).
+    await waitFor(() => storeChanges(w.events, p).length === 1, 'the first change on the watch')
+    await raw.set(`${p}a`, 'two')
+    await raw.set(`${p}b`, 'x')
+    await raw.del(`${p}a`)
+    await recorder.until((state) => !state.has(`${p}a`))
+    await waitFor(() => storeChanges(w.events, p).length === 4, 'four changes on the watch')
+    expect(storeChanges(w.events, p)).toEqual([
+      'put a=two prev=-',
+      'put a=two prev=-',
+      'put b=x prev=-',
+      'delete a prev=-',
+    ])
+    expect(changes(recorder, p)).toEqual([
+      'put a=two prev=one',
+      'put a=two prev=two',
+      'put b=x prev=-',
+      'delete a prev=two',
+    ])
+    expect(recorder.violations).toEqual([])
     w.stop()
   })
+
+  it('a revision from a lean watch fails a revision condition (nothing is written); one from get holds', async () => {
+    const p = fresh()
+    const key = `${p}k`
+    await raw.set(key, 'v')
+    const snapshotRevision = async (over: RedisStore) => {
+      const event = await firstValueFrom(over.watch([p]))
+      if (event.type !== 'snapshot') throw new Error('expected a snapshot first')
+      return event.items.find((item) => item.key === key)!.revision
+    }
+    const put = (over: RedisStore, value: string, at: ReturnType<typeof revision>) =>
+      lastValueFrom(
+        over.txn([{ op: 'put', key, value: enc(value) }], { conditions: [{ key, revision: at }] }),
+      )
+    const lean = store({ watchMemory: 'lean' })
+    expect((await put(lean, 'lean', await snapshotRevision(lean))).succeeded).toBe(false)
+    expect(await raw.get(key)).toBe('v')
+    const got = await lastValueFrom(lean.get(key))
+    expect((await put(lean, 'from-get', got!.revision)).succeeded).toBe(true)
+    expect(await raw.get(key)).toBe('from-get')
+    // The default keeps the values: its snapshot revisions vouch for them.
+    const values = store()
+    expect((await put(values, 'values', await snapshotRevision(values))).succeeded).toBe(true)
+    expect(await raw.get(key)).toBe('values')
+  })
+
+  for (const watchMemory of ['values', 'lean'] as const) {
+    it(`a key written while the watch lists is reported once, in the snapshot or as a put (${watchMemory})`, async () => {
+      const p = fresh()
+      const before = Array.from({ length: 20_000 }, (_, i) => [`${p}old/${i}`, 'old'])
+      await raw.mset(...before.flat())
+      const s = store({ watchMemory, scanCount: 100 })
+      const patterns = Number(await raw.call('PUBSUB', 'NUMPAT'))
+      const w = collect(s, [p])
+      const other = client(server.port)
+      const fresh_ = Array.from({ length: 1000 }, (_, i) => `${p}new/${i}`)
+      // Written one at a time from the moment the watch has subscribed, while it lists.
+      await waitFor(
+        async () => Number(await raw.call('PUBSUB', 'NUMPAT')) > patterns,
+        'the watch to subscribe',
+      )
+      for (const key of fresh_) await other.set(key, 'new')
+      const count = new Map<string, number>()
+      await waitFor(() => {
+        for (const event of w.events.splice(0)) {
+          const items = event.type === 'snapshot' ? event.items : event.changes
+          for (const item of items) count.set(item.key, (count.get(item.key) ?? 0) + 1)
+        }
+        return fresh_.every((key) => count.has(key))
+      }, 'every new key on the watch')
+      // One more write: once it is reported, so is every event before it (a duplicate too).
+      await raw.set(`${p}marker`, 'm')
+      await waitFor(() => {
+        for (const event of w.events.splice(0)) {
+          const items = event.type === 'snapshot' ? event.items : event.changes
+          for (const item of items) count.set(item.key, (count.get(item.key) ?? 0) + 1)
+        }
+        return count.has(`${p}marker`)
+      }, 'the marker')
+      const twice = [...count].filter(([, n]) => n !== 1).map(([key]) => key)
+      expect(twice).toEqual([])
+      expect(count.size).toBe(before.length + fresh_.length + 1)
+      w.stop()
+      // Every SCAN of the other tests walks the whole keyspace: leave it as it was.
+      await raw.unlink(...count.keys())
+    })
+  }
 })
 
 describe('faults', () => {
@@ -684,16 +810,26 @@ describe('lifecycle', () => {
         .split('\n')
         .filter((line) => line.includes(` name=${name}`)).length
     expect(await count()).toBe(0)
-    const watched = s.watch(['x/']).pipe(toArray())
+    const watched = s.watch(['x/'])
     expect(await count()).toBe(0)
     const statuses: StoreStatus[] = []
     s.status$.subscribe((status) => statuses.push(status))
-    const events = lastValueFrom(watched)
+    const seen: StoreEvent<Uint8Array>[] = []
+    const ended = new Promise<void>((resolve, reject) => {
+      watched.subscribe({
+        next: (event) => seen.push(event),
+        error: reject,
+        complete: () => {
+          resolve()
+        },
+      })
+    })
     await waitFor(async () => (await count()) === 2, 'the watch connections')
+    await waitFor(() => seen.length > 0, 'the snapshot')
     await lastValueFrom(s.put('x/1', enc('1')))
     await s.close()
     await s.close()
-    expect((await events).length).toBeGreaterThan(0)
+    await ended
     await waitFor(async () => (await count()) === 0, 'every connection to close')
     expect(statuses.at(-1)?.state).toBe('closed')
     await expect(lastValueFrom(s.get('x/1'))).rejects.toBeInstanceOf(ClosedError)

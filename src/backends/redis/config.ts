@@ -49,6 +49,8 @@ const common = {
     })
     .optional(),
   tls: tls.optional(),
+  // Not in the Go original: see `watchMemory`.
+  'watch-memory': z.enum(['values', 'lean']).optional(),
 }
 
 const db = z.int().nonnegative().optional()
@@ -108,7 +110,8 @@ const shape = z.looseObject({
  * Every shape takes `password`, `dial-timeout` (connect timeout), `read-timeout` (command timeout),
  * `write-timeout` (accepted; ioredis has one timeout per command), `pool` (accepted, no effect:
  * ioredis pipelines one connection per server) and `tls` (`enabled`, `skip-verify`, `cert-file`,
- * `key-file`, `ca-file`; the Go original reads it for a node only). Durations are strings such as
+ * `key-file`, `ca-file`; the Go original reads it for a node only), and `watch-memory`
+ * (`values` or `lean`, see `watchMemory`; not in the Go original). Durations are strings such as
  * `'500ms'` or Go nanosecond integers; 0 means the default.
  *
  * @throws ConfigError naming the file, the line and the field: unknown fields, wrong types,
@@ -197,6 +200,7 @@ async function commonOptions(config: Common, source: string): Promise<Partial<Re
     ...(dial !== undefined ? { connectTimeout: dial } : {}),
     ...(read !== undefined ? { commandTimeout: read } : {}),
     ...(tlsOptions !== undefined ? { tls: tlsOptions } : {}),
+    ...(config['watch-memory'] !== undefined ? { watchMemory: config['watch-memory'] } : {}),
   }
 }
 

@@ -110,6 +110,21 @@ export interface RedisStoreOptions {
    */
   readonly revisionCacheSize?: number
   /**
+   * What a watch keeps per key (see "Watch memory" in `createRedisStore`).
+   * - `'values'`: a copy of every watched key's value, recorded in the revision table too. Change
+   *   events carry `prev`; a rewrite of a key with the value it already had, by another client, is
+   *   not reported; the revisions of a watch's snapshots and changes work in revision conditions.
+   * - `'lean'`: nothing per key once the values just read are settled, so a watch costs about what
+   *   hand-written code on ioredis does (the benchmark in `bench/` measures it). Change events
+   *   carry no `prev` (the orchestrator gives its consumers `prev` from their own views, so they
+   *   lose nothing); a delete may name a key the watch never reported; a rewrite with the same
+   *   value by another client is reported as a put (as etcd does); revisions from a watch do not
+   *   work in revision conditions (those from `get`, `list`, `put` and `txn` do).
+   *
+   * @default 'values'
+   */
+  readonly watchMemory?: 'values' | 'lean'
+  /**
    * The client name of the store's connections (`CLIENT SETNAME`); watch connections get
    * `:watch` and `:read` appended. Helps find them in `CLIENT LIST`.
    *
@@ -160,6 +175,7 @@ export interface Settings {
   readonly maxReconnectDelayMs: number
   readonly scanCount: number
   readonly revisionCacheSize: number
+  readonly watchMemory: 'values' | 'lean'
   readonly connectionName: string
 }
 
@@ -187,6 +203,14 @@ export function parseAddress(address: unknown, what: string): HostPort {
   }
   throw new TypeError(
     `${what}: expected an address 'host:port' or { host, port }, got ${JSON.stringify(address)}`,
+  )
+}
+
+function watchMemory(value: unknown): Settings['watchMemory'] {
+  if (value === undefined) return 'values'
+  if (value === 'values' || value === 'lean') return value
+  throw new TypeError(
+    `redis watchMemory: expected 'values' or 'lean', got ${JSON.stringify(value)}`,
   )
 }
 
@@ -253,6 +277,7 @@ export function resolveSettings(options: RedisStoreOptions): Settings {
     maxReconnectDelayMs: millis(options.maxReconnectDelay, '5s', 'maxReconnectDelay'),
     scanCount: positive(options.scanCount, 1000, 'scanCount'),
     revisionCacheSize: positive(options.revisionCacheSize, 100_000, 'revisionCacheSize'),
+    watchMemory: watchMemory(options.watchMemory),
     connectionName: options.connectionName ?? 'rx-datasync',
     ...(options.username !== undefined ? { username: options.username } : {}),
     ...(options.password !== undefined ? { password: options.password } : {}),

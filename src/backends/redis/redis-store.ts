@@ -101,6 +101,12 @@ type Write = CheckedWrite<Uint8Array>
  * and change back that this store never saw goes unnoticed: use a value condition for strict
  * compare-and-swap.
  *
+ * **Watch memory.** With `watchMemory: 'values'` (the default) each watch keeps every watched
+ * key's value (the `prev` of its changes, its no-op filter) and records it in the revision table;
+ * with `'lean'` it keeps nothing per key once the events that arrived during its reads are
+ * settled, its changes carry no `prev`, and its revisions fail revision conditions (see
+ * `RedisStoreOptions.watchMemory`).
+ *
  * **Broker.** `list` and `listKeys` SCAN every master, drop duplicates and keys whose value is
  * gone, and sort; a listing is not a point-in-time view across keys (SCAN is not atomic).
  * `put` with `ttl` is `SET ... PX` (millisecond precision). `delete(prefix, { prefix: true })` is

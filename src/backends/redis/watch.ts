@@ -113,7 +113,10 @@ function keysOf(unit: Unit): readonly string[] {
 interface WatchState {
   readonly id: string
   readonly prefixes: readonly string[]
-  /** The value of every key as last emitted: the prev of the next change, and the no-op filter. */
+  /**
+   * The value of every key as last emitted: the prev of the next change, and the no-op filter
+   * (`watchMemory: 'values'`; always empty when `'lean'`).
+   */
   known: Map<string, Uint8Array>
   /** The cause of the next snapshot. */
   cause: SnapshotCause
@@ -228,6 +231,59 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
     let done = false
     let live = false
     let busy = false
+
+    /*
+     * `watchMemory: 'lean'` keeps no value per key. A read cannot tell a write it has not seen
+     * from one it saw already, so the no-op filter needs the value last reported, but only while
+     * an event may still be pending that was published before that value was read: the values
+     * of the listing until the events queued during it are read again (`listed`, up to
+     * `listedUntil`), and each value read since until the events that arrived before its barrier
+     * are turned into changes (`recent`). Then they are forgotten.
+     */
+    const lean = settings.watchMemory === 'lean'
+    let listed: Map<string, Uint8Array> | undefined
+    let listedUntil = 0
+    const recent = new Map<string, { readonly value: Uint8Array | undefined; until: number }>()
+
+    /**
+     * Lean mode: whether a value read for `key` (after the event `unitSeq`, with every event up
+     * to `until` arrived) is the one reported already for an event that may predate it; records
+     * it either way. An event after the last read's barrier is a new write: its value is
+     * reported even when it equals the last one (a rewrite, as etcd reports it).
+     */
+    const settled = (
+      key: string,
+      value: Uint8Array | undefined,
+      unitSeq: number,
+      until: number,
+    ): boolean => {
+      const last = recent.get(key)
+      let reported: { value: Uint8Array | undefined } | undefined
+      if (last !== undefined) {
+        if (unitSeq <= last.until) reported = last
+      } else if (listed !== undefined && unitSeq <= listedUntil) {
+        reported = { value: listed.get(key) }
+      }
+      recent.set(key, { value, until })
+      return (
+        reported !== undefined &&
+        (reported.value === undefined || value === undefined
+          ? reported.value === value
+          : valuesEqual(reported.value, value))
+      )
+    }
+
+    /** Lean mode: forgets the values no pending event can be compared with any more. */
+    const forget = (): void => {
+      if (listed === undefined && recent.size === 0) return
+      let pending = Infinity
+      for (const unit of queue) pending = Math.min(pending, unit.seq)
+      for (const endpoint of endpoints) {
+        for (const unit of endpoint.inbox) pending = Math.min(pending, unit.seq)
+      }
+      if (listed !== undefined && listedUntil < pending) listed = undefined
+      for (const [key, entry] of recent) if (entry.until < pending) recent.delete(key)
+    }
 
     const fail = (error: unknown): void => {
       if (done) return
@@ -364,13 +420,15 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
     const emit = (
       changes: (
         | { op: 'put'; key: string; value: Uint8Array; prev?: Uint8Array }
-        | { op: 'delete'; key: string; prev: Uint8Array }
+        | { op: 'delete'; key: string; prev?: Uint8Array }
       )[],
     ): void => {
       if (changes.length === 0 || done) return
       const at = clock.tick()
-      for (const change of changes) {
-        clock.record(change.key, change.op === 'put' ? change.value : undefined, at)
+      if (!lean) {
+        for (const change of changes) {
+          clock.record(change.key, change.op === 'put' ? change.value : undefined, at)
+        }
       }
       subscriber.next({
         type: 'changes',
@@ -385,6 +443,10 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
      * cannot tell a rewrite from an event already seen.
      */
     const change = (key: string, value: Uint8Array | undefined, written: boolean) => {
+      if (lean) {
+        if (value === undefined) return { op: 'delete' as const, key }
+        return { op: 'put' as const, key, value }
+      }
       const prev = state.known.get(key)
       if (value === undefined) {
         if (prev === undefined) return undefined
@@ -441,6 +503,7 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
         }
         if (reads.size === 0) {
           emitWrites(batch)
+          forget()
           continue
         }
         busy = true
@@ -460,16 +523,20 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
                 if (unit.kind === 'write') for (const write of unit.writes) overtaken.add(write.key)
               }
               emitWrites(batch)
+              // Every message published before the reads executed has arrived by now.
+              const until = seq
               const changes = []
               for (const result of results) {
                 for (const [key, value] of result) {
                   if (overtaken.has(key)) continue
+                  if (lean && settled(key, value, last.get(key)?.seq ?? 0, until)) continue
                   const applied = change(key, value, false)
                   if (applied) changes.push(applied)
                 }
               }
               emit(changes)
               busy = false
+              forget()
               flush()
             },
             (error: unknown) => {
@@ -482,24 +549,19 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
 
     /**
      * SCAN every endpoint, read the values, each key from the master that owns its slot. Each
-     * page's values are read as soon as the page arrives (in key order), pipelined behind the
-     * next SCAN, and given their revisions as they come (this work overlaps the reads); the
+     * page's values are read as soon as the page arrives, pipelined behind the next SCAN; the
      * prefixes are scanned side by side. Returns the items sorted by key, each key once (SCAN may
-     * return a key twice: the copies end up side by side, and the later read wins), and the value
-     * of each.
+     * return a key twice: the later read, the newer value, wins), and the value of each.
      */
     const list = async (): Promise<{
       items: KeyValue<Uint8Array>[]
       known: Map<string, Uint8Array>
     }> => {
-      const items: KeyValue<Uint8Array>[] = []
       const known = new Map<string, Uint8Array>()
       // One count for every value the listing finds new: it was first seen at that point.
       const at = clock.tick()
       const keep = (key: string, value: Uint8Array | undefined) => {
-        if (value === undefined) return
-        items.push({ key, value, revision: clock.observe(key, value, at) })
-        known.set(key, value)
+        if (value !== undefined) known.set(key, value)
       }
       const reads: Promise<void>[] = []
       await Promise.all(
@@ -512,9 +574,6 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
                   ? page.filter((key) => owners[keySlot(key)] === endpoint.index)
                   : [...page]
                 if (keys.length === 0) return
-                // Read in key order: the items then come in sorted runs, which the final sort
-                // merges instead of sorting from scratch (and this sort overlaps the reads).
-                keys.sort()
                 const read = readEach(endpoint.reader, keys, isCluster, keep)
                 // Awaited below, once every page is in; a failure before that must not go unhandled.
                 read.catch(() => undefined)
@@ -525,14 +584,15 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
         }),
       )
       await Promise.all(reads)
-      items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-      // The sort is stable: of a key read twice, the later read (the newer value) comes last.
-      let kept = 0
-      for (const item of items) {
-        if (kept > 0 && items[kept - 1]?.key === item.key) items[kept - 1] = item
-        else items[kept++] = item
-      }
-      items.length = kept
+      // Sorting the keys alone, with the built-in string order, is several times faster than
+      // sorting the items with a comparator (at 100k keys about 70 ms against 200).
+      const keys = [...known.keys()].sort()
+      const items = keys.map((key): KeyValue<Uint8Array> => {
+        const value = known.get(key) as Uint8Array
+        // Lean: nothing is recorded; the values are kept only until the events queued during
+        // the listing are read again.
+        return { key, value, revision: lean ? at : clock.observe(key, value, at) }
+      })
       return { items, known }
     }
 
@@ -645,7 +705,15 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
         }
       }
       queue.push(...reread.values())
-      state.known = listing.known
+      if (lean) {
+        listed = listing.known
+        listedUntil = seq
+        recent.clear()
+        // Nothing queued meanwhile: nothing to compare the listing with.
+        forget()
+      } else {
+        state.known = listing.known
+      }
       const cause = state.started ? state.cause : 'startup'
       state.started = true
       live = true
