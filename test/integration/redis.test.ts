@@ -391,6 +391,42 @@ describe('ordering and prev values under concurrent writes', () => {
   it("never shows a key going back in time, nor twice, with watchMemory: 'lean'", async () => {
     await neverBackInTime({ watchMemory: 'lean' })
   })
+
+  for (const watchMemory of ['values', 'lean'] as const) {
+    it(`ends with the server's values when a store's writes and another client's go back and forth (${watchMemory})`, async () => {
+      // Values that come back (a, c, a, b, a ...): a read whose value equals one reported before
+      // a store's write message must still be reported after that message.
+      const p = fresh()
+      const s = store({ watchMemory })
+      const writer = store()
+      const keys = Array.from({ length: 4 }, (_, i) => `${p}k${i}`)
+      const w = collect(s, [p])
+      await waitFor(() => w.snapshots().length === 1, 'the snapshot')
+      const other = client(server.port)
+      const flip = async (key: string) => {
+        for (let i = 0; i < 150; i++) {
+          await Promise.all([
+            other.set(key, 'a'),
+            lastValueFrom(writer.put(key, enc('c'))),
+            other.set(key, i % 2 ? 'b' : 'a'),
+          ])
+        }
+      }
+      await Promise.all(keys.map(flip))
+      const held = new Map<string, string | undefined>()
+      await waitFor(async () => {
+        for (const event of w.events.splice(0)) {
+          const items = event.type === 'snapshot' ? event.items : event.changes
+          for (const item of items) {
+            held.set(item.key, 'value' in item && item.value ? dec(item.value) : undefined)
+          }
+        }
+        const server_ = await Promise.all(keys.map((key) => raw.get(key)))
+        return keys.every((key, i) => held.get(key) === (server_[i] ?? undefined))
+      }, "the watch to hold the server's values")
+      w.stop()
+    })
+  }
 })
 
 /**

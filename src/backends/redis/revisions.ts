@@ -67,7 +67,9 @@ export class RevisionClock {
       return known.revision
     }
     const next = at ?? this.tick()
-    this.touch(key, seen(next, value))
+    // A key not in the table goes to its end as it is (a listing adds every key it finds).
+    if (known === undefined) this.add(key, seen(next, value))
+    else this.touch(key, seen(next, value))
     return next
   }
 
@@ -91,7 +93,12 @@ export class RevisionClock {
 
   private touch(key: string, entry: Seen): void {
     // Delete-then-set moves the key to the end (most recently touched); a new key goes there.
-    if (this.seen.size > 0) this.seen.delete(key)
+    this.seen.delete(key)
+    this.add(key, entry)
+  }
+
+  /** Sets a key that is not in the table (or was just deleted from it), forgetting the oldest. */
+  private add(key: string, entry: Seen): void {
     this.seen.set(key, entry)
     if (this.seen.size > this.capacity) {
       const oldest = this.seen.keys().next()

@@ -468,6 +468,11 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
         for (const write of unit.writes) {
           const applied = change(write.key, write.value, true)
           if (applied) changes.push(applied)
+          // Lean: a read after this message compares with the value it reported, not an older one.
+          if (lean) {
+            const until = Math.max(recent.get(write.key)?.until ?? 0, unit.seq)
+            recent.set(write.key, { value: write.value, until })
+          }
         }
         emit(changes)
       }
@@ -662,27 +667,30 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
       await Promise.all(endpoints.flatMap((e) => [e.sub.connect(), e.reader.connect()]))
       await Promise.all(
         endpoints.map(async (endpoint) => {
-          // Through Sentinel the two connections resolve the master separately: during a
-          // failover they may reach different servers, and a reader elsewhere would answer for
-          // keys whose events it never saw.
-          const [a, b] = await Promise.all([
-            serverRunId(endpoint.sub),
-            serverRunId(endpoint.reader),
-          ])
-          if (a !== b) {
-            throw new GapError(
-              'reconnect',
-              `the watch connections reached different servers for ${endpoint.name}`,
-            )
-          }
-          await ensureKeyspaceEvents(endpoint.reader, settings.keyspaceEvents, endpoint.name)
           endpoint.sub.on('pmessage', (_pattern: string, channelName: string, event: string) => {
             onKeyspaceEvent(endpoint, channelName, event)
           })
           endpoint.sub.on('messageBuffer', (channelName: Buffer, payload: Buffer) => {
             if (channelName.toString() === channel) onWriteMessage(endpoint, payload)
           })
-          await Promise.all([endpoint.sub.subscribe(channel), endpoint.sub.psubscribe(...patterns)])
+          // All at once (one round trip): each must be done before the listing starts, none
+          // depends on another. INFO goes out on the subscriber before SUBSCRIBE, in this order.
+          const [a, b] = await Promise.all([
+            serverRunId(endpoint.sub),
+            serverRunId(endpoint.reader),
+            ensureKeyspaceEvents(endpoint.reader, settings.keyspaceEvents, endpoint.name),
+            endpoint.sub.subscribe(channel),
+            endpoint.sub.psubscribe(...patterns),
+          ])
+          // Through Sentinel the two connections resolve the master separately: during a
+          // failover they may reach different servers, and a reader elsewhere would answer for
+          // keys whose events it never saw.
+          if (a !== b) {
+            throw new GapError(
+              'reconnect',
+              `the watch connections reached different servers for ${endpoint.name}`,
+            )
+          }
         }),
       )
       if (done) return
