@@ -99,9 +99,17 @@ export async function loadConfigFile<S extends z.ZodType>(
   schema: S,
   options: ConfigReadOptions = {},
 ): Promise<z.infer<S>> {
-  let text: string
+  return parseConfig(await readConfigText(file), file, schema, options)
+}
+
+/**
+ * The text of a configuration file.
+ *
+ * @throws ConfigError naming the file when it does not exist or cannot be read.
+ */
+export async function readConfigText(file: string): Promise<string> {
   try {
-    text = await readFile(file, 'utf8')
+    return await readFile(file, 'utf8')
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     throw new ConfigError(
@@ -113,7 +121,6 @@ export async function loadConfigFile<S extends z.ZodType>(
       { cause: error },
     )
   }
-  return parseConfig(text, file, schema, options)
 }
 
 /**

@@ -3,7 +3,13 @@ import type { ConnectionOptions } from 'node:tls'
 import { z } from 'zod'
 import type { Duration } from '../../core/duration.js'
 import { ConfigError } from '../../core/errors.js'
-import { configPath, durationField, parseConfig, type ConfigLookup } from '../../internal/config.js'
+import {
+  configPath,
+  durationField,
+  parseConfig,
+  readConfigText,
+  type ConfigLookup,
+} from '../../internal/config.js'
 import type { RedisStoreOptions } from './options.js'
 
 /** Where {@link loadRedisConfig} looks. */
@@ -129,21 +135,7 @@ export async function loadRedisConfig(
 ): Promise<RedisStoreOptions | undefined> {
   const file = lookup.file ?? configPath({ flag: '--redis-config', env: 'REDIS_CONFIG' }, lookup)
   if (file === undefined) return undefined
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    throw new ConfigError(
-      file,
-      undefined,
-      code === 'ENOENT'
-        ? 'the configuration file does not exist'
-        : `cannot read the file (${code ?? String(error)})`,
-      { cause: error },
-    )
-  }
-  return parseRedisConfig(text, file, lookup)
+  return parseRedisConfig(await readConfigText(file), file, lookup)
 }
 
 /** Validates configuration text (see {@link loadRedisConfig}); `source` names it in errors. */
