@@ -1,49 +1,15 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { ConfigError } from '../../src/index.js'
 import { loadConsulConfig } from '../../src/backends/consul/index.js'
 import { loadEtcdConfig } from '../../src/backends/etcd/index.js'
 import { loadFileDbConfig } from '../../src/backends/filedb/index.js'
 import { loadRedisConfig } from '../../src/backends/redis/index.js'
 import { durationField, loadConfigFile, parseConfig } from '../../src/internal/config.js'
+import { configError, rejection, useTempDir } from './support.js'
 
-let dir = ''
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'rx-datasync-config-messages-'))
-})
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true })
-})
-
-async function file(name: string, text: string): Promise<string> {
-  const path = join(dir, name)
-  await writeFile(path, text)
-  return path
-}
-
-async function rejection(promise: Promise<unknown>): Promise<ConfigError> {
-  const error: unknown = await promise.then(
-    () => {
-      throw new Error('expected a ConfigError, the promise resolved')
-    },
-    (reason: unknown) => reason,
-  )
-  expect(error).toBeInstanceOf(ConfigError)
-  return error as ConfigError
-}
-
-function thrown(run: () => unknown): ConfigError {
-  try {
-    run()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError)
-    return error as ConfigError
-  }
-  throw new Error('expected a ConfigError, nothing was thrown')
-}
+const dir = useTempDir('rx-datasync-config-messages-')
+const { file } = dir
 
 interface LoaderCase {
   readonly backend: string
@@ -167,7 +133,7 @@ describe.each(loaders)('the $backend loader names file, line and field', (loader
   })
 
   it('for a missing file', async () => {
-    const path = join(dir, `${loader.backend}-missing.yaml`)
+    const path = join(dir.path, `${loader.backend}-missing.yaml`)
     const error = await rejection(loader.load(path))
     expect(error.message).toBe(`${path}: the configuration file does not exist`)
     expect(error.field).toBeUndefined()
@@ -235,7 +201,7 @@ describe('environment variables in configuration values (expandEnv)', () => {
 
   it('leaves field names alone, and $${ is a literal ${', () => {
     expect(expand('name: $${NOT_A_VARIABLE}\n', {})).toEqual({ name: '${NOT_A_VARIABLE}' })
-    const error = thrown(() => expand('${FIELD}: 1\n', { FIELD: 'name' }))
+    const error = configError(() => expand('${FIELD}: 1\n', { FIELD: 'name' }))
     expect(error.field).toBe('${FIELD}')
     expect(error.message).toContain('unknown field')
   })
@@ -249,7 +215,7 @@ describe('environment variables in configuration values (expandEnv)', () => {
 
   it('names the file, line, field and variable when a variable is not set', () => {
     const text = 'name: app\ntls:\n  enabled: true\n  cert-file: ${CERT_FILE}\n'
-    const error = thrown(() => expand(text, {}))
+    const error = configError(() => expand(text, {}))
     expect(error.source).toBe('app.yaml:4')
     expect(error.field).toBe('tls.cert-file')
     expect(error.message).toBe(
@@ -258,23 +224,23 @@ describe('environment variables in configuration values (expandEnv)', () => {
   })
 
   it('names a list item by its index', () => {
-    const error = thrown(() => expand('endpoints:\n  - ${A}\n  - ${B}\n', { A: 'a:1' }))
+    const error = configError(() => expand('endpoints:\n  - ${A}\n  - ${B}\n', { A: 'a:1' }))
     expect(error.source).toBe('app.yaml:3')
     expect(error.field).toBe('endpoints.1')
     expect(error.message).toContain('environment variable B is not set')
   })
 
   it('refuses a malformed reference', () => {
-    const bad = thrown(() => expand('name: ${1X}\n', {}))
+    const bad = configError(() => expand('name: ${1X}\n', {}))
     expect(bad.message).toBe(
       "app.yaml:1: field 'name': '${1X}' is not a variable reference; expected ${NAME} or ${NAME:-default}",
     )
-    const open = thrown(() => expand('name: "${X"\n', { X: 'x' }))
+    const open = configError(() => expand('name: "${X"\n', { X: 'x' }))
     expect(open.message).toMatch(/^app\.yaml:1: field 'name': '\$\{' without a closing '\}'/)
   })
 
   it('validates the expanded value, naming its line', () => {
-    const error = thrown(() => expand('name: a\ntimeout: ${T}\n', { T: 'soon' }))
+    const error = configError(() => expand('name: a\ntimeout: ${T}\n', { T: 'soon' }))
     expect(error.message).toBe(
       "app.yaml:2: field 'timeout': expected a duration such as '500ms', '10s' or '1m'",
     )

@@ -1,15 +1,14 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { ConfigError, toMillis } from '../../src/index.js'
+import { toMillis } from '../../src/index.js'
 import {
   configPath,
   durationField,
   loadConfigFile,
   parseConfig,
 } from '../../src/internal/config.js'
+import { configError, rejection, useTempDir } from './support.js'
 
 const location = { flag: '--x-config', env: 'X_CONFIG' }
 
@@ -31,28 +30,6 @@ const schema = z
 const optionalSchema = z
   .object({ 'dial-timeout': durationField.optional(), name: z.string().optional() })
   .strict()
-
-/** Runs `run` and returns the ConfigError it throws. */
-function configError(run: () => unknown): ConfigError {
-  try {
-    run()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError)
-    return error as ConfigError
-  }
-  throw new Error('expected a ConfigError, nothing was thrown')
-}
-
-async function rejection(promise: Promise<unknown>): Promise<ConfigError> {
-  const error: unknown = await promise.then(
-    () => {
-      throw new Error('expected a ConfigError, the promise resolved')
-    },
-    (reason: unknown) => reason,
-  )
-  expect(error).toBeInstanceOf(ConfigError)
-  return error as ConfigError
-}
 
 describe('configPath', () => {
   it('reads --x-config=path', () => {
@@ -298,21 +275,8 @@ describe('parseConfig', () => {
 })
 
 describe('loadConfigFile', () => {
-  let dir = ''
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'rx-datasync-config-'))
-  })
-
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
-
-  async function file(name: string, text: string): Promise<string> {
-    const path = join(dir, name)
-    await writeFile(path, text)
-    return path
-  }
+  const dir = useTempDir('rx-datasync-config-')
+  const { file } = dir
 
   it('reads and validates a YAML file', async () => {
     const path = await file('ok.yaml', 'endpoints:\n  - 127.0.0.1:2379\ndial-timeout: 1s\n')
@@ -322,7 +286,7 @@ describe('loadConfigFile', () => {
   })
 
   it('names a missing file', async () => {
-    const path = join(dir, 'missing.yaml')
+    const path = join(dir.path, 'missing.yaml')
     const error = await rejection(loadConfigFile(path, schema))
     expect(error.source).toBe(path)
     expect(error.field).toBeUndefined()
@@ -331,9 +295,9 @@ describe('loadConfigFile', () => {
   })
 
   it('names a file it cannot read, with the reason', async () => {
-    const error = await rejection(loadConfigFile(dir, schema))
-    expect(error.source).toBe(dir)
-    expect(error.message).toBe(`${dir}: cannot read the file (EISDIR)`)
+    const error = await rejection(loadConfigFile(dir.path, schema))
+    expect(error.source).toBe(dir.path)
+    expect(error.message).toBe(`${dir.path}: cannot read the file (EISDIR)`)
   })
 
   it('validates an empty file as {}', async () => {

@@ -1,67 +1,12 @@
-import { VirtualTimeScheduler, type Observable, type Subscription } from 'rxjs'
+import { VirtualTimeScheduler } from 'rxjs'
 import { TestScheduler } from 'rxjs/testing'
 import { describe, expect, it } from 'vitest'
 import { createMemoryStore } from '../../src/backends/memory/index.js'
 import { ClosedError, DatasyncError, UnavailableError, isRetryable } from '../../src/core/errors.js'
 import type { SnapshotEvent, StoreEvent } from '../../src/core/events.js'
-import { revision } from '../../src/core/revision.js'
 import type { StoreStatus } from '../../src/core/store.js'
 import { createFaultStore } from '../../src/testing/fault-store.js'
-
-const r = (n: number) => revision(n)
-
-function run<T>(source: Observable<T>): T {
-  let result: { value: T } | undefined
-  let failure: { error: unknown } | undefined
-  source.subscribe({
-    next: (value) => {
-      result = { value }
-    },
-    error: (error: unknown) => {
-      failure = { error }
-    },
-  })
-  if (failure) throw failure.error
-  if (!result) throw new Error('the operation did not emit synchronously')
-  return result.value
-}
-
-function failure(source: Observable<unknown>): unknown {
-  let caught: unknown
-  let failed = false
-  source.subscribe({
-    error: (error: unknown) => {
-      failed = true
-      caught = error
-    },
-  })
-  if (!failed) throw new Error('the operation did not fail')
-  return caught
-}
-
-interface Recorder<T> {
-  readonly values: T[]
-  readonly subscription: Subscription
-  readonly completed: () => boolean
-}
-
-function record<T>(source: Observable<T>): Recorder<T> {
-  const values: T[] = []
-  let completed = false
-  const subscription = source.subscribe({
-    next: (value) => values.push(value),
-    complete: () => {
-      completed = true
-    },
-  })
-  return { values, subscription, completed: () => completed }
-}
-
-function advanceTo(scheduler: VirtualTimeScheduler, time: number): void {
-  scheduler.maxFrames = time
-  scheduler.flush()
-  scheduler.frame = time
-}
+import { advanceTo, failure, r, record, run } from './support.js'
 
 /** A compact view of events: `S:cause@rev[keys]` and `C@rev[op key=value]`. */
 function brief(event: StoreEvent<string>): string {

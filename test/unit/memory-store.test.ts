@@ -4,71 +4,9 @@ import { describe, expect, it } from 'vitest'
 import { createMemoryStore, type MemoryStore } from '../../src/backends/memory/index.js'
 import { ClosedError, DatasyncError } from '../../src/core/errors.js'
 import type { StoreEvent } from '../../src/core/events.js'
-import { revision, ZERO_REVISION } from '../../src/core/revision.js'
+import { ZERO_REVISION } from '../../src/core/revision.js'
 import type { StoreStatus } from '../../src/core/store.js'
-
-const r = (n: number) => revision(n)
-
-/** Subscribes and returns the value the (synchronous) operation emitted; throws its error. */
-function run<T>(source: Observable<T>): T {
-  let result: { value: T } | undefined
-  let failure: { error: unknown } | undefined
-  source.subscribe({
-    next: (value) => {
-      result = { value }
-    },
-    error: (error: unknown) => {
-      failure = { error }
-    },
-  })
-  if (failure) throw failure.error
-  if (!result) throw new Error('the operation did not emit synchronously')
-  return result.value
-}
-
-/** Subscribes and returns the error the operation failed with. */
-function failure(source: Observable<unknown>): unknown {
-  let caught: unknown
-  let failed = false
-  source.subscribe({
-    error: (error: unknown) => {
-      failed = true
-      caught = error
-    },
-  })
-  if (!failed) throw new Error('the operation did not fail')
-  return caught
-}
-
-interface Recorder<T> {
-  readonly values: T[]
-  readonly subscription: Subscription
-  readonly completed: () => boolean
-  readonly error: () => unknown
-}
-
-function record<T>(source: Observable<T>): Recorder<T> {
-  const values: T[] = []
-  let completed = false
-  let error: unknown
-  const subscription = source.subscribe({
-    next: (value) => values.push(value),
-    error: (err: unknown) => {
-      error = err
-    },
-    complete: () => {
-      completed = true
-    },
-  })
-  return { values, subscription, completed: () => completed, error: () => error }
-}
-
-/** Runs every action of a virtual scheduler due at or before `time`. */
-function advanceTo(scheduler: VirtualTimeScheduler, time: number): void {
-  scheduler.maxFrames = time
-  scheduler.flush()
-  scheduler.frame = time
-}
+import { advanceTo, failure, r, record, run, type Recorder } from './support.js'
 
 function keysOf(store: MemoryStore<string>): Record<string, string> {
   return Object.fromEntries([...store.dump()].map(([key, kv]) => [key, kv.value]))

@@ -1,10 +1,8 @@
-import type { Observable, Subscription } from 'rxjs'
 import { describe, expect, it } from 'vitest'
 import {
   CodecError,
   createMemoryStore,
   json,
-  revision,
   string,
   withCodec,
   withPrefix,
@@ -12,46 +10,12 @@ import {
   type KvStore,
   type StoreEvent,
 } from '../../src/index.js'
+import { failure, r, record, run } from './support.js'
 
-const r = (n: number) => revision(n)
 const utf8 = (text: string) => new TextEncoder().encode(text)
 const text = (raw: Uint8Array | undefined) =>
   raw === undefined ? undefined : new TextDecoder().decode(raw)
 const BAD_JSON = utf8('{not json')
-
-/** Subscribes and returns the single synchronous value (the memory store is synchronous). */
-function run<T>(source: Observable<T>): T {
-  let result: { value: T } | undefined
-  let failure: { error: unknown } | undefined
-  source.subscribe({
-    next: (value) => {
-      result = { value }
-    },
-    error: (error: unknown) => {
-      failure = { error }
-    },
-  })
-  if (failure) throw failure.error
-  if (!result) throw new Error('the operation did not emit synchronously')
-  return result.value
-}
-
-function failure(source: Observable<unknown>): unknown {
-  let caught: { error: unknown } | undefined
-  source.subscribe({
-    error: (error: unknown) => {
-      caught = { error }
-    },
-  })
-  if (!caught) throw new Error('the operation did not fail')
-  return caught.error
-}
-
-function record<T>(source: Observable<T>): { values: T[]; subscription: Subscription } {
-  const values: T[] = []
-  const subscription = source.subscribe((value) => values.push(value))
-  return { values, subscription }
-}
 
 interface Route {
   readonly via: string
