@@ -17,14 +17,17 @@
  * uses `api.RaftServer.LastIndex`, which the 1.14 line's api module gained only in v1.18.1 (every
  * one of these modules is under MPL 2.0).
  */
-import { spawn } from 'node:child_process'
-import { constants as fsConstants, accessSync, statSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-
-const LOG_PREFIX = '[rx-datasync test servers]'
+import {
+  type CommandOptions,
+  isExecutableFile,
+  LOG_PREFIX,
+  runCommand,
+  tail,
+  withFileLock,
+} from './install-shared.js'
 
 /** The pinned Consul release: the last 1.14 patch, tagged 2023-06-23 under MPL 2.0. */
 export const CONSUL_VERSION = '1.14.8'
@@ -53,15 +56,6 @@ export function consulCacheDir(): string {
 /** Where the cached binary is (whether or not it exists yet). */
 export function consulBinaryPath(): string {
   return path.join(consulCacheDir(), 'consul')
-}
-
-function isExecutableFile(file: string): boolean {
-  try {
-    accessSync(file, fsConstants.X_OK)
-    return statSync(file).isFile()
-  } catch {
-    return false
-  }
 }
 
 let pending: Promise<string> | undefined
@@ -93,13 +87,23 @@ async function buildLocked(binary: string): Promise<string> {
   const dir = path.dirname(binary)
   await fs.mkdir(dir, { recursive: true })
   const lock = `${dir}.lock`
-  await acquireLock(lock)
-  try {
-    // Another process may have built it while this one waited.
-    if (!isExecutableFile(binary)) await build(binary)
-  } finally {
-    await fs.rm(lock, { force: true })
-  }
+  await withFileLock(
+    {
+      path: lock,
+      timeoutMs: LOCK_TIMEOUT_MS,
+      staleAfterMs: 2 * LOCK_STALE_MS,
+      // A pid is written right after the file is created: a minute without one is a dead owner.
+      emptyStaleAfterMs: 60_000,
+      initialPollMs: 100,
+      maxPollMs: 2_000,
+      waitingMessage: `waiting for another test process that is building consul (lock ${lock}) ...`,
+      timeoutMessage: `timed out waiting for another process to build consul (lock ${lock}); remove the lock if no build is running`,
+    },
+    async () => {
+      // Another process may have built it while this one waited.
+      if (!isExecutableFile(binary)) await build(binary)
+    },
+  )
   return binary
 }
 
@@ -121,51 +125,13 @@ function goBinary(): string {
   )
 }
 
-interface Run {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly output: string
-}
-
-function run(
-  command: string,
-  args: readonly string[],
-  options: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number },
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: options.cwd,
-      env: options.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    const chunks: Buffer[] = []
-    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk))
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-    }, options.timeoutMs)
-    child.once('error', (err) => {
-      clearTimeout(timer)
-      reject(err)
-    })
-    child.once('close', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, output: Buffer.concat(chunks).toString('utf8') })
-    })
-  })
-}
-
-function tail(text: string, lines: number): string {
-  return text.trimEnd().split('\n').slice(-lines).join('\n')
-}
-
 async function step(
   what: string,
   command: string,
   args: readonly string[],
-  options: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number },
+  options: CommandOptions & { cwd: string; timeoutMs: number },
 ): Promise<string> {
-  const result = await run(command, args, options)
+  const result = await runCommand(command, args, options)
   if (result.code !== 0) {
     throw new Error(
       `${LOG_PREFIX} building consul failed at: ${what} (${command} ${args.join(' ')} exited with ${result.code ?? result.signal})\n--- output (last lines) ---\n${tail(result.output, 60)}`,
@@ -260,68 +226,5 @@ async function makeWritable(dir: string): Promise<void> {
     const full = path.join(dir, entry.name)
     if (entry.isDirectory()) await makeWritable(full)
     else if (entry.isFile()) await fs.chmod(full, 0o644)
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A lock file across processes: created with O_EXCL, holding the owner's pid.
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-async function lockIsStale(lock: string): Promise<boolean> {
-  try {
-    const [content, stat] = await Promise.all([fs.readFile(lock, 'utf8'), fs.stat(lock)])
-    const age = Date.now() - stat.mtimeMs
-    if (age > 2 * LOCK_STALE_MS) return true
-    const pid = Number.parseInt(content.trim(), 10)
-    // An empty file is a lock being written right now.
-    if (!Number.isInteger(pid) || pid <= 0) return age > 60_000
-    return !pidAlive(pid)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw err
-  }
-}
-
-async function acquireLock(lock: string): Promise<void> {
-  const deadline = performance.now() + LOCK_TIMEOUT_MS
-  let interval = 100
-  let announced = false
-  for (;;) {
-    try {
-      const handle = await fs.open(lock, 'wx')
-      try {
-        await handle.writeFile(`${process.pid}\n`)
-      } finally {
-        await handle.close()
-      }
-      return
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    }
-    if (await lockIsStale(lock)) {
-      await fs.rm(lock, { force: true })
-      continue
-    }
-    if (performance.now() > deadline) {
-      throw new Error(
-        `${LOG_PREFIX} timed out waiting for another process to build consul (lock ${lock}); remove the lock if no build is running`,
-      )
-    }
-    if (!announced) {
-      process.stderr.write(
-        `${LOG_PREFIX} waiting for another test process that is building consul (lock ${lock}) ...\n`,
-      )
-      announced = true
-    }
-    await sleep(interval)
-    interval = Math.min(interval * 2, 2_000)
   }
 }

@@ -6,14 +6,9 @@
  * os.tmpdir() so that test files running in parallel workers do not run apt concurrently, and
  * `apt-get update` runs at most once per process.
  */
-import { spawn } from 'node:child_process'
-import { constants as fsConstants, accessSync, statSync } from 'node:fs'
-import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-
-const LOG_PREFIX = '[rx-datasync test servers]'
+import { isExecutableFile, LOG_PREFIX, runCommand, tail, withFileLock } from './install-shared.js'
 
 /** How a binary is obtained when it is missing. */
 export interface BinarySpec {
@@ -49,15 +44,6 @@ export function registerBinary(name: string, spec: BinarySpec): void {
 
 const EXTRA_BIN_DIRS = ['/usr/bin', '/usr/sbin', '/usr/local/bin', '/bin', '/sbin']
 
-function isExecutableFile(file: string): boolean {
-  try {
-    accessSync(file, fsConstants.X_OK)
-    return statSync(file).isFile()
-  } catch {
-    return false
-  }
-}
-
 /** The absolute path of `name` on PATH or in the standard bin directories, if any. */
 export function findBinary(name: string): string | undefined {
   if (name.includes('/')) return isExecutableFile(name) ? path.resolve(name) : undefined
@@ -81,127 +67,36 @@ function manualInstructions(name: string, spec: BinarySpec | undefined): string 
 // Locking: in-process serialization plus a cross-process lock file.
 
 const LOCK_PATH = path.join(os.tmpdir(), 'rx-datasync-apt.lock')
-const LOCK_TIMEOUT_MS = 20 * 60_000
-const LOCK_STALE_MS = 30 * 60_000
-
-let inProcessQueue: Promise<unknown> = Promise.resolve()
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-async function lockIsStale(): Promise<boolean> {
-  try {
-    const [content, stat] = await Promise.all([fs.readFile(LOCK_PATH, 'utf8'), fs.stat(LOCK_PATH)])
-    if (Date.now() - stat.mtimeMs > LOCK_STALE_MS) return true
-    const pid = Number.parseInt(content.trim(), 10)
-    // An empty file is a lock being written right now: not stale.
-    if (!Number.isInteger(pid) || pid <= 0) return false
-    return !pidAlive(pid)
-  } catch (err) {
-    // Vanished between attempts: not stale, just retry.
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw err
-  }
-}
-
-async function acquireFileLock(): Promise<void> {
-  const deadline = performance.now() + LOCK_TIMEOUT_MS
-  let interval = 50
-  let announced = false
-  for (;;) {
-    try {
-      const handle = await fs.open(LOCK_PATH, 'wx')
-      try {
-        await handle.writeFile(`${process.pid}\n`)
-      } finally {
-        await handle.close()
-      }
-      return
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    }
-    if (await lockIsStale()) {
-      await fs.rm(LOCK_PATH, { force: true })
-      continue
-    }
-    if (performance.now() > deadline) {
-      throw new Error(
-        `${LOG_PREFIX} timed out waiting for the install lock ${LOCK_PATH}; remove it if no install is running`,
-      )
-    }
-    if (!announced) {
-      process.stderr.write(
-        `${LOG_PREFIX} waiting for another test process to finish installing (${LOCK_PATH})\n`,
-      )
-      announced = true
-    }
-    await sleep(interval)
-    interval = Math.min(interval * 2, 1_000)
-  }
-}
 
 /** Runs `fn` while holding the install lock (in this process and across processes). */
-async function withInstallLock<T>(fn: () => Promise<T>): Promise<T> {
-  const run = inProcessQueue.then(async () => {
-    await acquireFileLock()
-    try {
-      return await fn()
-    } finally {
-      await fs.rm(LOCK_PATH, { force: true })
-    }
-  })
-  inProcessQueue = run.catch(() => undefined)
-  return run
+function withInstallLock<T>(fn: () => Promise<T>): Promise<T> {
+  return withFileLock(
+    {
+      path: LOCK_PATH,
+      timeoutMs: 20 * 60_000,
+      // Any lock older than this is stale; one with no pid yet (being written) never is before.
+      staleAfterMs: 30 * 60_000,
+      initialPollMs: 50,
+      maxPollMs: 1_000,
+      waitingMessage: `waiting for another test process to finish installing (${LOCK_PATH})`,
+      timeoutMessage: `timed out waiting for the install lock ${LOCK_PATH}; remove it if no install is running`,
+    },
+    fn,
+  )
 }
 
 // ---------------------------------------------------------------------------------------------
 // apt-get
 
-interface CommandResult {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly output: string
-}
-
-function runCommand(
-  command: string,
-  args: readonly string[],
-  env: NodeJS.ProcessEnv,
-): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    const chunks: Buffer[] = []
-    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk))
-    child.once('error', reject)
-    child.once('close', (code, signal) => {
-      resolve({ code, signal, output: Buffer.concat(chunks).toString('utf8') })
-    })
-  })
-}
-
-function tail(text: string, lines: number): string {
-  return text.trimEnd().split('\n').slice(-lines).join('\n')
-}
-
 let aptUpdated = false
 
 async function aptGet(args: readonly string[], what: string, manual: string): Promise<void> {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  let result: CommandResult
-  try {
-    result = await runCommand('apt-get', args, env)
-  } catch (err) {
+  const result = await runCommand('apt-get', args, { env }).catch((err: unknown) => {
     throw new Error(`${LOG_PREFIX} could not run apt-get (${(err as Error).message}). ${manual}`, {
       cause: err,
     })
-  }
+  })
   if (result.code !== 0) {
     throw new Error(
       `${LOG_PREFIX} ${what} failed (apt-get ${args.join(' ')} exited with ${result.code ?? result.signal}). ${manual}\n--- apt-get output (last lines) ---\n${tail(result.output, 40)}`,
