@@ -20,7 +20,7 @@ import {
   type ConsulAgent,
   type ConsulCluster,
 } from '../servers/consul.js'
-import { startConsulProxy, type ConsulProxy } from '../support/consul-proxy.js'
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 import { describeStore, type StoreFixture } from './suite.js'
 
 const AGENT_START_MS = 180_000
@@ -39,7 +39,7 @@ const TIMINGS = {
 async function fixture(agent: string, writerAgent: string): Promise<StoreFixture> {
   const [agentHost, agentPort] = agent.split(':')
   if (agentHost === undefined || agentPort === undefined) throw new Error(`bad address ${agent}`)
-  const proxy: ConsulProxy = await startConsulProxy(Number(agentPort))
+  const proxy: TcpProxy = await startTcpProxy(Number(agentPort))
   const store: KvStore = createConsulStore({ address: proxy.address, ...TIMINGS })
   const writer: KvStore = createConsulStore({ address: writerAgent, ...TIMINGS })
   // Connected before the test starts, as the writer is: the suite's P3 test writes right after

@@ -19,7 +19,7 @@ import {
   type RedisServer,
   type SentinelSetup,
 } from '../servers/index.js'
-import { startTcpProxy, type TcpProxy } from '../support/redis-proxy.js'
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 import { bytes, withCodec, withPrefix } from '../../src/index.js'
 import { describeStore, type StoreFixture } from './suite.js'
 
@@ -42,7 +42,7 @@ beforeAll(async () => {
   cluster = c.status === 'fulfilled' ? c.value : undefined
   for (const result of [a, b, c]) if (result.status === 'rejected') throw result.reason
   const ports = [node!.port, ...sentinel!.nodes.map((n) => n.port), ...cluster!.ports]
-  for (const port of ports) proxies.set(port, await startTcpProxy({ host: '127.0.0.1', port }))
+  for (const port of ports) proxies.set(port, await startTcpProxy(port, { cutWith: 'close' }))
 }, 300_000)
 
 afterAll(async () => {
@@ -92,7 +92,7 @@ function fixture(
       connectionName: `${name}-writer`,
     })
     const cut = async () => {
-      for (const port of ports()) proxies.get(port)!.cut()
+      await Promise.all(ports().map((port) => proxies.get(port)!.interrupt()))
       for (const port of ports()) await redisCommand(port, 'CLIENT', 'KILL', 'TYPE', 'pubsub')
     }
     return Promise.resolve({
@@ -100,14 +100,13 @@ function fixture(
       writer: view(writer),
       fault: {
         interrupt: cut,
-        restore: () => {
-          for (const port of ports()) proxies.get(port)!.restore()
-          return Promise.resolve()
+        restore: async () => {
+          await Promise.all(ports().map((port) => proxies.get(port)!.restore()))
         },
       },
       activeWatches: () => watchConnections(ports(), name),
       close: async () => {
-        for (const port of ports()) proxies.get(port)!.restore()
+        await Promise.all(ports().map((port) => proxies.get(port)!.restore()))
         await Promise.all([store.close(), writer.close()])
       },
     })

@@ -17,7 +17,7 @@ import { recordConsumer } from '../../src/testing/index.js'
 import { CONSUL_BUILD_TIMEOUT_MS, ensureConsul } from '../servers/consul-install.js'
 import { startConsul, type ConsulAgent } from '../servers/consul.js'
 import { httpRequest } from '../servers/index.js'
-import { startConsulProxy } from '../support/consul-proxy.js'
+import { startTcpProxy } from '../support/tcp-proxy.js'
 
 const ROOT = 'root-token'
 const ACL = `
@@ -66,7 +66,7 @@ afterAll(async () => {
 
 describe('ACL tokens', () => {
   it('a token the agent does not know: the watch fails at once with a fatal AuthError, the store closes with it, the orchestrator halts', async () => {
-    const proxy = await startConsulProxy(agent.ports.http)
+    const proxy = await startTcpProxy(agent.ports.http)
     const store = createConsulStore({ address: proxy.address, token: 'not-a-token' })
     const sync = createDatasync(store)
     try {

@@ -19,7 +19,7 @@ import { recordConsumer } from '../../src/testing/index.js'
 import { CONSUL_BUILD_TIMEOUT_MS, ensureConsul } from '../servers/consul-install.js'
 import { consulKvGet, consulKvPut, startConsul, type ConsulAgent } from '../servers/consul.js'
 import { httpRequest, pollUntil } from '../servers/index.js'
-import { startConsulProxy } from '../support/consul-proxy.js'
+import { startTcpProxy } from '../support/tcp-proxy.js'
 
 const text = string()
 const enc = (value: string) => text.encode(value)
@@ -104,7 +104,7 @@ describe('keys', () => {
 
 describe('requests in flight', () => {
   it('a burst of writes waits for free connections instead of opening one each', async () => {
-    const proxy = await startConsulProxy(agent.ports.http)
+    const proxy = await startTcpProxy(agent.ports.http)
     const bounded = createConsulStore({ address: proxy.address, maxConcurrentRequests: 4 })
     const p = fresh()
     try {
@@ -346,7 +346,7 @@ describe('watch', () => {
   })
 
   it('a watch of no prefixes is an empty snapshot and nothing more, asking nothing of the agent', async () => {
-    const proxy = await startConsulProxy(agent.ports.http)
+    const proxy = await startTcpProxy(agent.ports.http)
     const own = createConsulStore({ address: proxy.address })
     try {
       const first = await firstValueFrom(own.watch([]).pipe(timeout(5_000)))
@@ -371,7 +371,7 @@ describe('watch', () => {
   })
 
   it('is cold: nothing reaches the agent before subscribing, and unsubscribing aborts the blocking query', async () => {
-    const proxy = await startConsulProxy(agent.ports.http)
+    const proxy = await startTcpProxy(agent.ports.http)
     const lazy = createConsulStore({ address: proxy.address, waitTime: '30s' })
     try {
       const watch = lazy.watch(['a/'])
