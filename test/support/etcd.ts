@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 import { Etcd3 } from 'etcd3'
 import { filter, firstValueFrom, lastValueFrom, timeout, type Observable } from 'rxjs'
 import type { StoreStatus } from '../../src/core/store.js'
-import { httpRequest, pollUntil } from '../servers/index.js'
+import { ensureBinary, httpRequest, pollUntil } from '../servers/index.js'
 
 const run = promisify(execFile)
 
@@ -50,7 +50,9 @@ export async function etcdctl(
   args: readonly string[],
 ): Promise<string> {
   try {
-    const { stdout } = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, ...args], {
+    // Installed on demand (Debian package etcd-client), as the servers are.
+    const binary = await ensureBinary('etcdctl')
+    const { stdout } = await run(binary, [`--endpoints=${endpoints.join(',')}`, ...args], {
       env: { ...process.env, ETCDCTL_API: '3' },
     })
     return stdout
