@@ -15,6 +15,7 @@ import {
   startRedis,
   useServer,
 } from '../servers/index.js'
+import { consulKvDelete, consulKvGet, consulKvPut, startConsul } from '../servers/consul.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const BIN = join(ROOT, 'bin', 'rx-datasync.js')
@@ -370,6 +371,53 @@ describe('rx-datasync against Redis', () => {
     const get = await cli(['get', 'k', '--store', `redis://127.0.0.1:${port}`, '--timeout', '2s'])
     expect(get.code).toBe(5)
     expect(get.stderr).toMatch(/^rx-datasync: redis/)
+  })
+})
+
+describe('rx-datasync against Consul', () => {
+  const consul = useServer(() => startConsul())
+  const store = () => ['--store', `consul://${consul().address}`]
+
+  it('puts, gets, lists and deletes, with the documented exit codes', async () => {
+    expect((await cli(['put', 'c/a', 'alpha', ...store()])).code).toBe(0)
+    expect(await consulKvGet(consul().httpUrl, 'c/a')).toBe('alpha')
+    await consulKvPut(consul().httpUrl, 'c/b', 'beta')
+    expect((await cli(['get', 'c/b', ...store()])).stdout).toBe('beta\n')
+    expect((await cli(['get', 'c/zzz', ...store()])).code).toBe(3)
+    expect((await cli(['list', 'c/', ...store()])).stdout).toBe('c/a = alpha\nc/b = beta\n')
+    expect((await cli(['del', 'c/', '--prefix', ...store()])).stdout).toBe('deleted 2\n')
+    expect(await consulKvGet(consul().httpUrl, 'c/a')).toBeUndefined()
+  })
+
+  it('reads Consul from --consul-config or CONSUL_CONFIG, and fails a wrong file with code 4', async () => {
+    const good = join(work, 'consul.yaml')
+    await writeFile(good, `address: ${consul().address}\nwait-time: 2s\n`)
+    await consulKvPut(consul().httpUrl, 'conf/x', 'from consul')
+    expect((await cli(['get', 'conf/x', '--consul-config', good])).stdout).toBe('from consul\n')
+    expect((await cli(['get', 'conf/x'], { env: { CONSUL_CONFIG: good } })).stdout).toBe(
+      'from consul\n',
+    )
+    const bad = join(work, 'consul-bad.yaml')
+    await writeFile(bad, `address: ${consul().address}\nwait-tme: 2s\n`)
+    const failed = await cli(['get', 'conf/x', '--consul-config', bad])
+    expect(failed).toMatchObject({ code: 4, stdout: '' })
+    expect(failed.stderr).toMatch(/^rx-datasync: .*consul-bad\.yaml:2: field 'wait-tme'/)
+  })
+
+  it('watches changes made by another client, with their previous values', async () => {
+    await consulKvPut(consul().httpUrl, 'w/a', '1')
+    const watching = launch(['watch', 'w/', '--json', ...store()])
+    await watching.waitFor(/"op":"put","key":"w\/a","value":"1"/, 'the resync')
+    await consulKvPut(consul().httpUrl, 'w/a', '2')
+    await watching.waitFor(/"prev":"1"/, 'the change')
+    await consulKvDelete(consul().httpUrl, 'w/a')
+    await watching.waitFor(/"op":"delete"/, 'the delete')
+    const finished = await watching.stop()
+    expect(finished.code).toBe(0)
+    expect(jsonLines(finished.stdout).slice(2)).toMatchObject([
+      { op: 'put', key: 'w/a', value: '2', prev: '1', reason: 'live' },
+      { op: 'delete', key: 'w/a', prev: '2', reason: 'live' },
+    ])
   })
 })
 
