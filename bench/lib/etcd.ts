@@ -1,13 +1,12 @@
 /** The etcd side of the benchmarks: the raw etcd3 client's code, and our etcd store. */
 import { Etcd3 } from 'etcd3'
-import { performance } from 'node:perf_hooks'
 import { firstValueFrom } from 'rxjs'
 import { createEtcdStore } from 'rx-datasync/etcd'
 import type { EtcdServer } from '../../test/servers/index.js'
 import type { Backend, RawWatcher } from './backend.js'
 import { rawEtcdRead } from './raw-etcd.js'
 import { inBatches, valueText } from './data.js'
-import { cpuMs } from './stats.js'
+import { measure } from './stats.js'
 
 /** Puts per transaction when loading (etcd's default --max-txn-ops is 128). */
 const LOAD_TXN = 128
@@ -48,13 +47,10 @@ export function etcdBackend(server: EtcdServer): Backend {
     async rawResync(prefixes) {
       const fresh = new Etcd3({ hosts: endpoints })
       await fresh.get('bench/warm-up').string()
-      const cpu = process.cpuUsage()
-      const start = performance.now()
-      const listing = await rawEtcdRead(fresh, prefixes)
-      const ms = performance.now() - start
+      const { value: listing, ms, cpuMs } = await measure(() => rawEtcdRead(fresh, prefixes))
       return {
         ms,
-        cpuMs: cpuMs(process.cpuUsage(cpu)),
+        cpuMs,
         listing,
         close: async () => {
           fresh.close()

@@ -1,13 +1,12 @@
 /** The Redis side of the benchmarks: the raw ioredis client's code, and our Redis store. */
 import type { Redis } from 'ioredis'
-import { performance } from 'node:perf_hooks'
 import { firstValueFrom } from 'rxjs'
 import { createRedisStore } from 'rx-datasync/redis'
 import type { RedisServer } from '../../test/servers/index.js'
 import type { Backend } from './backend.js'
 import { rawRedis, rawRedisRead, rawRedisWatch } from './raw-redis.js'
 import { inBatches, valueText } from './data.js'
-import { cpuMs } from './stats.js'
+import { measure } from './stats.js'
 
 /** `watchMemory`: our store's option (see `RedisStoreOptions.watchMemory`). */
 export function redisBackend(
@@ -51,17 +50,21 @@ export function redisBackend(
     async rawResync(prefixes) {
       // Timed from before the connection opens, as our side's is: a watch opens connections of
       // its own (a subscriber and a reader), and so does any hand-written resync from scratch.
-      const cpu = process.cpuUsage()
-      const start = performance.now()
-      const fresh = await rawRedis(port)
-      const listing = await rawRedisRead(fresh, prefixes)
-      const ms = performance.now() - start
+      let fresh: Redis | undefined
+      const {
+        value: listing,
+        ms,
+        cpuMs,
+      } = await measure(async () => {
+        fresh = await rawRedis(port)
+        return rawRedisRead(fresh, prefixes)
+      })
       return {
         ms,
-        cpuMs: cpuMs(process.cpuUsage(cpu)),
+        cpuMs,
         listing,
         close: async () => {
-          fresh.disconnect()
+          fresh?.disconnect()
           await Promise.resolve()
         },
       }

@@ -1,4 +1,5 @@
 /** Small statistics and formatting helpers of the benchmarks. */
+import { performance } from 'node:perf_hooks'
 
 /** The median of `values` (the mean of the two middle ones for an even count). */
 export function median(values: readonly number[]): number {
@@ -30,6 +31,17 @@ export function percentile(values: readonly number[], p: number): number {
 /** CPU time (user + system) of a `process.cpuUsage(since)` difference, in milliseconds. */
 export function cpuMs(used: NodeJS.CpuUsage): number {
   return (used.user + used.system) / 1000
+}
+
+/** Runs `work` and measures it: its result, the wall time and the process's CPU time (ms). */
+export async function measure<T>(
+  work: () => Promise<T>,
+): Promise<{ value: T; ms: number; cpuMs: number }> {
+  const cpu = process.cpuUsage()
+  const start = performance.now()
+  const value = await work()
+  const ms = performance.now() - start
+  return { value, ms, cpuMs: cpuMs(process.cpuUsage(cpu)) }
 }
 
 /** Milliseconds, 3 significant figures-ish. */

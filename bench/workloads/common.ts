@@ -1,5 +1,7 @@
 /** What every workload gets, and how it alternates the two sides. */
+import type { Backend } from '../lib/backend.js'
 import { collectGarbage } from '../lib/gc.js'
+import { oursWatch } from '../lib/ours.js'
 
 export interface Settings {
   /** Timed runs per side (the median is reported). */
@@ -13,6 +15,29 @@ export interface Settings {
 }
 
 export type Side = 'ours' | 'raw'
+
+/**
+ * Starts one side's watcher of `prefix`, calling `onPut` with each put key: ours is a one-consumer
+ * orchestrator over a fresh store, raw the backend's hand-written watcher. Resolves, once it
+ * watches, with the function that stops it (and closes our store).
+ */
+export async function startWatcher(
+  backend: Backend,
+  side: Side,
+  prefix: string,
+  onPut: (key: string) => void,
+): Promise<() => Promise<void>> {
+  if (side === 'raw') {
+    const watcher = await backend.rawWatch(prefix, onPut)
+    return () => watcher.close()
+  }
+  const store = await backend.ourStore()
+  const watcher = await oursWatch(store, prefix, onPut)
+  return async () => {
+    watcher.close()
+    await store.close()
+  }
+}
 
 /**
  * Runs `once` for both sides `runs` times (after `warmups` untimed runs of each), alternating

@@ -3,11 +3,10 @@
  * change callback (ours) or the raw watcher's callback sees that key; one put at a time.
  */
 import { performance } from 'node:perf_hooks'
-import type { Backend, RawWatcher } from '../lib/backend.js'
+import type { Backend } from '../lib/backend.js'
 import { valueText } from '../lib/data.js'
-import { oursWatch } from '../lib/ours.js'
 import { median, pairedRatio, ms, percentile, type Row } from '../lib/stats.js'
-import { alternate, runName, type Settings } from './common.js'
+import { alternate, runName, startWatcher, type Settings } from './common.js'
 
 interface Result {
   readonly p50: number
@@ -31,18 +30,7 @@ export async function latencyWorkload(
       const onPut = (key: string) => {
         if (expect?.key === key) expect.arrived()
       }
-      let close: () => Promise<void>
-      if (side === 'ours') {
-        const store = await backend.ourStore()
-        const watcher = await oursWatch(store, prefix, onPut)
-        close = async () => {
-          watcher.close()
-          await store.close()
-        }
-      } else {
-        const watcher: RawWatcher = await backend.rawWatch(prefix, onPut)
-        close = () => watcher.close()
-      }
+      const close = await startWatcher(backend, side, prefix, onPut)
       const latencies: number[] = []
       for (let i = 0; i < samples; i++) {
         const key = `${prefix}${String(i).padStart(7, '0')}`

@@ -5,12 +5,11 @@
  * value JSON.parsed), from the writer's go to the last change delivered.
  */
 import { performance } from 'node:perf_hooks'
-import type { Backend, RawWatcher } from '../lib/backend.js'
+import type { Backend } from '../lib/backend.js'
 import { startChild } from '../lib/child.js'
-import { oursWatch } from '../lib/ours.js'
 import { median, pairedRatio, perSecond, type Row } from '../lib/stats.js'
 import type { WriterInput } from '../children/writer.js'
-import { alternate, runName, waitFor, type Settings } from './common.js'
+import { alternate, runName, startWatcher, waitFor, type Settings } from './common.js'
 
 export interface ThroughputOptions {
   readonly count: number
@@ -46,18 +45,7 @@ export async function throughputWorkload(
         seen.add(key)
         progress.poke()
       }
-      let close: () => Promise<void>
-      if (side === 'ours') {
-        const store = await backend.ourStore()
-        const watcher = await oursWatch(store, prefix, onPut)
-        close = async () => {
-          watcher.close()
-          await store.close()
-        }
-      } else {
-        const watcher: RawWatcher = await backend.rawWatch(prefix, onPut)
-        close = () => watcher.close()
-      }
+      const close = await startWatcher(backend, side, prefix, onPut)
       const input: WriterInput = {
         backend: backend.name,
         endpoint: backend.endpoint,
