@@ -364,7 +364,23 @@ describe('ordering and prev values under concurrent writes', () => {
       await recorders[index]!.untilEquals(expected, 30_000)
       expect(recorders[index]!.violations, spec.id).toEqual([])
     }
-    // The counters only grow on the server: a watch must never show one going back.
+    // The counters only grow on the server: a watch must never show one going back. The collected
+    // watch is a second watch: wait until it has reached every counter's final value.
+    const finals = await Promise.all(counters.map((counter) => raw.get(counter)))
+    const last = (key: string) => {
+      let value: string | undefined
+      for (const event of w.events) {
+        const items = event.type === 'snapshot' ? event.items : event.changes
+        for (const item of items) {
+          if (item.key === key) value = 'value' in item && item.value ? dec(item.value) : undefined
+        }
+      }
+      return value
+    }
+    await waitFor(
+      () => counters.every((counter, i) => last(counter) === (finals[i] ?? undefined)),
+      'the collected watch to reach the final counts',
+    )
     const history = new Map<string, number[]>()
     for (const event of w.events) {
       const items = event.type === 'snapshot' ? event.items : event.changes
@@ -509,6 +525,9 @@ describe("watchMemory: 'lean'", () => {
     // (one during a read could be the same write's event, and is not reported).
     await waitFor(() => storeChanges(w.events, p).length === 1, 'the first change on the watch')
     await raw.set(`${p}a`, 'two')
+    // Reported before the next write to the key: events for a key waiting together are one read.
+    await waitFor(() => storeChanges(w.events, p).length === 2, 'the rewrite on the watch')
+    await recorder.until(() => changes(recorder, p).length === 2)
     await raw.set(`${p}b`, 'x')
     await raw.del(`${p}a`)
     await recorder.until((state) => !state.has(`${p}a`))
@@ -614,6 +633,8 @@ describe('faults', () => {
     ]
     instance.start()
     await firstValueFrom(instance.status$.pipe(filter((status) => status.state === 'in-sync')))
+    // The collected watch is a second watch: a kill before its first snapshot would only delay it.
+    await waitFor(() => w.snapshots().length === 1, 'the first snapshot')
     let writing = true
     const writes = (async () => {
       for (let i = 0; writing || i < 300; i++) {

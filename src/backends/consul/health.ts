@@ -1,6 +1,7 @@
 import { BehaviorSubject, Observable } from 'rxjs'
 import type { DatasyncError } from '../../core/errors.js'
 import type { StoreStatus } from '../../core/store.js'
+import { CONNECTING, READY, statusStream } from '../../internal/status.js'
 
 /** One reporter of the connection's health: a watch, the status check, the broker calls. */
 export interface HealthSource {
@@ -12,9 +13,6 @@ export interface HealthSource {
   readonly ended: () => void
 }
 
-const CONNECTING: StoreStatus = Object.freeze({ state: 'connecting' })
-const READY: StoreStatus = Object.freeze({ state: 'ready' })
-
 /**
  * The store's status from what its sources report: `connecting` until the first answer, `degraded`
  * (with the latest error) while any source is failing, `ready` when none is, `closed` at the end.
@@ -25,13 +23,7 @@ export class Health {
   private done = false
 
   /** The current status, replayed to each subscriber; completes after `closed`. */
-  readonly status$: Observable<StoreStatus> = new Observable<StoreStatus>((subscriber) => {
-    if (!this.done) return this.subject.subscribe(subscriber)
-    // A completed BehaviorSubject replays nothing: give late subscribers the final state.
-    subscriber.next(this.subject.value)
-    subscriber.complete()
-    return undefined
-  })
+  readonly status$: Observable<StoreStatus> = statusStream(this.subject, () => this.done)
 
   get current(): StoreStatus {
     return this.subject.value

@@ -58,6 +58,7 @@ import {
 import { Limiter } from './limiter.js'
 import { resolve } from './settings.js'
 import { watchPrefixes } from './watch.js'
+import { CLOSED, CONNECTING, READY } from '../../internal/status.js'
 
 /** TLS settings of {@link EtcdStoreOptions}: PEM contents, not file names. */
 export interface EtcdTlsOptions {
@@ -214,10 +215,6 @@ const CAPABILITIES: Capabilities = Object.freeze({
   resumable: true,
   atomicPrefixDelete: true,
 })
-
-const CONNECTING: StoreStatus = Object.freeze({ state: 'connecting' })
-const READY: StoreStatus = Object.freeze({ state: 'ready' })
-const CLOSED: StoreStatus = Object.freeze({ state: 'closed' })
 
 /** Pages aim at this many bytes. */
 const PAGE_TARGET_BYTES = 2 * 1024 * 1024

@@ -47,6 +47,7 @@ import {
 } from './files.js'
 import { encodeStatus, formatOf, type DataEntry, type FileFormat } from './format.js'
 import { argumentChecks, show, type ArgumentChecks } from '../../internal/checks.js'
+import { CLOSED, CONNECTING, READY, statusStream } from '../../internal/status.js'
 
 /** Options of {@link createFileStore}. */
 export interface FileStoreOptions {
@@ -133,10 +134,6 @@ const CAPABILITIES: Capabilities = Object.freeze({
   resumable: false,
   atomicPrefixDelete: false,
 })
-
-const CONNECTING: StoreStatus = Object.freeze({ state: 'connecting' })
-const READY: StoreStatus = Object.freeze({ state: 'ready' })
-const CLOSED: StoreStatus = Object.freeze({ state: 'closed' })
 
 /** Files read at once during a full scan. */
 const READ_CONCURRENCY = 16
@@ -835,14 +832,7 @@ export function createFileStore(options: FileStoreOptions): FileStore {
 
   // ---- the public surface ---------------------------------------------------------------------
 
-  const status$ = new Observable<StoreStatus>((subscriber) => {
-    if (closed) {
-      subscriber.next(CLOSED)
-      subscriber.complete()
-      return undefined
-    }
-    return status.subscribe(subscriber)
-  })
+  const status$ = statusStream(status, () => closed)
 
   function assertOpen(): void {
     if (closed) throw new ClosedError(`the ${NAME} store`)

@@ -26,6 +26,7 @@ import type {
   TxnOptions,
   TxnResult,
 } from '../../core/store.js'
+import { CLOSED, READY, statusStream } from '../../internal/status.js'
 
 /** Options of {@link createMemoryStore}. */
 export interface MemoryStoreOptions<V = Uint8Array> {
@@ -71,9 +72,6 @@ const CAPABILITIES: Capabilities = Object.freeze({
   resumable: true,
   atomicPrefixDelete: true,
 })
-
-const READY: StoreStatus = Object.freeze({ state: 'ready' })
-const CLOSED: StoreStatus = Object.freeze({ state: 'closed' })
 
 /** The longest delay a JS timer takes; longer TTLs are chained (Node fires longer ones at once). */
 const MAX_TIMER_MS = 2_147_483_647
@@ -130,14 +128,7 @@ export function createMemoryStore<V = Uint8Array>(
   let closed = false
   const status = new BehaviorSubject<StoreStatus>(READY)
 
-  const status$ = new Observable<StoreStatus>((subscriber) => {
-    if (closed) {
-      subscriber.next(CLOSED)
-      subscriber.complete()
-      return undefined
-    }
-    return status.subscribe(subscriber)
-  })
+  const status$ = statusStream(status, () => closed)
 
   function assertOpen(): void {
     if (closed) throw new ClosedError(`the ${NAME} store`)

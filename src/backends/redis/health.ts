@@ -1,9 +1,7 @@
-import { BehaviorSubject, Observable } from 'rxjs'
+import { BehaviorSubject } from 'rxjs'
 import type { DatasyncError } from '../../core/errors.js'
 import type { StoreStatus } from '../../core/store.js'
-
-const CONNECTING: StoreStatus = Object.freeze({ state: 'connecting' })
-const READY: StoreStatus = Object.freeze({ state: 'ready' })
+import { CONNECTING, READY, statusStream } from '../../internal/status.js'
 
 /**
  * The store's health from the health of its parts (the broker connection and each watch
@@ -17,14 +15,7 @@ export class Health {
   private closed = false
 
   /** The status stream: replays the current state, completes after `closed`. */
-  readonly status$ = new Observable<StoreStatus>((subscriber) => {
-    if (this.closed) {
-      subscriber.next(this.subject.getValue())
-      subscriber.complete()
-      return undefined
-    }
-    return this.subject.subscribe(subscriber)
-  })
+  readonly status$ = statusStream(this.subject, () => this.closed)
 
   markUp(part: string): void {
     this.down.delete(part)
