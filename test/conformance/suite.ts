@@ -445,6 +445,7 @@ export function describeStore(
         )
         instance.start()
         await inSync(instance)
+        // q/5 last: one store's writes arrive in the order it made them, on a Cluster too.
         const wave = async (n: number) => {
           for (let i = 0; i < 6; i++) await put(`q/${i}`, `w${n}-${i}`)
           await fast.until((state) => state.get(p + 'q/5') === `w${n}-5`, convergeMs)
@@ -463,13 +464,22 @@ export function describeStore(
         for (const event of recorder.events) if (event.kind === 'change') event.done()
         await recorder.untilEquals(await listed('q/'), convergeMs)
         expect(lag).toBe(0)
-        // The held event, then everything else coalesced into one event: every key once.
+        // The held event, then everything else coalesced into one event: every key once. (On a
+        // loaded machine a store may see a gap, e.g. a late heartbeat, while the event is held:
+        // the repair, a diff with reason 'reconnect' or 'gap', then comes too, also each key once.)
         const changeEvents = recorder.events.filter(
           (event): event is ChangeEvent<string> => event.kind === 'change',
         )
-        expect(changeEvents).toHaveLength(2)
-        const coalesced = changeEvents[1]!.changes.map((change) => change.key)
-        expect(new Set(coalesced).size).toBe(coalesced.length)
+        const repaired = changeEvents.some((event) => event.reason !== 'live')
+        if (!repaired) expect(changeEvents).toHaveLength(2)
+        expect(changeEvents[0]?.reason).toBe('live')
+        for (const event of changeEvents.slice(1)) {
+          const keys = event.changes.map((change) => change.key)
+          expect(new Set(keys).size).toBe(keys.length)
+        }
+        expect(changeEvents.filter((event) => event.reason === 'live').length).toBeLessThanOrEqual(
+          2,
+        )
         expect(recorder.violations).toEqual([])
         expect(fast.violations).toEqual([])
       })

@@ -376,11 +376,13 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
       }
       if (!live || ordering || done || !endpoints.some((e) => e.inbox.length > 0)) return
       ordering = true
+      // What arrived before the PINGs go out is what this barrier can settle (see `settle`).
+      const cutoff = seq
       Promise.all(endpoints.map((e) => e.sub.ping())).then(
         () => {
           if (done) return
           ordering = false
-          settle()
+          settle(cutoff)
           merge()
           flush()
         },
@@ -391,15 +393,21 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
     }
 
     /**
-     * After a barrier everything published before it has arrived. A store whose next message is
-     * missing continues from the lowest sequence number that did arrive; if the heads still block
-     * each other (writes that ran concurrently), the earliest arrived head goes first.
+     * After a barrier everything published before each master answered its PING has arrived.
+     * That is a cut per master, not one moment for all: a message that arrived while the PINGs
+     * were out may have been published after another master answered, before its predecessor
+     * (sent to that master) was published. So only messages that arrived before the PINGs went
+     * out (`seq <= cutoff`) count here: their predecessors were published before they were, so
+     * before every PING, and have arrived if they ever will. A store whose next message is
+     * missing then continues from the lowest sequence number among those; if the heads still
+     * block each other (writes that ran concurrently), the earliest arrived of them goes first.
+     * Later arrivals wait for the next barrier.
      */
-    const settle = (): void => {
+    const settle = (cutoff: number): void => {
       const lowest = new Map<string, bigint>()
       for (const endpoint of endpoints) {
         for (const unit of endpoint.inbox) {
-          if (unit.kind !== 'write') continue
+          if (unit.kind !== 'write' || unit.seq > cutoff) continue
           const next = expected.get(unit.writer)
           if (next !== undefined && unit.sequence < next) continue
           const low = lowest.get(unit.writer)
@@ -411,7 +419,9 @@ function session(context: WatchContext, state: WatchState): Observable<StoreEven
       let first: { endpoint: Endpoint; seq: number } | undefined
       for (const endpoint of endpoints) {
         const head = endpoint.inbox[0]
-        if (head && (!first || head.seq < first.seq)) first = { endpoint, seq: head.seq }
+        if (head && head.seq <= cutoff && (!first || head.seq < first.seq)) {
+          first = { endpoint, seq: head.seq }
+        }
       }
       if (first) take(first.endpoint)
     }
