@@ -23,6 +23,7 @@ import {
 } from '../../src/index.js'
 import { recordConsumer, type ConsumerRecorder } from '../../src/testing/index.js'
 import { Random, runSeed } from './random.js'
+import { pollUntil } from '../servers/index.js'
 
 /** What a backend's test file gives the suite for each test. */
 export interface StoreFixture {
@@ -690,18 +691,18 @@ function requireFault(fixture: StoreFixture): NonNullable<StoreFixture['fault']>
   return fixture.fault
 }
 
-/** Waits until `check` holds, re-checking every few milliseconds, up to `within` ms. */
+/** Waits until `check` holds, polled by the harness every 10 ms, up to `within` ms. */
 export async function waitFor(
   check: () => boolean | Promise<boolean>,
   within: number,
   what: string,
 ): Promise<void> {
-  const deadline = Date.now() + within
-  for (;;) {
-    if (await check()) return
-    if (Date.now() > deadline) throw new Error(`timed out after ${within} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
+  await pollUntil(async () => (await check()) || undefined, {
+    timeoutMs: within,
+    intervalMs: 10,
+    maxIntervalMs: 10,
+    description: what,
+  })
 }
 
 function sameEntries(

@@ -52,6 +52,9 @@ function launch(args: readonly string[], options: RunOptions = {}) {
     cwd: options.cwd ?? ROOT,
     env: { ...BASE_ENV, ...options.env },
     stdio: ['pipe', 'pipe', 'pipe'],
+    // Never leave a child behind, whatever the test did.
+    timeout: 100_000,
+    killSignal: 'SIGKILL',
   })
   let stdout = ''
   let stderr = ''
@@ -62,11 +65,6 @@ function launch(args: readonly string[], options: RunOptions = {}) {
     child.once('close', (code, signal) => {
       resolve({ code, signal, stdout, stderr })
     })
-  })
-  // Never leave a child behind, whatever the test did.
-  const guard = setTimeout(() => child.kill('SIGKILL'), 100_000)
-  void exit.then(() => {
-    clearTimeout(guard)
   })
   return {
     exit,

@@ -23,6 +23,7 @@ import {
 } from '../servers/index.js'
 import { done, etcdMetric, statusReaches } from '../support/etcd.js'
 import { startTcpProxy } from '../support/tcp-proxy.js'
+import { retried } from '../support/retry.js'
 
 const text = string()
 const enc = (value: string) => text.encode(value)
@@ -71,14 +72,7 @@ const kinds = (events: readonly ConsumerEvent<string>[]) =>
 
 /** Writes with retries: a write that meets a fault (a killed member) is tried again. */
 async function persist<T>(write: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await write()
-    } catch (error) {
-      if (attempt >= 50) throw error
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
+  return retried(write)
 }
 
 /** Every key under `prefix` with its decoded value, from `store`. */

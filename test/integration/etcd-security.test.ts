@@ -17,6 +17,7 @@ import { recordConsumer } from '../../src/testing/recorder.js'
 import { freePort, startEtcd, type EtcdServer } from '../servers/index.js'
 import { done, enableAuth, etcdctl, etcdMetric } from '../support/etcd.js'
 import { makeTestCertificates, type TestCertificates } from '../support/tls.js'
+import { retried } from '../support/retry.js'
 
 const text = string()
 const enc = (value: string) => text.encode(value)
@@ -315,14 +316,7 @@ describe('authentication', () => {
 
 /** Writes with retries, while a member restarts. */
 async function persist<T>(write: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await write()
-    } catch (error) {
-      if (attempt >= 100) throw error
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
+  return retried(write)
 }
 
 /** How many Authenticate calls a member has answered, failed ones included. */

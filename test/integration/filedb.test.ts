@@ -965,7 +965,13 @@ async function permissionDeniedAsNobody(dir: string, file: string): Promise<void
   const child: ChildProcess = spawn(
     process.execPath,
     ['--conditions=source', '--import', 'tsx', script, dir],
-    { cwd: process.cwd(), stdio: ['pipe', 'pipe', 'pipe'] },
+    // Never left behind: killed if it is still running after 100 s, whatever the test did.
+    {
+      cwd: process.cwd(),
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: 100_000,
+      killSignal: 'SIGKILL',
+    },
   )
   const lines: Record<string, unknown>[] = []
   const updates = new Subject<void>()
@@ -1010,8 +1016,6 @@ async function permissionDeniedAsNobody(dir: string, file: string): Promise<void
     ])
   } finally {
     child.stdin!.end()
-    const timer = setTimeout(() => child.kill('SIGKILL'), WAIT)
     await exited
-    clearTimeout(timer)
   }
 }

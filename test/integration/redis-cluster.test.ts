@@ -22,6 +22,7 @@ import {
 } from '../../src/backends/redis/index.js'
 import { keySlot } from '../../src/backends/redis/slots.js'
 import { recordConsumer, type ConsumerRecorder } from '../../src/testing/index.js'
+import { retried } from '../support/retry.js'
 import {
   parseInfo,
   pollUntil,
@@ -99,34 +100,16 @@ async function slotOwners(): Promise<Map<number, number>> {
 }
 
 async function put(over: RedisStore, key: string, value: string): Promise<void> {
-  for (;;) {
-    try {
-      await lastValueFrom(over.put(key, enc(value)))
-      return
-    } catch (error) {
-      if (!isRetryable(error)) throw error
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
+  await retried(() => lastValueFrom(over.put(key, enc(value))), { retry: isRetryable })
 }
 
 /**
- * The store's listing. During a failover a listing may fail with a retryable error: it is retried
- * (a backoff between attempts, not a wait for an event), for at most 30 s.
+ * The store's listing. During a failover a listing may fail with a retryable error: it is polled
+ * until it succeeds (for at most 30 s); any other error fails at once.
  */
 async function listed(over: RedisStore, prefix: string) {
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    try {
-      return (await lastValueFrom(over.list(prefix))).map((item) => ({
-        ...item,
-        value: dec(item.value),
-      }))
-    } catch (error) {
-      if (!isRetryable(error) || Date.now() > deadline) throw error
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  }
+  const items = await retried(() => lastValueFrom(over.list(prefix)), { retry: isRetryable })
+  return items.map((item) => ({ ...item, value: dec(item.value) }))
 }
 
 let prefixCount = 0

@@ -19,6 +19,7 @@ import {
 } from '../../src/backends/redis/index.js'
 import { recordConsumer } from '../../src/testing/index.js'
 import { pollUntil, startSentinelSetup, type SentinelSetup } from '../servers/index.js'
+import { retried } from '../support/retry.js'
 
 const text = string()
 const enc = (value: string) => text.encode(value)
@@ -46,15 +47,7 @@ function options(): RedisStoreOptions {
 
 /** Writes until it succeeds, waiting out a failover (retryable errors only). */
 async function put(store: RedisStore, key: string, value: string): Promise<void> {
-  for (;;) {
-    try {
-      await lastValueFrom(store.put(key, enc(value)))
-      return
-    } catch (error) {
-      if (!isRetryable(error)) throw error
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
+  await retried(() => lastValueFrom(store.put(key, enc(value))), { retry: isRetryable })
 }
 
 describe('redis sentinel', () => {

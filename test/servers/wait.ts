@@ -38,7 +38,8 @@ export async function pollUntil<T>(
     options.signal?.throwIfAborted()
     attempts++
     const attemptSignal = AbortSignal.timeout(
-      Math.max(1, Math.min(attemptTimeoutMs, deadline - performance.now())),
+      // Whole milliseconds: AbortSignal.timeout refuses fractions (the remaining time has them).
+      Math.max(1, Math.ceil(Math.min(attemptTimeoutMs, deadline - performance.now()))),
     )
     const signal = options.signal ? AbortSignal.any([options.signal, attemptSignal]) : attemptSignal
     try {
