@@ -6,7 +6,11 @@
  */
 import { filter, firstValueFrom, type Subscription } from 'rxjs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { createEtcdStore, type EtcdStore } from '../../src/backends/etcd/index.js'
+import {
+  createEtcdStore,
+  type EtcdStore,
+  type EtcdStoreOptions,
+} from '../../src/backends/etcd/index.js'
 import { string } from '../../src/core/codec.js'
 import type { StoreEvent } from '../../src/core/events.js'
 import type { StoreStatus } from '../../src/core/store.js'
@@ -191,18 +195,22 @@ describe('one member', () => {
     if (etcd === undefined) throw new Error('etcd did not start')
     return etcd
   }
+  /** A store reaching etcd through a proxy the test can cut, and a writer straight to etcd. */
+  const throughProxy = async (options: Omit<EtcdStoreOptions, 'endpoints'>) => {
+    const proxy = await startTcpProxy(server().clientPort)
+    cleanups.push(() => proxy.close())
+    const store = open({ endpoints: [proxy.url], ...options })
+    const writer = open({ endpoints: server().endpoints })
+    return { proxy, store, writer }
+  }
 
   it('stop etcd, restart it: the watch resumes with no resync, nothing lost, status degraded then ready', async () => {
     // Through a proxy, kept cut for a while after the restart: the writes below certainly happen
     // while the store is away, after the member restarted.
-    const proxy = await startTcpProxy(server().clientPort)
-    cleanups.push(() => proxy.close())
-    const store = open({
-      endpoints: [proxy.url],
+    const { proxy, store, writer } = await throughProxy({
       reconnectInterval: '300ms',
       statusInterval: '300ms',
     })
-    const writer = open({ endpoints: server().endpoints })
     const states = record(store.status$)
     const p = fresh('restart')
     for (let i = 0; i < 5; i++) await done(writer.put(`${p}${i}`, enc(`before-${i}`)))
@@ -255,14 +263,10 @@ describe('one member', () => {
   })
 
   it('a cut connection, then writes and a compaction past the client revision: the store relists and consumers get the diff, deletes with their last value', async () => {
-    const proxy = await startTcpProxy(server().clientPort)
-    cleanups.push(() => proxy.close())
-    const store = open({
-      endpoints: [proxy.url],
+    const { proxy, store, writer } = await throughProxy({
       reconnectInterval: '300ms',
       statusInterval: '300ms',
     })
-    const writer = open({ endpoints: server().endpoints })
     const p = fresh('compacted')
     await done(writer.put(`${p}keep`, enc('k')))
     await done(writer.put(`${p}change`, enc('c1')))
@@ -306,10 +310,7 @@ describe('one member', () => {
   })
 
   it('a cut connection with the history kept: the watch resumes and delivers every change with its prev, no snapshot', async () => {
-    const proxy = await startTcpProxy(server().clientPort)
-    cleanups.push(() => proxy.close())
-    const store = open({ endpoints: [proxy.url], reconnectInterval: '300ms' })
-    const writer = open({ endpoints: server().endpoints })
+    const { proxy, store, writer } = await throughProxy({ reconnectInterval: '300ms' })
     const p = fresh('resume')
     await done(writer.put(`${p}a`, enc('1')))
     await done(writer.put(`${p}b`, enc('1')))
@@ -337,10 +338,7 @@ describe('one member', () => {
   })
 
   it('a resume across more than 4 MiB of history (etcd sends it in fragments) delivers every change once', async () => {
-    const proxy = await startTcpProxy(server().clientPort)
-    cleanups.push(() => proxy.close())
-    const store = open({ endpoints: [proxy.url], reconnectInterval: '300ms' })
-    const writer = open({ endpoints: server().endpoints })
+    const { proxy, store, writer } = await throughProxy({ reconnectInterval: '300ms' })
     const p = fresh('fragments')
     const big = (tag: string) => tag.padEnd(20 * 1024, '.')
     for (let i = 0; i < 100; i++) await done(writer.put(`${p}${i}`, enc(big(`a${i}`))))
@@ -386,14 +384,10 @@ describe('one member', () => {
   })
 
   it('with resyncAfterReconnect, a reconnection relists and consumers get a full resync', async () => {
-    const proxy = await startTcpProxy(server().clientPort)
-    cleanups.push(() => proxy.close())
-    const store = open({
-      endpoints: [proxy.url],
+    const { proxy, store, writer } = await throughProxy({
       reconnectInterval: '300ms',
       resyncAfterReconnect: true,
     })
-    const writer = open({ endpoints: server().endpoints })
     const p = fresh('resync')
     await done(writer.put(`${p}a`, enc('1')))
     const sync = orchestrate(store, { resyncAfterReconnect: true })
