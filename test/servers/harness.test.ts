@@ -11,6 +11,7 @@ import {
   connectError,
   etcdGet,
   etcdPut,
+  freePort,
   liveServers,
   parseInfo,
   redisCommand,
@@ -246,16 +247,15 @@ describe('ServerProcess failures', () => {
   })
 
   it('kills the process and reports it when readiness times out', async () => {
+    // A server that runs (on a port of its own) but whose readiness check never holds.
     await withServer(
-      () =>
-        Promise.resolve(
-          new ServerProcess({
-            binary: 'redis-server',
-            args: ['--port', '0'],
-            ready: () => Promise.resolve(false),
-            readyTimeoutMs: 300,
-          }),
-        ),
+      async () =>
+        new ServerProcess({
+          binary: 'redis-server',
+          args: ['--port', String(await freePort()), '--save', ''],
+          ready: () => Promise.resolve(false),
+          readyTimeoutMs: 300,
+        }),
       async (server) => {
         const error = await server.start().then(
           () => undefined,
