@@ -281,6 +281,12 @@ describe('backoff', () => {
         '-------------^-! ',
       ])
     })
+  })
+
+  it('passes an error it should not retry on at once', () => {
+    const testScheduler = new TestScheduler((actual, expected) => {
+      expect(actual).toEqual(expected)
+    })
     testScheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
       const fatal = new ConfigError('bad')
       const source = cold('  --#  ', undefined, fatal)
