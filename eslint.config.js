@@ -29,16 +29,16 @@ export default tseslint.config(
         'error',
         {
           name: 'setTimeout',
-          message: 'src/ takes time from RxJS schedulers (DESIGN.md section 5).',
+          message: 'src/ takes time from RxJS schedulers (docs/design.md §7).',
         },
         {
           name: 'setInterval',
-          message: 'src/ takes time from RxJS schedulers (DESIGN.md section 5).',
+          message: 'src/ takes time from RxJS schedulers (docs/design.md §7).',
         },
       ],
       'no-restricted-properties': [
         'error',
-        { object: 'Date', property: 'now', message: 'Use scheduler.now() (DESIGN.md section 5).' },
+        { object: 'Date', property: 'now', message: 'Use scheduler.now() (docs/design.md §7).' },
       ],
     },
   },

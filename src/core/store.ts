@@ -75,7 +75,7 @@ export interface TxnResult {
 }
 
 /**
- * The contract every backend keeps (DESIGN.md section 3). Everything that touches a server is a
+ * The contract every backend keeps (docs/design.md §3). Everything that touches a server is a
  * cold Observable: nothing happens until it is subscribed, and unsubscribing cancels it. An
  * operation that returns `Observable<void>` emits one `undefined` and completes, so
  * `firstValueFrom` and `lastValueFrom` work on it. `status$` replays the current state and
