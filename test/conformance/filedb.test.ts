@@ -185,23 +185,19 @@ async function inotifyWatches(): Promise<number> {
   return count
 }
 
-describeStore(
-  'filedb',
-  async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'filedb-conformance-'))
-    const data = join(dir, 'data')
-    await mkdir(data)
-    // settle 0: the writer replaces files atomically, so there is nothing half-written to wait out.
-    const store = createFileStore({ paths: [data], settle: 0 })
-    return {
-      store,
-      writer: fileWriter(store, data),
-      ...(process.platform === 'linux' ? { activeWatches: inotifyWatches } : {}),
-      close: async () => {
-        await store.close()
-        await rm(dir, { recursive: true, force: true })
-      },
-    }
-  },
-  { write: false, txn: false, ttl: false },
-)
+describeStore('filedb', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'filedb-conformance-'))
+  const data = join(dir, 'data')
+  await mkdir(data)
+  // settle 0: the writer replaces files atomically, so there is nothing half-written to wait out.
+  const store = createFileStore({ paths: [data], settle: 0 })
+  return {
+    store,
+    writer: fileWriter(store, data),
+    ...(process.platform === 'linux' ? { activeWatches: inotifyWatches } : {}),
+    close: async () => {
+      await store.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+})

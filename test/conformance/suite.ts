@@ -7,13 +7,14 @@ import {
   toArray,
   type Observable,
 } from 'rxjs'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, type TestContext } from 'vitest'
 import {
   CapabilityError,
   CodecError,
   createDatasync,
   json,
   string,
+  type Capabilities,
   type ChangeEvent,
   type ConsumerEvent,
   type Datasync,
@@ -47,17 +48,22 @@ export interface StoreFixture {
   close(): Promise<void>
 }
 
-/** What a backend supports, as far as the suite is concerned. */
+/**
+ * How the suite runs against a backend. What the store can do (write, transactions, TTL) is not
+ * here: the suite reads it from `store.capabilities`, as users do, so a backend cannot claim one
+ * thing to them and another to the suite. A test for a capability the store does not claim is
+ * skipped at run time, with the reason in the report.
+ */
 export interface SuiteOptions {
-  /**
-   * The store itself can write. FileDB cannot: its fixture's `writer` changes the data instead,
-   * and the suite checks that the store's own writes fail with a `CapabilityError`. @default true
-   */
-  readonly write?: boolean
   /** The fixture gives `fault` hooks: the gap-recovery tests (P4) run. @default false */
   readonly faults?: boolean
-  readonly txn?: boolean
-  readonly ttl?: boolean
+  /**
+   * A transaction may name any keys. `false` for a Redis Cluster, where the keys of one
+   * transaction must share a hash slot: a limit of the key layout that `capabilities.txn` cannot
+   * express. The suite's transactions name keys anywhere, so instead of running them it checks
+   * that the store refuses them with a `CapabilityError`. @default true
+   */
+  readonly txnAcrossKeys?: boolean
   /** Operations in the randomized convergence test. @default 150 */
   readonly randomOps?: number
   /** How long to wait for a consumer to converge. @default 20_000 */
@@ -84,10 +90,8 @@ export function describeStore(
   makeFixture: () => Promise<StoreFixture>,
   suiteOptions: SuiteOptions = {},
 ): void {
-  const canWrite = suiteOptions.write ?? true
   const hasFaults = suiteOptions.faults ?? false
-  const canTxn = suiteOptions.txn ?? true
-  const canTtl = suiteOptions.ttl ?? true
+  const txnAcrossKeys = suiteOptions.txnAcrossKeys ?? true
   const convergeMs = suiteOptions.convergeMs ?? 20_000
 
   describe(`conformance: ${name}`, () => {
@@ -113,6 +117,19 @@ export function describeStore(
     }
     const inSync = (instance: Datasync<Uint8Array>) =>
       firstValueFrom(instance.status$.pipe(filter((status) => status.state === 'in-sync')))
+    /** Whether the store under test claims `capability`. */
+    const claims = (capability: keyof Capabilities) => store.capabilities[capability]
+    /** The suite's transactions (keys anywhere) run on this store. */
+    const runsTxn = () => claims('txn') && txnAcrossKeys
+    /** Skips the running test unless the store claims `capability`. */
+    const needs = (context: TestContext, capability: keyof Capabilities) => {
+      context.skip(!claims(capability), `${name} does not claim capabilities.${capability}`)
+    }
+    /** Skips the running test unless the suite's transactions run on the store. */
+    const needsTxn = (context: TestContext) => {
+      needs(context, 'txn')
+      context.skip(!txnAcrossKeys, `${name} takes transactions over keys of one hash slot only`)
+    }
 
     beforeEach(async () => {
       fixture = await makeFixture()
@@ -154,7 +171,8 @@ export function describeStore(
         expect(second!.revision > first!.revision).toBe(true)
       })
 
-      it.skipIf(canWrite)('a read-only store refuses writes with a CapabilityError', async () => {
+      it('a read-only store refuses writes with a CapabilityError', async (context) => {
+        context.skip(claims('write'), `${name} claims capabilities.write`)
         const writes: Observable<unknown>[] = [
           store.put(p + 'ro', enc('x')),
           store.delete(p + 'ro'),
@@ -167,7 +185,8 @@ export function describeStore(
         }
       })
 
-      it.runIf(canTxn)('runs a transaction atomically when its conditions hold', async () => {
+      it('runs a transaction atomically when its conditions hold', async (context) => {
+        needsTxn(context)
         await put('x', 'old')
         const absent = await lastValueFrom(
           store.txn([{ op: 'put', key: p + 'y', value: enc('new') }], {
@@ -207,6 +226,19 @@ export function describeStore(
           }),
         )
         expect(byRevision.succeeded).toBe(true)
+        expect(await listed()).toEqual([])
+      })
+
+      it('refuses a transaction over keys it cannot place together with a CapabilityError', async (context) => {
+        needs(context, 'txn')
+        context.skip(txnAcrossKeys, `${name} takes transactions over any keys`)
+        // Four keys without a shared hash tag: they fall in one slot with odds of 1 in 16384³.
+        const keys = ['t/a/1', 't/a/2', 't/b/1', 't/c/1'].map((key) => p + key)
+        const error: unknown = await lastValueFrom(
+          store.txn(keys.map((key) => ({ op: 'put' as const, key, value: enc('x') }))),
+        ).catch((caught: unknown) => caught)
+        expect(error).toBeInstanceOf(CapabilityError)
+        expect((error as CapabilityError).backend).toBe(store.name)
         expect(await listed()).toEqual([])
       })
     })
@@ -566,7 +598,8 @@ export function describeStore(
     })
 
     describe('P8 atomic batches', () => {
-      it.runIf(canTxn)('a transaction arrives as one change event per consumer', async () => {
+      it('a transaction arrives as one change event per consumer', async (context) => {
+        needsTxn(context)
         await put('t/a/1', '1')
         const instance = sync()
         const a = recordConsumer(instance.register('a', { prefixes: [p + 't/a/'], codec: text }))
@@ -590,27 +623,25 @@ export function describeStore(
     })
 
     describe('TTL', () => {
-      it.runIf(canTtl)(
-        'a key with a TTL expires and consumers see a delete carrying its last value',
-        async () => {
-          const instance = sync()
-          const recorder = recordConsumer(
-            instance.register('ttl', { prefixes: [p + 'ttl/'], codec: text }),
-          )
-          instance.start()
-          await inSync(instance)
-          await lastValueFrom(writer.put(p + 'ttl/1', enc('short'), { ttl: '1s' }), {
-            defaultValue: undefined,
-          })
-          await recorder.until((state) => state.get(p + 'ttl/1') === 'short', convergeMs)
-          await recorder.until((state) => !state.has(p + 'ttl/1'), convergeMs)
-          const last = recorder.events.at(-1) as ChangeEvent<string>
-          expect(last.changes).toEqual([
-            expect.objectContaining({ op: 'delete', key: p + 'ttl/1', prev: 'short' }),
-          ])
-          expect(recorder.violations).toEqual([])
-        },
-      )
+      it('a key with a TTL expires and consumers see a delete carrying its last value', async (context) => {
+        needs(context, 'ttl')
+        const instance = sync()
+        const recorder = recordConsumer(
+          instance.register('ttl', { prefixes: [p + 'ttl/'], codec: text }),
+        )
+        instance.start()
+        await inSync(instance)
+        await lastValueFrom(writer.put(p + 'ttl/1', enc('short'), { ttl: '1s' }), {
+          defaultValue: undefined,
+        })
+        await recorder.until((state) => state.get(p + 'ttl/1') === 'short', convergeMs)
+        await recorder.until((state) => !state.has(p + 'ttl/1'), convergeMs)
+        const last = recorder.events.at(-1) as ChangeEvent<string>
+        expect(last.changes).toEqual([
+          expect.objectContaining({ op: 'delete', key: p + 'ttl/1', prev: 'short' }),
+        ])
+        expect(recorder.violations).toEqual([])
+      })
     })
 
     describe('randomized convergence', () => {
@@ -644,7 +675,7 @@ export function describeStore(
             const roll = random.next()
             if (roll < 0.55) await put(random.pick(keys), `v${i}`)
             else if (roll < 0.75) await del(random.pick(keys))
-            else if (roll < 0.85 && canTxn) {
+            else if (roll < 0.85 && runsTxn()) {
               const n = 1 + random.int(4)
               const chosen = [...new Set(Array.from({ length: n }, () => random.pick(keys)))]
               await lastValueFrom(
