@@ -22,6 +22,8 @@ export interface ConfigLocation {
 
 /** Where the loader looks; the process's own argv and env by default. */
 export interface ConfigLookup {
+  /** Reads this file, ignoring the flag and the environment. @default none */
+  readonly file?: string
   readonly argv?: readonly string[]
   readonly env?: Readonly<Record<string, string | undefined>>
   /**
@@ -54,8 +56,8 @@ export interface ConfigReadOptions {
 }
 
 /**
- * The configuration file's path from the flag (first) or the environment variable, or undefined
- * when neither names one.
+ * The configuration file's path: the lookup's `file`, else the flag (first) or the environment
+ * variable; undefined when none names one.
  *
  * @throws ConfigError when the flag is given without a path.
  */
@@ -63,6 +65,7 @@ export function configPath(
   location: ConfigLocation,
   lookup: ConfigLookup = {},
 ): string | undefined {
+  if (lookup.file !== undefined) return lookup.file
   const argv = lookup.argv ?? process.argv.slice(2)
   const env = lookup.env ?? process.env
   for (const [i, arg] of argv.entries()) {

@@ -12,11 +12,13 @@ import {
 } from '../../internal/config.js'
 import type { RedisStoreOptions } from './options.js'
 
-/** Where {@link loadRedisConfig} looks. */
-export interface RedisConfigLookup extends ConfigLookup {
-  /** Reads this file, ignoring the flag and the environment. @default none */
-  readonly file?: string
-}
+export type { ConfigLookup }
+
+/**
+ * Where {@link loadRedisConfig} looks.
+ * @deprecated The same type as {@link ConfigLookup}, which every backend's loader takes.
+ */
+export type RedisConfigLookup = ConfigLookup
 
 /**
  * A duration: a string such as `'500ms'` or `'3s'`, or an integer, which (as in the Go original,
@@ -131,9 +133,9 @@ const shape = z.looseObject({
  * ```
  */
 export async function loadRedisConfig(
-  lookup: RedisConfigLookup = {},
+  lookup: ConfigLookup = {},
 ): Promise<RedisStoreOptions | undefined> {
-  const file = lookup.file ?? configPath({ flag: '--redis-config', env: 'REDIS_CONFIG' }, lookup)
+  const file = configPath({ flag: '--redis-config', env: 'REDIS_CONFIG' }, lookup)
   if (file === undefined) return undefined
   return parseRedisConfig(await readConfigText(file), file, lookup)
 }
@@ -212,7 +214,13 @@ async function loadTls(config: z.infer<typeof tls>, source: string): Promise<Con
       )
     }
   }
-  const [cert, key, ca] = await Promise.all([read('cert-file'), read('key-file'), read('ca-file')])
+  // Read side by side, but a failure is reported in the fields' order, not in the order the
+  // reads happened to fail (two missing files named the one whose read lost the race).
+  const reads = await Promise.allSettled([read('cert-file'), read('key-file'), read('ca-file')])
+  const [cert, key, ca] = reads.map((result) => {
+    if (result.status === 'rejected') throw result.reason
+    return result.value
+  })
   if ((cert === undefined) !== (key === undefined)) {
     throw new ConfigError(
       source,

@@ -7,4 +7,6 @@ export type {
   RedisStoreOptions,
 } from './options.js'
 export { loadRedisConfig } from './config.js'
-export type { RedisConfigLookup } from './config.js'
+// RedisConfigLookup: deprecated, kept for existing imports.
+// eslint-disable-next-line @typescript-eslint/no-deprecated
+export type { ConfigLookup, RedisConfigLookup } from './config.js'
