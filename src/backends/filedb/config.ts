@@ -1,7 +1,9 @@
 import { dirname, resolve } from 'node:path'
 import { z } from 'zod'
 import { configPath, loadConfigFile, type ConfigLookup } from '../../internal/config.js'
-import type { FileStoreOptions } from './file-store.js'
+import type { FileStoreOptions } from './options.js'
+
+export type { ConfigLookup }
 
 const schema = z.strictObject({
   'configuration-paths': z

@@ -1,14 +1,12 @@
 import type { Stats } from 'node:fs'
 import { mkdir, open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { DatasyncError, UnavailableError, describe } from '../../core/errors.js'
+import { DatasyncError } from '../../core/errors.js'
+import { fsError } from './errors.js'
 import { parseDataFile, type ParsedFile } from './format.js'
 
 // The file-system edge of the FileDB backend: every node:fs call is here, and every error they
-// raise is mapped to a DatasyncError in `fsError`.
-
-/** The backend's name, in messages and errors. */
-export const NAME = 'filedb'
+// raise is mapped to a DatasyncError through `fsError` (errors.ts).
 
 /** What reading one data file found. */
 export type ReadOutcome =
@@ -26,31 +24,6 @@ const UNSETTLED: ReadOutcome = Object.freeze({ kind: 'unsettled' })
 
 /** Error codes that mean "not there": the path, or a directory on the way, is missing. */
 const MISSING = new Set(['ENOENT', 'ENOTDIR'])
-
-/** What a file-system error means to a user, by code; the default covers the rest. */
-const FS_ERRORS: Readonly<Record<string, string>> = {
-  EACCES: 'permission denied; give the process read access',
-  EPERM: 'operation not permitted; give the process read access',
-  EISDIR: 'it is a directory where a file was expected',
-  ELOOP: 'too many symbolic links (a link loop?)',
-  EMFILE: 'too many open files in this process',
-  ENFILE: 'too many open files in the system',
-  EIO: 'input/output error',
-  ENOSPC: 'no space left on the device (or the inotify watch limit is reached)',
-  EROFS: 'the file system is read-only',
-}
-
-/** Maps a file-system error about `path` to a DatasyncError (every fs error goes through here). */
-export function fsError(path: string, action: string, error: unknown): DatasyncError {
-  if (error instanceof DatasyncError) return error
-  const code = (error as NodeJS.ErrnoException | undefined)?.code
-  const meaning = code === undefined ? describe(error) : (FS_ERRORS[code] ?? describe(error))
-  return new UnavailableError(
-    NAME,
-    `${path}: cannot ${action}${code === undefined ? '' : ` (${code})`}: ${meaning}`,
-    { cause: error },
-  )
-}
 
 function isMissing(error: unknown): boolean {
   return MISSING.has((error as NodeJS.ErrnoException | undefined)?.code ?? '')
