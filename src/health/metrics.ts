@@ -1,9 +1,8 @@
-import type * as PromClient from 'prom-client'
 import { Subject, Subscription, defer, map, startWith, type Observable } from 'rxjs'
 import type { DatasyncError } from '../core/errors.js'
 import type { SnapshotCause } from '../core/events.js'
 import type { EventReason, SyncActivity, SyncState, SyncStatus } from '../sync/types.js'
-import { loadPromClient } from './prometheus.js'
+import { loadPromClient, makePromMetrics } from './prometheus.js'
 
 /** Events delivered to one consumer, by kind and reason. */
 export interface DeliveredCount {
@@ -366,72 +365,5 @@ export function createMetrics(options: MetricsOptions = {}): DatasyncMetrics {
     },
     contentType: registry?.contentType ?? 'text/plain; version=0.0.4; charset=utf-8',
     registry,
-  }
-}
-
-function makePromMetrics(
-  client: typeof PromClient,
-  registry: PromClient.Registry,
-  prefix: string,
-  buckets: readonly number[],
-) {
-  const registers = [registry]
-  const delivery = ['datasync', 'consumer', 'kind', 'reason'] as const
-  return {
-    events: new client.Counter({
-      name: `${prefix}events_delivered_total`,
-      help: 'Events delivered to consumers, by consumer, kind (resync, change) and reason.',
-      labelNames: delivery,
-      registers,
-    }),
-    keys: new client.Counter({
-      name: `${prefix}keys_delivered_total`,
-      help: 'Keys carried by the events delivered (resync items, or changes).',
-      labelNames: delivery,
-      registers,
-    }),
-    rounds: new client.Counter({
-      name: `${prefix}rounds_total`,
-      help: 'Rounds (resyncs or gap recoveries) started, by reason and snapshot cause.',
-      labelNames: ['datasync', 'reason', 'cause'] as const,
-      registers,
-    }),
-    gaps: new client.Counter({
-      name: `${prefix}gaps_total`,
-      help: 'Gaps detected (rounds after a reconnect or a broken watch), by snapshot cause.',
-      labelNames: ['datasync', 'cause'] as const,
-      registers,
-    }),
-    lag: new client.Gauge({
-      name: `${prefix}consumer_lag`,
-      help: 'Keys with changes waiting behind a consumer’s unacknowledged events.',
-      labelNames: ['datasync', 'consumer'] as const,
-      registers,
-    }),
-    latency: new client.Histogram({
-      name: `${prefix}ack_latency_seconds`,
-      help: 'Time from delivering an event to its acknowledgement.',
-      labelNames: ['datasync', 'consumer', 'kind'] as const,
-      buckets: [...buckets],
-      registers,
-    }),
-    ackFailures: new client.Counter({
-      name: `${prefix}ack_failures_total`,
-      help: 'Acknowledgements that timed out or failed, by error code.',
-      labelNames: ['datasync', 'consumer', 'kind', 'code'] as const,
-      registers,
-    }),
-    errors: new client.Counter({
-      name: `${prefix}errors_total`,
-      help: 'Errors reported by the orchestrator, by code.',
-      labelNames: ['datasync', 'code'] as const,
-      registers,
-    }),
-    state: new client.Gauge({
-      name: `${prefix}state`,
-      help: 'The orchestrator’s state: 1 for the current one, 0 for the others.',
-      labelNames: ['datasync', 'state'] as const,
-      registers,
-    }),
   }
 }
