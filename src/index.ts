@@ -52,6 +52,15 @@ export {
   type PublishOptions,
   type PublishResult,
 } from './sync/publish.js'
+export { batchQuiet, mergeEvents, type BatchQuietOptions } from './sync/operators/batch-quiet.js'
+export { filterEvents, mapValues } from './sync/operators/filter-events.js'
+export {
+  handleEvents,
+  type EventHandler,
+  type HandledEvent,
+  type HandleEventsOptions,
+} from './sync/operators/handle-events.js'
+export { toViews } from './sync/operators/to-views.js'
 export type {
   AckPolicy,
   ChangeEvent,
