@@ -1,2 +1,3 @@
 export { createMemoryStore } from './memory-store.js'
-export type { MemoryStore, MemoryStoreOptions } from './memory-store.js'
+export type { MemoryStore } from './memory-store.js'
+export type { MemoryStoreOptions } from './options.js'

@@ -1,15 +1,5 @@
-import {
-  BehaviorSubject,
-  Observable,
-  asyncScheduler,
-  concatMap,
-  timer,
-  type SchedulerLike,
-  type Subscriber,
-  type Subscription,
-} from 'rxjs'
+import { Observable, concatMap, timer, type SchedulerLike, type Subscription } from 'rxjs'
 import { type Duration } from '../../core/duration.js'
-import { argumentChecks, type ArgumentChecks, type CheckedWrite } from '../../internal/checks.js'
 import { valuesEqual } from '../../core/equal.js'
 import { ClosedError } from '../../core/errors.js'
 import type { Change, KeyValue, StoreEvent } from '../../core/events.js'
@@ -20,31 +10,16 @@ import type {
   DeleteOptions,
   KvStore,
   PutOptions,
-  StoreStatus,
   TxnCondition,
   TxnOp,
   TxnOptions,
   TxnResult,
 } from '../../core/store.js'
-import { CLOSED, READY, statusStream } from '../../internal/status.js'
-
-/** Options of {@link createMemoryStore}. */
-export interface MemoryStoreOptions<V = Uint8Array> {
-  /**
-   * Where TTL expiries are scheduled. Pass a `TestScheduler` or `VirtualTimeScheduler` to
-   * virtualize time in tests.
-   *
-   * @default asyncScheduler
-   */
-  readonly scheduler?: SchedulerLike
-  /**
-   * Data the store starts with, written as one write at revision 1 (the store stays at revision 0
-   * when it is absent or empty). A key given twice keeps its later value.
-   *
-   * @default no data
-   */
-  readonly initial?: Iterable<readonly [string, V]> | Readonly<Record<string, V>>
-}
+import type { CheckedWrite } from '../../internal/checks.js'
+import { byKey, compareKeys } from '../../internal/order.js'
+import { StoreHealth } from '../../internal/store-health.js'
+import { NAME, check, resolveOptions, type MemoryStoreOptions } from './options.js'
+import { Watchers } from './watchers.js'
 
 /**
  * An in-memory {@link KvStore}: the embedded default and the base of the test kit. It has every
@@ -61,8 +36,6 @@ export interface MemoryStore<V = Uint8Array> extends KvStore<V> {
   /** Everything in the store as a frozen snapshot, key to value and mod revision. Works after close. */
   dump(): Snapshot<V>
 }
-
-const NAME = 'memory'
 
 const CAPABILITIES: Capabilities = Object.freeze({
   write: true,
@@ -82,13 +55,7 @@ interface Entry<V> {
   expiry: Subscription | undefined
 }
 
-interface Watcher<V> {
-  readonly prefixes: readonly string[]
-  readonly subscriber: Subscriber<StoreEvent<V>>
-}
-
 type Write<V> = CheckedWrite<V>
-const check: ArgumentChecks = argumentChecks({ backend: NAME })
 const ttlMillis = (what: string, ttl: Duration) => check.ttlMs(what, ttl)
 
 /**
@@ -116,45 +83,17 @@ const ttlMillis = (what: string, ttl: Duration) => check.ttlMs(what, ttl)
 export function createMemoryStore<V = Uint8Array>(
   options: MemoryStoreOptions<V> = {},
 ): MemoryStore<V> {
-  const scheduler = options.scheduler ?? asyncScheduler
+  const settings = resolveOptions(options)
+  const scheduler = settings.scheduler
   const entries = new Map<string, Entry<V>>()
-  const watchers = new Set<Watcher<V>>()
-  // Events wait here while another is being delivered: a watcher that writes from its handler
-  // gets its own event after the current one has reached every watcher, so each watcher sees
-  // events in revision order.
-  const queue: { readonly watcher: Watcher<V>; readonly event: StoreEvent<V> }[] = []
-  let draining = false
+  const watchers = new Watchers<V>()
   let current: Revision = ZERO_REVISION
-  let closed = false
-  const status = new BehaviorSubject<StoreStatus>(READY)
-
-  const status$ = statusStream(status, () => closed)
+  // No server: the store is ready from the start, until it is closed.
+  const health = new StoreHealth()
+  health.part().up()
 
   function assertOpen(): void {
-    if (closed) throw new ClosedError(`the ${NAME} store`)
-  }
-
-  function drain(): void {
-    if (draining) return
-    draining = true
-    try {
-      for (let item = queue.shift(); item !== undefined; item = queue.shift()) {
-        if (watchers.has(item.watcher)) item.watcher.subscriber.next(item.event)
-      }
-    } finally {
-      draining = false
-    }
-  }
-
-  function publish(at: Revision, changes: readonly Change<V>[]): void {
-    // Only enqueues (calls no handler), so the set of watchers is the one at commit time.
-    for (const watcher of watchers) {
-      const mine = changes.filter((change) => matchesAny(change.key, watcher.prefixes))
-      if (mine.length > 0) {
-        queue.push({ watcher, event: { type: 'changes', revision: at, changes: mine } })
-      }
-    }
-    drain()
+    if (health.closed) throw new ClosedError(`the ${NAME} store`)
   }
 
   function keysUnder(prefix: string): string[] {
@@ -170,7 +109,7 @@ export function createMemoryStore<V = Uint8Array>(
   }
 
   function expire(key: string, entry: Entry<V>): void {
-    if (closed || entries.get(key) !== entry) return
+    if (health.closed || entries.get(key) !== entry) return
     commit([{ op: 'delete', key, prefix: false }])
   }
 
@@ -214,7 +153,7 @@ export function createMemoryStore<V = Uint8Array>(
         expire(key, entry)
       })
     }
-    publish(next, changes)
+    watchers.publish(next, changes)
     return { revision: next, changed: changes.length }
   }
 
@@ -226,21 +165,14 @@ export function createMemoryStore<V = Uint8Array>(
     return entry !== undefined && valuesEqual(entry.kv.value, condition.value)
   }
 
-  if (options.initial !== undefined) {
-    const seed = new Map<string, V>()
-    const pairs = isIterable(options.initial) ? options.initial : Object.entries(options.initial)
-    for (const [key, value] of pairs) {
-      check.key('initial', key)
-      check.value('initial', key, value)
-      seed.set(key, value)
-    }
-    commit([...seed].map(([key, value]) => ({ op: 'put' as const, key, value })))
+  if (settings.initial.size > 0) {
+    commit([...settings.initial].map(([key, value]) => ({ op: 'put' as const, key, value })))
   }
 
   return {
     name: NAME,
     capabilities: CAPABILITIES,
-    status$,
+    status$: health.status$,
 
     watch(prefixes: readonly string[]): Observable<StoreEvent<V>> {
       return new Observable<StoreEvent<V>>((subscriber) => {
@@ -251,23 +183,13 @@ export function createMemoryStore<V = Uint8Array>(
           subscriber.error(error)
           return undefined
         }
-        const watcher: Watcher<V> = { prefixes: [...prefixes], subscriber }
-        watchers.add(watcher)
-        // Through the queue: a watch started from another watcher's handler gets its snapshot
-        // right after that handler returns, before any later event.
-        queue.push({
-          watcher,
-          event: {
-            type: 'snapshot',
-            revision: current,
-            items: itemsUnder(watcher.prefixes),
-            cause: 'startup',
-          },
+        const watched = [...prefixes]
+        return watchers.add(watched, subscriber, {
+          type: 'snapshot',
+          revision: current,
+          items: itemsUnder(watched),
+          cause: 'startup',
         })
-        drain()
-        return () => {
-          watchers.delete(watcher)
-        }
       })
     },
 
@@ -332,18 +254,13 @@ export function createMemoryStore<V = Uint8Array>(
     },
 
     close(): Promise<void> {
-      if (!closed) {
-        closed = true
+      if (!health.closed) {
+        health.close()
         for (const entry of entries.values()) {
           entry.expiry?.unsubscribe()
           entry.expiry = undefined
         }
-        const active = [...watchers]
-        watchers.clear()
-        queue.length = 0
-        for (const watcher of active) watcher.subscriber.complete()
-        status.next(CLOSED)
-        status.complete()
+        watchers.completeAll()
       }
       return Promise.resolve()
     },
@@ -379,16 +296,4 @@ function expiryTimer(ms: number, scheduler: SchedulerLike): Observable<unknown> 
     : timer(MAX_TIMER_MS, scheduler).pipe(
         concatMap(() => expiryTimer(ms - MAX_TIMER_MS, scheduler)),
       )
-}
-
-function compareKeys(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
-}
-
-function byKey(a: { readonly key: string }, b: { readonly key: string }): number {
-  return compareKeys(a.key, b.key)
-}
-
-function isIterable<T>(value: object): value is Iterable<T> {
-  return typeof (value as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function'
 }

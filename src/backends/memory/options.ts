@@ -1,0 +1,55 @@
+import { asyncScheduler, type SchedulerLike } from 'rxjs'
+import { argumentChecks, type ArgumentChecks } from '../../internal/checks.js'
+
+/** The backend's name in messages. */
+export const NAME = 'memory'
+
+/** The memory store's argument checks: its messages name the memory store. */
+export const check: ArgumentChecks = argumentChecks({ backend: NAME })
+
+/** Options of {@link createMemoryStore}. */
+export interface MemoryStoreOptions<V = Uint8Array> {
+  /**
+   * Where TTL expiries are scheduled. Pass a `TestScheduler` or `VirtualTimeScheduler` to
+   * virtualize time in tests.
+   *
+   * @default asyncScheduler
+   */
+  readonly scheduler?: SchedulerLike
+  /**
+   * Data the store starts with, written as one write at revision 1 (the store stays at revision 0
+   * when it is absent or empty). A key given twice keeps its later value.
+   *
+   * @default no data
+   */
+  readonly initial?: Iterable<readonly [string, V]> | Readonly<Record<string, V>>
+}
+
+/** The options, checked and resolved. */
+export interface Settings<V> {
+  readonly scheduler: SchedulerLike
+  /** The initial data, each key once with its later value; empty when there is none. */
+  readonly initial: ReadonlyMap<string, V>
+}
+
+/**
+ * Checks `options` and fills in the defaults.
+ *
+ * @throws TypeError naming the key when an initial key or value is not one the store takes.
+ */
+export function resolveOptions<V>(options: MemoryStoreOptions<V>): Settings<V> {
+  const initial = new Map<string, V>()
+  if (options.initial !== undefined) {
+    const pairs = isIterable(options.initial) ? options.initial : Object.entries(options.initial)
+    for (const [key, value] of pairs) {
+      check.key('initial', key)
+      check.value('initial', key, value)
+      initial.set(key, value)
+    }
+  }
+  return { scheduler: options.scheduler ?? asyncScheduler, initial }
+}
+
+function isIterable<T>(value: object): value is Iterable<T> {
+  return typeof (value as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function'
+}
