@@ -13,17 +13,18 @@ const schema = z.strictObject({
 })
 
 /**
- * Loads the FileDB configuration named by `--filedb-config <file>` (or `--filedb-config=<file>`)
- * or the `FILEDB_CONFIG` environment variable: a YAML (or JSON) file with
+ * Loads the FileDB configuration named by the lookup's `file`, else `--filedb-config <file>` (or
+ * `--filedb-config=<file>`), else the `FILEDB_CONFIG` environment variable: a YAML (or JSON) file
+ * with
  *
  * - `configuration-paths`: the files and directories holding the data (directories recursively);
  * - `status-path` (optional): the file {@link FileStore.publishStatus} writes, JSON or YAML by
  *   its extension.
  *
- * Relative paths are resolved against the configuration file's directory. Resolves to
- * `undefined` when neither the flag nor the variable names a file (FileDB is then not
- * configured); rejects with a `ConfigError` naming the file, line and field when the file is
- * missing or wrong.
+ * Relative paths are resolved against the configuration file's directory. Resolves to the
+ * store's options, or `undefined` when nothing names a file (FileDB is then not configured);
+ * rejects with a `ConfigError` naming the file, line and field when the file is missing or
+ * wrong.
  *
  * @example
  * ```ts

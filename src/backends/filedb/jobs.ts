@@ -42,7 +42,18 @@ export class JobQueue {
     const result = new AsyncSubject<T>()
     this.#jobs.next(
       defer(job).pipe(
-        tap(result),
+        // Not tap(result): tap would call a Subject's own subscribe() as its subscribe hook.
+        tap({
+          next: (value) => {
+            result.next(value)
+          },
+          error: (error: unknown) => {
+            result.error(error)
+          },
+          complete: () => {
+            result.complete()
+          },
+        }),
         ignoreElements(),
         catchError(() => EMPTY),
       ),
