@@ -5,6 +5,7 @@ import {
   UnavailableError,
   describe,
 } from '../../core/errors.js'
+import { inOperation, type ErrorMapper } from '../../internal/errors.js'
 
 /** The backend's name in messages and errors. */
 export const NAME = 'redis'
@@ -69,16 +70,24 @@ const CLIENT_MESSAGES: readonly (readonly [string, Make])[] = [
   ['Cluster is disconnecting', unavailable],
   ['Too many Cluster redirections', unavailable],
   ['Command aborted due to connection close', unavailable],
+  ['Node is disconnected', unavailable],
+  ['No master node is available', unavailable],
+  ['max number of clients reached', unavailable],
   ['ERR unknown command', invalid],
 ]
 
 /**
- * Maps anything a Redis call can throw to a {@link DatasyncError}, so `isRetryable` works: lost
- * connections and failovers become `UnavailableError` (retryable), refused credentials
- * `AuthError`, bad TLS material `ConfigError`, refused arguments `invalid-argument`, and
- * everything else `internal`. `what` says what was being done, for the message.
+ * The Redis error table as the kit's one mapper signature: anything a Redis call can throw
+ * becomes a {@link DatasyncError}, so `isRetryable` works: lost connections and failovers become
+ * `UnavailableError` (retryable), refused credentials `AuthError`, bad TLS material
+ * `ConfigError`, refused arguments `invalid-argument`, and everything else `internal`. `what`
+ * says what was being done, for the message. Every Redis error stays with the operation (or the
+ * watch session) that met it: the broker's connection reconnects by itself, so none closes the
+ * store.
  */
-export function toDatasyncError(error: unknown, what: string): DatasyncError {
+export const toDatasyncError: ErrorMapper = (raw, what) => inOperation(mapRaw(raw, what))
+
+function mapRaw(error: unknown, what: string): DatasyncError {
   if (error instanceof DatasyncError) return error
   const message = describe(error)
   const text = `${what}: ${message}`

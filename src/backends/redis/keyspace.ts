@@ -100,7 +100,7 @@ function refused(
   action: 'read' | 'set',
   missing: readonly string[] | undefined,
 ): Error {
-  const mapped = toDatasyncError(error, `CONFIG on ${where}`)
+  const mapped = toDatasyncError(error, `CONFIG on ${where}`).error
   // A lost connection stays retryable; a refused CONFIG command (renamed, NOPERM) is a
   // configuration problem.
   if (mapped.code === 'unavailable') return mapped

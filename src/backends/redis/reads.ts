@@ -1,24 +1,11 @@
-import type { Cluster, Redis } from 'ioredis'
-import { UnavailableError } from '../../core/errors.js'
-import { NAME, toDatasyncError } from './errors.js'
+import type { Redis } from 'ioredis'
+import { copyAll } from './bytes.js'
+import { toDatasyncError } from './errors.js'
 import { keyPattern } from './keyspace.js'
-import type { HostPort } from './options.js'
-import { SLOT_COUNT, keySlot } from './slots.js'
+import { keySlot } from './slots.js'
 
 /** Keys per MGET/UNLINK command. */
 export const BATCH = 500
-
-/** Copies a reply buffer: ioredis hands out views into its socket chunks, which would stay alive. */
-export function copyBytes(value: Uint8Array): Uint8Array {
-  return new Uint8Array(value)
-}
-
-/** A Buffer view of bytes, without copying, for ioredis arguments. */
-export function asBuffer(value: Uint8Array): Buffer {
-  return Buffer.isBuffer(value)
-    ? value
-    : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
-}
 
 /**
  * Every string key under `prefix` on one server, deduplicated (SCAN may return a key twice).
@@ -117,67 +104,12 @@ export async function readEach(
   const results = (await pipeline.exec()) ?? []
   groups.forEach((group, i) => {
     const [error, reply] = results[i] ?? [new Error('Connection is closed.'), null]
-    if (error) throw toDatasyncError(error, 'MGET')
+    if (error) throw toDatasyncError(error, 'MGET').error
     const copies = copyAll(reply as (Buffer | null)[])
     group.forEach((key, j) => {
       onValue(key, copies[j])
     })
   })
-}
-
-/**
- * Copies the values of one reply into one new buffer, as views over it (ioredis hands out views
- * into its socket chunks, which hold other replies too and would stay alive): one allocation
- * per reply instead of one per value. `null` (a missing key) maps to undefined.
- */
-export function copyAll(buffers: readonly (Buffer | null)[]): (Uint8Array | undefined)[] {
-  let total = 0
-  for (const buffer of buffers) if (buffer) total += buffer.length
-  const slab = new Uint8Array(total)
-  const out: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(buffers.length)
-  let at = 0
-  for (let i = 0; i < buffers.length; i++) {
-    const buffer = buffers[i]
-    if (!buffer) continue
-    slab.set(buffer, at)
-    out[i] = slab.subarray(at, at + buffer.length)
-    at += buffer.length
-  }
-  return out
-}
-
-/** A Cluster's masters and which of them serves each slot, from CLUSTER SLOTS. */
-export interface Topology {
-  readonly masters: readonly HostPort[]
-  /** Slot number to index into `masters`. */
-  readonly owners: Int16Array
-  /** A string that changes whenever any slot changes master. */
-  readonly signature: string
-}
-
-/** Reads the slot map with CLUSTER SLOTS from a cluster client or one of its nodes. */
-export async function clusterTopology(client: Redis | Cluster): Promise<Topology> {
-  const reply = (await client.call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][]
-  const masters: HostPort[] = []
-  const index = new Map<string, number>()
-  const owners = new Int16Array(SLOT_COUNT).fill(-1)
-  const ranges: string[] = []
-  for (const [start, end, master] of reply) {
-    const [host, port] = master
-    const id = `${host}:${port}`
-    let at = index.get(id)
-    if (at === undefined) {
-      at = masters.length
-      index.set(id, at)
-      masters.push({ host, port })
-    }
-    for (let slot = start; slot <= end; slot++) owners[slot] = at
-    ranges.push(`${start}-${end}@${id}`)
-  }
-  if (owners.includes(-1)) {
-    throw new UnavailableError(NAME, 'the cluster does not serve every hash slot (cluster down?)')
-  }
-  return { masters, owners, signature: ranges.sort().join(',') }
 }
 
 /** The `run_id` of the server behind a connection (INFO server), to tell servers apart. */

@@ -1,5 +1,10 @@
 import { createHash } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
+import type { Revision } from '../../core/revision.js'
+import type { TxnCondition } from '../../core/store.js'
+import type { CheckedWrite } from '../../internal/checks.js'
+import { asBuffer } from './bytes.js'
+import { keyPattern } from './keyspace.js'
 
 /**
  * Every write of the store (put, delete, transaction, each batch of a prefix delete) runs as this
@@ -192,12 +197,80 @@ export function decodeWriteMessage(message: Buffer): WriteMessage | undefined {
 
 type Arg = string | Buffer
 
-/** Runs the write script with EVALSHA, loading it with EVAL when the server lacks it. */
+/** A write of a transaction, checked; a put's TTL in milliseconds. */
+export type Write = CheckedWrite<Uint8Array>
+
+/** Writes and conditions as the script takes them (see {@link WRITE_SCRIPT}). */
+export interface EncodedWrite {
+  /** KEYS: every key named, once, in the order first named. */
+  readonly keys: readonly string[]
+  /** ARGV after the channel and the message head. */
+  readonly args: readonly Arg[]
+}
+
+/**
+ * Encodes writes under conditions as the script's KEYS and ARGV. A revision condition compares
+ * the value's digest with the one `digestAt` gives for that revision; when it gives none (a
+ * revision this store cannot vouch for), the condition cannot hold and this returns undefined.
+ */
+export function encodeWrite(
+  writes: readonly Write[],
+  conditions: readonly TxnCondition<Uint8Array>[],
+  digestAt: (key: string, revision: Revision) => string | undefined,
+): EncodedWrite | undefined {
+  const keys: string[] = []
+  const index = new Map<string, number>()
+  const keyIndex = (key: string): string => {
+    let at = index.get(key)
+    if (at === undefined) {
+      keys.push(key)
+      at = keys.length
+      index.set(key, at)
+    }
+    return String(at)
+  }
+  const args: Arg[] = [String(conditions.length)]
+  for (const condition of conditions) {
+    if ('exists' in condition) {
+      args.push(condition.exists ? 'present' : 'absent', keyIndex(condition.key), '')
+    } else if ('revision' in condition) {
+      if (condition.revision === 0n) {
+        args.push('absent', keyIndex(condition.key), '')
+      } else {
+        const expected = digestAt(condition.key, condition.revision)
+        if (expected === undefined) return undefined
+        args.push('digest', keyIndex(condition.key), expected)
+      }
+    } else {
+      args.push('value', keyIndex(condition.key), asBuffer(condition.value))
+    }
+  }
+  args.push(String(writes.length))
+  for (const item of writes) {
+    if (item.op === 'put') {
+      const ttl = item.ttl === undefined ? '' : String(item.ttl)
+      args.push('put', keyIndex(item.key), asBuffer(item.value), ttl)
+    } else if (item.prefix) {
+      args.push('delp', keyPattern(item.key), '', '')
+    } else {
+      args.push('del', keyIndex(item.key), '', '')
+    }
+  }
+  return { keys, args }
+}
+
+/**
+ * Runs the write script with EVALSHA, loading it with EVAL when the server lacks it: `write` on
+ * `channel`, its message starting with `head` (see {@link messageHead}).
+ */
 export async function runWriteScript(
   client: Redis | Cluster,
-  keys: readonly string[],
-  args: readonly Arg[],
+  channel: string,
+  head: Buffer,
+  write: EncodedWrite,
 ): Promise<{ succeeded: boolean; deleted: number }> {
+  const { keys } = write
+  const args = [channel, head, ...write.args]
   let reply: unknown
   try {
     reply = await client.evalsha(SHA, keys.length, ...keys, ...args)

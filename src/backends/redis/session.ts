@@ -1,0 +1,370 @@
+import {
+  EMPTY,
+  catchError,
+  concat,
+  concatMap,
+  defer,
+  exhaustMap,
+  filter,
+  finalize,
+  from,
+  ignoreElements,
+  map,
+  merge,
+  of,
+  repeat,
+  startWith,
+  Subject,
+  tap,
+  throwError,
+  timer,
+  type Observable,
+} from 'rxjs'
+import type { StoreEvent } from '../../core/events.js'
+import { matchesAny } from '../../core/snapshot.js'
+import type { HealthPart } from '../../internal/store-health.js'
+import { ArrivalOrder, keysOf, type Unit } from './arrivals.js'
+import { clusterTopology, type Topology } from './cluster.js'
+import { SessionEnd, type WatchContext, type WatchState } from './context.js'
+import { NON_WRITE_EVENTS, keyPattern } from './keyspace.js'
+import { LeanMemory } from './lean-memory.js'
+import { SessionLinks, type Endpoint } from './links.js'
+import { listMasters } from './listing.js'
+import { ValueMemory, type Pending, type WatchMemory } from './memory.js'
+import { readValues } from './reads.js'
+import { decodeWriteMessage, writesChannel } from './scripts.js'
+
+/** At most this many keys are read per batch of notifications. */
+const MAX_BATCH_KEYS = 5_000
+
+/** A batch's reads: the keys to read from each master, by its index. */
+type Reads = Map<number, string[]>
+
+/** What a batch's reads found, one map per master. */
+type ReadResults = readonly Map<string, Uint8Array | undefined>[]
+
+/**
+ * One session of a watch (see `watchKeys`): it subscribes, lists, emits the snapshot and then
+ * the changes, until the first sign that notifications may have been lost; then it errors with
+ * a {@link SessionEnd} (or a raw client error). Unsubscribing closes its connections.
+ */
+export function session(
+  context: WatchContext,
+  state: WatchState,
+  health: HealthPart,
+): Observable<StoreEvent<Uint8Array>> {
+  return defer(() =>
+    context.cluster ? from(clusterTopology(context.cluster)) : of(undefined),
+  ).pipe(
+    concatMap((topology) =>
+      defer(() => {
+        const run = new Session(context, state, health, topology)
+        return run.events().pipe(
+          finalize(() => {
+            run.close()
+          }),
+        )
+      }),
+    ),
+  )
+}
+
+/**
+ * A session's pipeline. What arrives goes to the {@link ArrivalOrder} at once (the listeners are
+ * synchronous) and kicks the pipeline; the read loop and the barriers are RxJS operators over
+ * those kicks, so that one batch and one barrier in flight are properties of `exhaustMap`.
+ */
+class Session {
+  readonly #context: WatchContext
+  readonly #state: WatchState
+  readonly #health: HealthPart
+  readonly #topology: Topology | undefined
+  readonly #links: SessionLinks
+  readonly #order: ArrivalOrder
+  readonly #memory: WatchMemory
+  /** Something arrived, or a barrier settled: the queue may have work. */
+  readonly #kicks = new Subject<void>()
+  readonly #channelPrefix: string
+
+  constructor(
+    context: WatchContext,
+    state: WatchState,
+    health: HealthPart,
+    topology: Topology | undefined,
+  ) {
+    this.#context = context
+    this.#state = state
+    this.#health = health
+    this.#topology = topology
+    this.#channelPrefix = `__keyspace@${context.settings.db}__:`
+    this.#memory = context.settings.watchMemory === 'lean' ? new LeanMemory() : new ValueMemory()
+    this.#links = new SessionLinks(context, topology)
+    this.#order = new ArrivalOrder(this.#links.endpoints.length)
+  }
+
+  /** The snapshot, then the changes; errors when the session ends. */
+  events(): Observable<StoreEvent<Uint8Array>> {
+    const patterns = this.#state.prefixes.map((prefix) => this.#channelPrefix + keyPattern(prefix))
+    const subscribed = this.#links.subscribe(writesChannel(this.#context.settings.db), patterns, {
+      keyspace: (endpoint, channel, event) => {
+        this.#onKeyspaceEvent(endpoint, channel, event)
+      },
+      write: (endpoint, payload) => {
+        this.#onWriteMessage(endpoint, payload)
+      },
+    })
+    return merge(this.#links.failures, concat(subscribed, this.#snapshot(), this.#live()))
+  }
+
+  close(): void {
+    this.#links.close()
+  }
+
+  /**
+   * Lists, then a barrier: everything that arrived before it may be older or newer than the
+   * listing, so those keys are read again rather than trusting the messages' values.
+   */
+  #snapshot(): Observable<StoreEvent<Uint8Array>> {
+    const { settings, clock } = this.#context
+    const listing = defer(() =>
+      from(
+        listMasters(this.#links.endpoints, {
+          prefixes: this.#state.prefixes,
+          scanCount: settings.scanCount,
+          owners: this.#topology?.owners,
+          clock,
+          record: this.#memory.records,
+        }),
+      ),
+    )
+    return listing.pipe(
+      concatMap((listed) => this.#links.ping().pipe(map(() => listed))),
+      map((listed): StoreEvent<Uint8Array> => {
+        this.#order.rereadAll()
+        this.#memory.listed(listed.values, this.#order.arrived)
+        this.#forget()
+        const state = this.#state
+        const cause = state.started ? state.cause : 'startup'
+        state.started = true
+        this.#health.up()
+        return { type: 'snapshot', revision: clock.tick(), items: listed.items, cause }
+      }),
+    )
+  }
+
+  /** The changes, the barriers that order a Cluster's masters, the heartbeat, the slot map. */
+  #live(): Observable<StoreEvent<Uint8Array>> {
+    return merge(this.#barriers(), this.#changes(), this.#heartbeat(), this.#slotMapCheck())
+  }
+
+  /**
+   * Turns the queue into change events, one batch at a time: `exhaustMap` keeps one batch in
+   * flight (a kick meanwhile is dropped: the drain goes on while the queue holds units).
+   */
+  #changes(): Observable<StoreEvent<Uint8Array>> {
+    const drain = defer(() => this.#nextBatch()).pipe(
+      repeat({ delay: () => (this.#order.queued ? of(true) : EMPTY) }),
+    )
+    return this.#kicks.pipe(
+      startWith(undefined),
+      exhaustMap(() => drain),
+    )
+  }
+
+  /**
+   * The events of the next batch. A key whose last unit in the batch is a write message needs no
+   * read: its values are exact, and batches of those go at once. The others are read (each from
+   * the master that published the event), then a PING on those masters' subscribers makes sure
+   * every message published before the read executed has arrived: a key with a write message
+   * among those is left to that message (the read may be older or newer than it), so a value
+   * never goes back in time.
+   */
+  #nextBatch(): Observable<StoreEvent<Uint8Array>> {
+    const events: StoreEvent<Uint8Array>[] = []
+    for (;;) {
+      const batch = this.#order.take(MAX_BATCH_KEYS)
+      if (batch.length === 0) return from(events)
+      const last = new Map<string, Unit>()
+      for (const unit of batch) for (const key of keysOf(unit)) last.set(key, unit)
+      const reads: Reads = new Map()
+      for (const [key, unit] of last) {
+        if (unit.kind !== 'read') continue
+        const keys = reads.get(unit.endpoint)
+        if (keys) keys.push(key)
+        else reads.set(unit.endpoint, [key])
+      }
+      if (reads.size === 0) {
+        events.push(...this.#writeEvents(batch))
+        this.#forget()
+        continue
+      }
+      const read = this.#read(reads).pipe(
+        concatMap((results) => from(this.#readEvents(batch, last, results))),
+      )
+      return concat(from(events), read)
+    }
+  }
+
+  /** Reads the keys from their masters, then a barrier on those masters' subscribers. */
+  #read(reads: Reads): Observable<ReadResults> {
+    const cluster = this.#topology !== undefined
+    const links = this.#links
+    const masters = [...reads.keys()].map((index) => links.endpoint(index))
+    return defer(() =>
+      from(
+        Promise.all(
+          [...reads].map(([index, keys]) =>
+            readValues(links.endpoint(index).reader, keys, cluster),
+          ),
+        ),
+      ),
+    ).pipe(
+      concatMap((results) => links.ping(masters).pipe(map(() => results))),
+      catchError((error: unknown) =>
+        throwError(() => SessionEnd.gap('watch-error', 'reading notified keys failed', error)),
+      ),
+    )
+  }
+
+  #readEvents(
+    batch: readonly Unit[],
+    last: ReadonlyMap<string, Unit>,
+    results: ReadResults,
+  ): StoreEvent<Uint8Array>[] {
+    const overtaken = this.#order.pendingWrites()
+    const events = this.#writeEvents(batch)
+    // Every message published before the reads executed has arrived by now.
+    const until = this.#order.arrived
+    const changes: Pending[] = []
+    for (const result of results) {
+      for (const [key, value] of result) {
+        if (overtaken.has(key)) continue
+        const change = this.#memory.read(key, value, last.get(key)?.seq ?? 0, until)
+        if (change) changes.push(change)
+      }
+    }
+    const event = this.#event(changes)
+    if (event) events.push(event)
+    this.#forget()
+    return events
+  }
+
+  /** Each write message of a batch as its own change event, in arrival order. */
+  #writeEvents(batch: readonly Unit[]): StoreEvent<Uint8Array>[] {
+    const events: StoreEvent<Uint8Array>[] = []
+    for (const unit of batch) {
+      if (unit.kind !== 'write') continue
+      const changes: Pending[] = []
+      for (const write of unit.writes) {
+        const change = this.#memory.written(write.key, write.value, unit.seq)
+        if (change) changes.push(change)
+      }
+      const event = this.#event(changes)
+      if (event) events.push(event)
+    }
+    return events
+  }
+
+  /** One change event for `changes`, at the next revision; undefined when there are none. */
+  #event(changes: readonly Pending[]): StoreEvent<Uint8Array> | undefined {
+    if (changes.length === 0) return undefined
+    const { clock } = this.#context
+    const at = clock.tick()
+    if (this.#memory.records) {
+      for (const change of changes) {
+        clock.record(change.key, change.op === 'put' ? change.value : undefined, at)
+      }
+    }
+    return { type: 'changes', revision: at, changes: changes.map((c) => ({ ...c, revision: at })) }
+  }
+
+  #forget(): void {
+    this.#memory.forget(this.#order.lowestPending())
+  }
+
+  /**
+   * On a Cluster, while inbox heads wait for a predecessor: a PING on every subscriber, then
+   * `settle` with what arrived before the PINGs went out; again while heads still wait.
+   */
+  #barriers(): Observable<never> {
+    const barrier = defer(() => {
+      const cutoff = this.#order.arrived
+      return this.#links.ping().pipe(
+        tap(() => {
+          this.#order.settle(cutoff)
+          this.#kicks.next()
+        }),
+      )
+    })
+    return this.#kicks.pipe(
+      filter(() => this.#order.waiting),
+      exhaustMap(() =>
+        barrier.pipe(repeat({ delay: () => (this.#order.waiting ? of(true) : EMPTY) })),
+      ),
+      ignoreElements(),
+      catchError((error: unknown) =>
+        throwError(() => SessionEnd.gap('reconnect', 'a subscriber did not answer', error)),
+      ),
+    )
+  }
+
+  #heartbeat(): Observable<never> {
+    const every = this.#context.settings.heartbeatMs
+    return timer(every, every, this.#context.scheduler).pipe(
+      exhaustMap(() => this.#links.ping()),
+      ignoreElements(),
+      catchError((error: unknown) =>
+        throwError(() =>
+          SessionEnd.gap('reconnect', 'a subscriber did not answer its heartbeat', error),
+        ),
+      ),
+    )
+  }
+
+  /** On a Cluster: ends the session when the slot map changes (a failover, a slot move). */
+  #slotMapCheck(): Observable<never> {
+    const probe = this.#links.endpoints[0]?.reader
+    const topology = this.#topology
+    if (!topology || !probe) return EMPTY
+    const every = this.#context.settings.topologyCheckMs
+    return timer(every, every, this.#context.scheduler).pipe(
+      exhaustMap(() =>
+        defer(() => from(clusterTopology(probe))).pipe(
+          catchError((error: unknown) =>
+            throwError(() =>
+              SessionEnd.gap('reconnect', 'reading the cluster slot map failed', error),
+            ),
+          ),
+        ),
+      ),
+      concatMap((current) =>
+        current.signature === topology.signature
+          ? EMPTY
+          : throwError(() =>
+              SessionEnd.gap('watch-error', 'the cluster slot map changed (failover or slot move)'),
+            ),
+      ),
+    )
+  }
+
+  #onKeyspaceEvent(endpoint: Endpoint, channel: string, event: string): void {
+    if (!channel.startsWith(this.#channelPrefix)) return
+    const key = channel.slice(this.#channelPrefix.length)
+    if (NON_WRITE_EVENTS.has(event) || !matchesAny(key, this.#state.prefixes)) return
+    this.#order.read(endpoint.index, key)
+    this.#kicks.next()
+  }
+
+  #onWriteMessage(endpoint: Endpoint, payload: Buffer): void {
+    const message = decodeWriteMessage(payload)
+    // On a Cluster every node relays every message; only the master that ran the write
+    // delivers it in order with the write's keyspace events.
+    const owners = this.#topology?.owners
+    if (!message || (owners && owners[message.slot] !== endpoint.index)) return
+    // A message without writes under the prefixes still counts: it moves its store's sequence.
+    const prefixes = this.#state.prefixes
+    const writes = message.writes.filter((write) => matchesAny(write.key, prefixes))
+    this.#order.write(endpoint.index, { ...message, writes })
+    this.#kicks.next()
+  }
+}
