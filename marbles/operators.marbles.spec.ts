@@ -192,7 +192,8 @@ describe('handleEvents', () => {
       sync.errors$.subscribe((error) => reported.push(`${error.name}: ${error.message}`))
       const handled = k.events$.pipe(
         handleEvents((event) => {
-          if (event.kind === 'change' && event.changes[0]?.value === '2') throw new Error('no')
+          const first = event.kind === 'change' ? event.changes[0] : undefined
+          if (first?.op === 'put' && first.value === '2') throw new Error('no')
         }),
         map(({ event }) => (event.kind === 'resync' ? 'R' : 'C')),
       )

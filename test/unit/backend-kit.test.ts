@@ -214,7 +214,7 @@ describe('StoreEdge', () => {
 
   it('ends a watch with the fatal error when one closed the store', () => {
     const edge = new StoreEdge({ name: 'test', mapError: mapper() })
-    const fatal = new ConfigError('bad endpoint')
+    const fatal = new ConfigError('test.yaml', 'endpoint', 'bad endpoint')
     let error: unknown
     edge.watch(NEVER).subscribe({ error: (e: unknown) => (error = e) })
     edge.close(fatal)
@@ -288,7 +288,7 @@ describe('backoff', () => {
       expect(actual).toEqual(expected)
     })
     testScheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
-      const fatal = new ConfigError('bad')
+      const fatal = new ConfigError('test.yaml', undefined, 'bad')
       const source = cold('  --#  ', undefined, fatal)
       const retried = source.pipe(
         retryWithBackoff({
