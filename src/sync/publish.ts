@@ -23,6 +23,7 @@ import type { Duration } from '../core/duration.js'
 import { toMillis } from '../core/duration.js'
 import { CodecError, DatasyncError, isRetryable } from '../core/errors.js'
 import type { KvStore } from '../core/store.js'
+import { asDatasyncError } from '../internal/errors.js'
 
 /** One write for {@link publishTo}: a put (with an optional TTL) or a delete of a key. */
 export type Publication<T> =
@@ -170,11 +171,4 @@ function conflicts<T>(a: Publication<T>, b: Publication<T>): boolean {
   const covers = (w: Publication<T>, key: string) =>
     w.op === 'delete' && w.prefix === true ? key.startsWith(w.key) : key === w.key
   return covers(a, b.key) || covers(b, a.key)
-}
-
-function asDatasyncError(error: unknown): DatasyncError {
-  if (error instanceof DatasyncError) return error
-  return new DatasyncError('internal', error instanceof Error ? error.message : String(error), {
-    cause: error,
-  })
 }

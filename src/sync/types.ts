@@ -1,4 +1,4 @@
-import type { Observable, SchedulerLike } from 'rxjs'
+import type { Observable, SchedulerLike, Subscription } from 'rxjs'
 import type { Codec } from '../core/codec.js'
 import type { Duration } from '../core/duration.js'
 import type { DatasyncError } from '../core/errors.js'
@@ -184,3 +184,38 @@ export type SyncActivity =
       readonly error?: DatasyncError
     }
   | { readonly type: 'lag'; readonly consumer: string; readonly lag: number }
+
+/** The orchestrator: consumers register, then `start()` (or subscribe to `run$`). */
+export interface Datasync<R> {
+  /**
+   * Registers a consumer. Registration order is resync order. A consumer registered while the
+   * orchestrator runs gets its own resync (reason `register`) from a fresh snapshot; the others
+   * receive only what changed, if anything.
+   *
+   * @throws TypeError on a duplicate name, or prefixes that are not a non-empty list of strings.
+   */
+  register<T = R>(name: string, options: ConsumerOptions<T, R>): Consumer<T>
+  /**
+   * The orchestration itself, cold: subscribing connects to the store and runs rounds and
+   * deltas; it emits every status change; unsubscribing stops it and cancels the store watch.
+   * Subscribers share one run. Errors only when halted.
+   */
+  readonly run$: Observable<SyncStatus>
+  /** Subscribes to `run$` (errors are kept in `status$` and `errors$`); returns the subscription. */
+  start(): Subscription
+  /** Starts a fresh full resync round for every consumer (reason `manual`). */
+  resync(): void
+  /** The current state, replayed to new subscribers. */
+  readonly status$: Observable<SyncStatus>
+  /** Every failure worth a log line: ack timeouts, `done(error)`, undecodable values, store faults. */
+  readonly errors$: Observable<DatasyncError>
+  /**
+   * Each step as it happens (rounds, deliveries, acks with their latency, lag changes): the
+   * source of metrics. Hot; nothing is replayed.
+   */
+  readonly activity$: Observable<SyncActivity>
+  /** Stops the run (status `stopped`). Registered consumers and their views stay; start again later. */
+  stop(): void
+  /** Stops and completes every stream. The store itself is not closed (it may be shared). */
+  close(): void
+}

@@ -33,7 +33,8 @@ export interface AckSettings {
 
 /**
  * Delivers an event made by `deliver(done)` and completes when it is acknowledged, or when the
- * policy says to go on after a failure. Under `retry` each attempt calls `deliver` again with a
+ * policy says to go on after a failure; it emits nothing (hence `Observable<never>`: it can be
+ * concatenated with other steps as it is). Under `retry` each attempt calls `deliver` again with a
  * fresh `done`; under `halt` (and when retries run out) it errors with the failure.
  *
  * ```
@@ -45,7 +46,7 @@ export interface AckSettings {
  * `done` is the response Subject's only door: the first call settles the attempt, later calls
  * (and calls after a timeout) do nothing.
  */
-export function awaitAck(deliver: (done: Done) => void, settings: AckSettings): Observable<void> {
+export function awaitAck(deliver: (done: Done) => void, settings: AckSettings): Observable<never> {
   const attempt = defer(() => {
     const response = new AsyncSubject<{ readonly error: unknown } | null>()
     let settled = false

@@ -1,0 +1,70 @@
+import type { Revision } from '../core/revision.js'
+
+/**
+ * One key as a consumer holds it: its value, decoded already for an eager consumer (`T`), a
+ * {@link Decoded} cell for a lazy one; and what a later snapshot is compared with (P4): the raw
+ * store value, or, for the bytes of an eager consumer, only their fingerprint (the consumer has
+ * the decoded value: keeping the bytes too would double what a key costs; see
+ * `ConsumerState`'s `unchanged`).
+ * One object per key and consumer: at 100k keys every extra object per key shows.
+ */
+export interface Held<R, T> {
+  /** The raw store value, or undefined when `fingerprint` stands for its bytes. */
+  readonly raw: R | undefined
+  /** The fingerprint of the raw bytes when `raw` is not kept, else 0. */
+  readonly fingerprint: number
+  readonly value: T | Decoded<R, T>
+  readonly revision: Revision
+}
+
+/** A 32-bit FNV-1a hash of bytes (their length mixed in): two different values rarely share one. */
+export function fingerprintOf(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5 ^ bytes.length
+  for (let i = 0; i < bytes.length; i++) hash = Math.imul(hash ^ (bytes[i] ?? 0), 0x01000193)
+  return hash | 0
+}
+
+/**
+ * One value as a lazy consumer holds it: it decodes on the first `get()` and keeps the result,
+ * value or error: the view and every event that carries the value (as a change's `value`, then
+ * as the next change's `prev`) share this one object, so a value is decoded at most once per
+ * consumer and a failure is reported once.
+ */
+export class Decoded<R, T> {
+  private state: 'pending' | 'ok' | 'failed' = 'pending'
+  /** The raw value while pending, the decoded value once ok, the `CodecError` once failed. */
+  private held: unknown
+
+  private constructor(
+    raw: R,
+    /** Decodes (and reports a failure of) a pending value; unused once decoded. */
+    private readonly owner: Decoder<R, T>,
+    private readonly key: string,
+  ) {
+    this.held = raw
+  }
+
+  /** A value decoded on the first `get()` (lazy mode). */
+  static later<R, T>(owner: Decoder<R, T>, key: string, raw: R): Decoded<R, T> {
+    return new Decoded<R, T>(raw, owner, key)
+  }
+
+  get(): T {
+    if (this.state === 'ok') return this.held as T
+    if (this.state === 'failed') throw this.held
+    try {
+      this.held = this.owner.decodeOrThrow(this.key, this.held as R)
+      this.state = 'ok'
+      return this.held as T
+    } catch (error) {
+      this.held = error
+      this.state = 'failed'
+      throw error
+    }
+  }
+}
+
+/** What decodes a lazy cell's raw value: the consumer, which also reports a failure. */
+export interface Decoder<R, T> {
+  decodeOrThrow(key: string, raw: R): T
+}

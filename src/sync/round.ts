@@ -1,0 +1,88 @@
+import { EMPTY, concat, defer, type Observable } from 'rxjs'
+import type { SnapshotEvent } from '../core/events.js'
+import type { ConsumerState } from './consumer-state.js'
+import type { Courier } from './courier.js'
+import { awaitAck } from './operators/await-ack.js'
+import type { EventReason } from './types.js'
+
+/** One round: a store snapshot, why it is delivered, and whether every consumer gets it whole. */
+export interface Round<R> {
+  readonly snapshot: SnapshotEvent<R>
+  readonly reason: EventReason
+  /**
+   * Every consumer gets a full resync (`manual`, or a gap under `resyncAfterReconnect`); else
+   * only a consumer owed one (see `ConsumerState.pendingResync`) does, and the others get the
+   * differences from their views as one change event each, or nothing when nothing differs.
+   */
+  readonly full: boolean
+}
+
+/**
+ * A resync round: one step per consumer, in registration order, each starting when the previous
+ * one's event is acknowledged (or its failure handled by the ack policy). Cold: a step computes
+ * its event when its turn comes, so a round cancelled by the next snapshot leaves the consumers
+ * it did not reach untouched.
+ *
+ * ```
+ * snapshot:   S
+ * consumer A: R--done
+ * consumer B: -------R-done
+ * result:     ---------------|
+ * ```
+ */
+export function resyncRound<R>(
+  states: readonly ConsumerState<R, unknown>[],
+  round: Round<R>,
+  courier: Courier,
+): Observable<never> {
+  return concat(...states.map((state) => step(state, round, courier)))
+}
+
+/** One consumer's part of a round: its resync, or the changes to its view, awaiting the ack. */
+function step<R>(
+  state: ConsumerState<R, unknown>,
+  round: Round<R>,
+  courier: Courier,
+): Observable<never> {
+  return defer(() => {
+    const { snapshot } = round
+    const owed = state.pendingResync
+    if (owed !== undefined || round.full) {
+      const reason = owed ?? round.reason
+      return awaitAck(
+        (done) => {
+          courier.hand(state, {
+            kind: 'resync',
+            consumer: state.name,
+            reason,
+            revision: snapshot.revision,
+            items: state.takeResync(snapshot.items),
+            done,
+          })
+        },
+        courier.ackSettings(state.name, 'resync'),
+      )
+    }
+    const changes = state.diffTo(snapshot.items, snapshot.revision)
+    if (changes.length === 0) return EMPTY
+    return awaitAck(
+      (done) => {
+        courier.hand(state, {
+          kind: 'change',
+          consumer: state.name,
+          reason: diffReason(round.reason),
+          revision: snapshot.revision,
+          changes,
+          done,
+        })
+      },
+      courier.ackSettings(state.name, 'change'),
+    )
+  })
+}
+
+/** The reason a round's differences are delivered with, for consumers that already hold a view. */
+function diffReason(reason: EventReason): EventReason {
+  // A fresh run over existing views is a reconnect; a late registration's restart is just news.
+  return reason === 'startup' ? 'reconnect' : reason === 'register' ? 'live' : reason
+}

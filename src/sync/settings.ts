@@ -1,0 +1,98 @@
+import { asyncScheduler } from 'rxjs'
+import { identity, type Codec } from '../core/codec.js'
+import { toMillis } from '../core/duration.js'
+import type { AckRules } from './courier.js'
+import type { ConsumerOptions, DatasyncOptions } from './types.js'
+
+/** {@link DatasyncOptions} checked, with their defaults applied. */
+export interface DatasyncSettings extends AckRules {
+  readonly maxInFlight: number
+  readonly resyncAfterReconnect: boolean
+}
+
+/**
+ * Checks the options of `createDatasync` and applies their defaults.
+ *
+ * @throws TypeError naming the option, what was expected and what came.
+ */
+export function resolveSettings(options: DatasyncOptions): DatasyncSettings {
+  const ackTimeoutMs = toMillis(options.ackTimeout ?? '10s', 'ackTimeout')
+  const retryDelayMs = toMillis(options.retryDelay ?? '1s', 'retryDelay')
+  const policy = options.onAckFailure ?? 'continue'
+  const maxRetries = options.maxRetries ?? 3
+  const maxInFlight = options.maxInFlight ?? 1
+  if (!['continue', 'retry', 'halt'].includes(policy)) {
+    throw new TypeError(
+      `onAckFailure: expected 'continue', 'retry' or 'halt', got ${JSON.stringify(policy)}`,
+    )
+  }
+  checkCount('maxInFlight', maxInFlight, 1)
+  checkCount('maxRetries', maxRetries, 0)
+  return {
+    scheduler: options.scheduler ?? asyncScheduler,
+    ackTimeoutMs,
+    retryDelayMs,
+    policy,
+    maxRetries,
+    maxInFlight,
+    resyncAfterReconnect: options.resyncAfterReconnect === true,
+  }
+}
+
+/** A consumer's {@link ConsumerOptions} checked, with their defaults applied. */
+export interface ConsumerSettings<T, R> {
+  readonly prefixes: readonly string[]
+  readonly codec: Codec<T, R>
+  readonly maxInFlight: number
+  readonly decode: 'eager' | 'lazy'
+}
+
+/**
+ * Checks a registration (`taken` says whether another consumer has the name) and applies the
+ * defaults, the orchestrator's `maxInFlight` among them.
+ *
+ * @throws TypeError naming the consumer and the option, what was expected and what came.
+ */
+export function resolveConsumer<T, R>(
+  name: string,
+  options: ConsumerOptions<T, R>,
+  defaultMaxInFlight: number,
+  taken: (name: string) => boolean,
+): ConsumerSettings<T, R> {
+  if (typeof name !== 'string' || name === '') {
+    throw new TypeError(`register: expected a non-empty consumer name, got ${JSON.stringify(name)}`)
+  }
+  if (taken(name)) {
+    throw new TypeError(`register: a consumer named '${name}' is already registered`)
+  }
+  const prefixes = options.prefixes as unknown
+  if (
+    !Array.isArray(prefixes) ||
+    prefixes.length === 0 ||
+    !prefixes.every((p) => typeof p === 'string')
+  ) {
+    throw new TypeError(
+      `register '${name}': expected prefixes as a non-empty array of strings, got ${JSON.stringify(prefixes)}`,
+    )
+  }
+  const maxInFlight = options.maxInFlight ?? defaultMaxInFlight
+  checkCount(`register '${name}': maxInFlight`, maxInFlight, 1)
+  const decode = options.decode ?? 'eager'
+  if (decode !== 'eager' && decode !== 'lazy') {
+    throw new TypeError(
+      `register '${name}': decode: expected 'eager' or 'lazy', got ${JSON.stringify(decode)}`,
+    )
+  }
+  return {
+    prefixes: [...prefixes],
+    codec: options.codec ?? (identity<R>() as unknown as Codec<T, R>),
+    maxInFlight,
+    decode,
+  }
+}
+
+function checkCount(what: string, value: number, min: number): void {
+  if (!(Number.isInteger(value) || value === Infinity) || value < min) {
+    throw new TypeError(`${what}: expected an integer of at least ${min}, got ${value}`)
+  }
+}
