@@ -1,7 +1,7 @@
 import { Observable, Subject, catchError, defer, from, tap, throwError } from 'rxjs'
 import { ClosedError, type DatasyncError } from '../core/errors.js'
-import { isConnectionFault, type ErrorMapper } from './errors.js'
-import { StoreHealth, type HealthPart } from './store-health.js'
+import { isConnectionFault, type ErrorMapper, type Mapped } from './errors.js'
+import { StoreHealth, type HealthPart, type StoreHealthOptions } from './store-health.js'
 
 /** What a store's edge needs to know. */
 export interface StoreEdgeOptions {
@@ -16,6 +16,8 @@ export interface StoreEdgeOptions {
    * @default true
    */
   readonly operationsReportHealth?: boolean
+  /** How the store's {@link StoreHealth} applies its rule. @default its defaults */
+  readonly health?: StoreHealthOptions
 }
 
 /**
@@ -32,7 +34,7 @@ export interface StoreEdgeOptions {
  * watch and a factory.
  */
 export class StoreEdge {
-  readonly health = new StoreHealth()
+  readonly health: StoreHealth
   readonly #name: string
   readonly #mapError: ErrorMapper
   /** Reports the broker's calls; undefined when the client reports health itself. */
@@ -46,12 +48,21 @@ export class StoreEdge {
   constructor(options: StoreEdgeOptions) {
     this.#name = options.name
     this.#mapError = options.mapError
+    this.health = new StoreHealth(options.health)
     this.#broker = (options.operationsReportHealth ?? true) ? this.health.part() : undefined
   }
 
   /** Whether the store is closed (by `close()` or by a fatal error). */
   get closed(): boolean {
     return this.#closed
+  }
+
+  /**
+   * The part the broker's calls report on (undefined with `operationsReportHealth: false`), for a
+   * broker call that reports by itself: a status probe whose answer can say the server is unusable.
+   */
+  get broker(): HealthPart | undefined {
+    return this.#broker
   }
 
   /** The error that closed the store, when one did. */
@@ -74,10 +85,18 @@ export class StoreEdge {
    * connection fault marks `part` down. Returns the library's error.
    */
   fail(raw: unknown, what: string, part: HealthPart | undefined = this.#broker): DatasyncError {
+    return this.handle(raw, what, part).error
+  }
+
+  /**
+   * As {@link fail}, but returns the mapping with its scope: a watch decides by it
+   * (`isFatalToWatch`) whether to go on.
+   */
+  handle(raw: unknown, what: string, part: HealthPart | undefined = this.#broker): Mapped {
     const mapped = this.#mapError(raw, what)
     if (mapped.scope === 'store') this.close(mapped.error)
     else if (isConnectionFault(mapped.error)) part?.down(mapped.error)
-    return mapped.error
+    return mapped
   }
 
   /**

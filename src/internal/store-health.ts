@@ -16,10 +16,25 @@ export interface HealthPart {
   gone(): void
 }
 
+/** How a {@link StoreHealth} applies its rule. */
+export interface StoreHealthOptions {
+  /**
+   * The status while a part is down and no part has had an answer yet: `degraded` (the rule), or
+   * `connecting` carrying the error, for a store whose first contact may wait (etcd with
+   * `allowDelayedStart`: a store waiting for its server to come up is still connecting, and says
+   * why).
+   *
+   * @default 'degraded'
+   */
+  readonly downBeforeContact?: 'degraded' | 'connecting'
+}
+
 /**
  * A store's status from the health of its parts, by one rule:
  *
- * - `degraded`, with the error of the part that went down last, while any part is down;
+ * - `degraded`, with the error of the part that went down last, while any part is down (before
+ *   any answer, `connecting` with that error if {@link StoreHealthOptions.downBeforeContact} says
+ *   so);
  * - `ready` when no part is down and some part has had an answer since the store was created;
  * - `connecting` when no part is down and none has had an answer yet;
  * - `closed` (with the fatal error, if one closed the store) at the end, for good.
@@ -34,6 +49,11 @@ export class StoreHealth {
   /** Some part has had an answer: the store is past `connecting` for good. */
   #contacted = false
   #closed = false
+  readonly #downBeforeContact: 'degraded' | 'connecting'
+
+  constructor(options: StoreHealthOptions = {}) {
+    this.#downBeforeContact = options.downBeforeContact ?? 'degraded'
+  }
 
   /** The current status, replayed to each subscriber; completes after {@link close}. */
   readonly status$: Observable<StoreStatus> = statusStream(this.#subject, () => this.#closed)
@@ -41,6 +61,11 @@ export class StoreHealth {
   /** The status now. */
   get current(): StoreStatus {
     return this.#subject.value
+  }
+
+  /** Whether some part has had an answer since the store was created. */
+  get contacted(): boolean {
+    return this.#contacted
   }
 
   /** Whether {@link close} was called. */
@@ -82,7 +107,11 @@ export class StoreHealth {
     if (this.#closed) return
     const error = [...this.#down.values()].at(-1)
     const next: StoreStatus =
-      error !== undefined ? { state: 'degraded', error } : this.#contacted ? READY : CONNECTING
+      error === undefined
+        ? this.#contacted
+          ? READY
+          : CONNECTING
+        : { state: this.#contacted ? 'degraded' : this.#downBeforeContact, error }
     const current = this.#subject.value
     const same =
       current.state === next.state &&
