@@ -47,6 +47,17 @@ export type {
 export { withCodec, withPrefix, type TypedStore } from './core/views.js'
 export { createDatasync, type Datasync } from './sync/datasync.js'
 export {
+  createLayeredStore,
+  createRoutedStore,
+  type CombinedSource,
+  type CombinedStore,
+  type CombinedStoreOptions,
+  type LayeredStoreOptions,
+  type NamedSource,
+  type RoutedStoreOptions,
+  type SourceInput,
+} from './sync/combined/index.js'
+export {
   publishTo,
   type Publication,
   type PublishOptions,

@@ -83,11 +83,12 @@ function freshPrefix(): string {
 
 /**
  * The promises P1-P8 of DESIGN.md as one suite, run against every backend. `makeFixture` is called
- * before each test; its `close` after it.
+ * before each test with the key prefix the test works under (a combined store routes by it); its
+ * `close` after it.
  */
 export function describeStore(
   name: string,
-  makeFixture: () => Promise<StoreFixture>,
+  makeFixture: (prefix: string) => Promise<StoreFixture>,
   suiteOptions: SuiteOptions = {},
 ): void {
   const hasFaults = suiteOptions.faults ?? false
@@ -132,10 +133,10 @@ export function describeStore(
     }
 
     beforeEach(async () => {
-      fixture = await makeFixture()
+      p = freshPrefix()
+      fixture = await makeFixture(p)
       store = fixture.store
       writer = fixture.writer ?? fixture.store
-      p = freshPrefix()
     })
 
     afterEach(async () => {
