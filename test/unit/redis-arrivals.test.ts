@@ -75,7 +75,7 @@ describe('ArrivalOrder on two masters', () => {
     expect(drain(order)).toEqual(['W3', 'W4'])
   })
 
-  it('holds a known writer’s message that overtook its predecessor until the predecessor comes', () => {
+  it('holds a writer’s message that overtook its predecessor until the predecessor comes', () => {
     const order = new ArrivalOrder(2)
     order.write(A, message('W', 1, 'a'))
     order.settle(order.arrived)
@@ -90,7 +90,7 @@ describe('ArrivalOrder on two masters', () => {
     expect(order.waiting).toBe(false)
   })
 
-  it('lets a barrier settle a predecessor that will never come (its write failed unpublished)', () => {
+  it('lets a barrier settle a predecessor that never comes (its write failed unpublished)', () => {
     const order = new ArrivalOrder(2)
     order.write(A, message('W', 4, 'a'))
     order.settle(order.arrived)
@@ -123,7 +123,7 @@ describe('ArrivalOrder on two masters', () => {
     expect(drain(order)).toEqual(['W4', 'W5'])
   })
 
-  it('settles nothing that arrived while the PINGs were out, even when all before them went', () => {
+  it('settles nothing that arrived while the PINGs were out, even if all before went', () => {
     const order = new ArrivalOrder(2)
     order.write(A, message('X', 2, 'x'))
     order.settle(order.arrived)
@@ -142,7 +142,7 @@ describe('ArrivalOrder on two masters', () => {
     expect(drain(order)).toEqual(['W1', 'W2'])
   })
 
-  it('breaks a deadlock of concurrent writers by arrival, among what arrived before the PINGs', () => {
+  it('breaks a deadlock of concurrent writers by arrival, among arrivals before the PINGs', () => {
     const order = new ArrivalOrder(2)
     // X and Y wrote concurrently; each master saw them in the other order.
     order.write(A, message('X', 2, 'a'))

@@ -1,4 +1,6 @@
-/** Copies a reply buffer: ioredis hands out views into its socket chunks, which would stay alive. */
+/**
+ * Copies a reply buffer: ioredis hands out views into its socket chunks, which would stay alive.
+ */
 export function copyBytes(value: Uint8Array): Uint8Array {
   return new Uint8Array(value)
 }

@@ -96,7 +96,10 @@ export interface RedisStoreOptions {
    * @default '1s'
    */
   readonly topologyCheckInterval?: Duration
-  /** The first delay before a broken watch or connection tries again; it doubles each time. @default '100ms' */
+  /**
+   * The first delay before a broken watch or connection tries again; it doubles each time.
+   * @default '100ms'
+   */
   readonly reconnectDelay?: Duration
   /** The longest delay between attempts. @default '5s' */
   readonly maxReconnectDelay?: Duration
@@ -131,7 +134,10 @@ export interface RedisStoreOptions {
    * @default 'rx-datasync'
    */
   readonly connectionName?: string
-  /** Where the store's timers run (heartbeats, retries, topology checks). @default asyncScheduler */
+  /**
+   * Where the store's timers run (heartbeats, retries, topology checks).
+   * @default asyncScheduler
+   */
   readonly scheduler?: SchedulerLike
 }
 

@@ -288,7 +288,10 @@ const assertPrefix: ArgumentChecks['prefix'] = check.prefix
 const assertPrefixes: ArgumentChecks['prefixes'] = check.prefixes
 const assertValue: ArgumentChecks['value'] = check.value
 
-/** A TTL in whole milliseconds: Redis counts whole milliseconds; round up so a key never expires early. */
+/**
+ * A TTL in whole milliseconds: Redis counts whole milliseconds; rounded up, so that a key never
+ * expires early.
+ */
 function ttlMillis(what: string, ttl: Duration): number {
   return Math.ceil(check.ttlMs(what, ttl))
 }

@@ -26,10 +26,11 @@ import { keyPattern } from './keyspace.js'
  * channel, the message head (built by {@link messageHead}), the condition count, then per
  * condition its kind ('absent', 'present', 'value', 'digest'), key index and argument; then the
  * operation count, then per operation its kind ('put', 'del', 'delp'), target (key index, or the
- * glob of a 'delp'), value and TTL in milliseconds ('' for none). Returns `{ 0, 0 }` when a
- * condition fails (after publishing an empty message), else `{ 1, deleted }`. Writes run with pcall, so the message always goes out;
- * the first refused write ends the script with its error (Redis has no rollback: the writes before
- * it stay, as with MULTI/EXEC).
+ * glob of a 'delp'), value and TTL in milliseconds ('' for none); {@link encodeWrite} builds
+ * them. Returns `{ 0, 0 }` when a condition fails (after publishing an empty message), else
+ * `{ 1, deleted }`. Writes run with pcall, so the message always goes out; the first refused
+ * write ends the script with its error (Redis has no rollback: the writes before it stay, as with
+ * MULTI/EXEC).
  */
 export const WRITE_SCRIPT = `
 local pos = 1
