@@ -224,14 +224,14 @@ export async function resolveTarget(spec: string, context: StoreContext): Promis
     }
     case 'consul': {
       const { loadConsulConfig } = await import('../backends/consul/index.js')
-      const config = await loadConsulConfig(lookup)
-      if (config === undefined) throw new ConfigError(file, undefined, 'nothing was loaded')
+      const options = await loadConsulConfig(lookup)
+      if (options === undefined) throw new ConfigError(file, undefined, 'nothing was loaded')
       return {
         backend,
         label,
         origin,
-        options: config.store,
-        resyncAfterReconnect: config.resyncAfterReconnect,
+        options,
+        resyncAfterReconnect: options.resyncAfterReconnect === true,
       }
     }
     case 'filedb': {

@@ -46,16 +46,19 @@ describe('loadConsulConfig', () => {
   it('reads the file named by the flag (both forms) or the environment, flag first', async () => {
     const a = await file('address: 10.0.0.1:8500\n')
     const b = await file('address: 10.0.0.2:8500\n')
-    expect((await loadConsulConfig({ argv: ['--consul-config', a], env: {} }))?.store.address).toBe(
+    expect((await loadConsulConfig({ argv: ['--consul-config', a], env: {} }))?.address).toBe(
       '10.0.0.1:8500',
     )
-    expect((await loadConsulConfig({ argv: [`--consul-config=${a}`], env: {} }))?.file).toBe(a)
-    expect((await loadConsulConfig({ argv: [], env: { CONSUL_CONFIG: b } }))?.store.address).toBe(
+    expect((await loadConsulConfig({ argv: [`--consul-config=${a}`], env: {} }))?.address).toBe(
+      '10.0.0.1:8500',
+    )
+    expect((await loadConsulConfig({ argv: [], env: { CONSUL_CONFIG: b } }))?.address).toBe(
       '10.0.0.2:8500',
     )
     expect(
-      (await loadConsulConfig({ argv: ['--consul-config', a], env: { CONSUL_CONFIG: b } }))?.file,
-    ).toBe(a)
+      (await loadConsulConfig({ argv: ['--consul-config', a], env: { CONSUL_CONFIG: b } }))
+        ?.address,
+    ).toBe('10.0.0.1:8500')
   })
 
   it('maps every field to the store options', async () => {
@@ -86,29 +89,26 @@ describe('loadConsulConfig', () => {
       ].join('\n'),
     )
     expect(await loadConsulConfig({ argv: ['--consul-config', name], env: {} })).toEqual({
-      file: name,
-      resyncAfterReconnect: true,
-      store: {
-        address: 'https://consul.internal:8501',
-        token: 's3cret-from-file',
-        datacenter: 'dc2',
-        tls: {
-          caFile: '/etc/consul/ca.pem',
-          certFile: '/etc/consul/client.pem',
-          keyFile: '/etc/consul/client-key.pem',
-          serverName: 'server.dc2.consul',
-          insecureSkipVerify: false,
-        },
-        consistency: 'stale',
-        waitTime: '1m',
-        requestTimeout: '5s',
-        minQueryInterval: '250ms',
-        retryDelay: '1s',
-        maxRetryDelay: '30s',
-        statusInterval: '10s',
-        maxConcurrentRequests: 8,
-        minTtl: '15s',
+      address: 'https://consul.internal:8501',
+      token: 's3cret-from-file',
+      datacenter: 'dc2',
+      tls: {
+        caFile: '/etc/consul/ca.pem',
+        certFile: '/etc/consul/client.pem',
+        keyFile: '/etc/consul/client-key.pem',
+        serverName: 'server.dc2.consul',
+        insecureSkipVerify: false,
       },
+      consistency: 'stale',
+      waitTime: '1m',
+      requestTimeout: '5s',
+      minQueryInterval: '250ms',
+      retryDelay: '1s',
+      maxRetryDelay: '30s',
+      statusInterval: '10s',
+      maxConcurrentRequests: 8,
+      minTtl: '15s',
+      resyncAfterReconnect: true,
     })
   })
 
@@ -119,19 +119,13 @@ describe('loadConsulConfig', () => {
         argv: ['--consul-config', name],
         env: { CONSUL_HTTP_ADDR: '127.0.0.9:8500', CONSUL_HTTP_TOKEN: 'from-env' },
       }),
-    ).toEqual({
-      file: name,
-      resyncAfterReconnect: false,
-      store: { address: '127.0.0.9:8500', token: 'from-env' },
-    })
+    ).toEqual({ address: '127.0.0.9:8500', token: 'from-env' })
     const own = await file('address: 127.0.0.2:8500\ntoken: mine\n')
     expect(
-      (
-        await loadConsulConfig({
-          argv: ['--consul-config', own],
-          env: { CONSUL_HTTP_ADDR: '127.0.0.9:8500', CONSUL_HTTP_TOKEN: 'from-env' },
-        })
-      )?.store,
+      await loadConsulConfig({
+        argv: ['--consul-config', own],
+        env: { CONSUL_HTTP_ADDR: '127.0.0.9:8500', CONSUL_HTTP_TOKEN: 'from-env' },
+      }),
     ).toEqual({ address: '127.0.0.2:8500', token: 'mine' })
   })
 
@@ -191,6 +185,7 @@ describe('createConsulStore options', () => {
       [{ consistency: 'linearizable' }, /field 'consistency'/],
       [{ token: '' }, /field 'token': expected a non-empty string/],
       [{ maxConcurrentRequests: 0 }, /field 'maxConcurrentRequests': expected a whole number/],
+      [{ resyncAfterReconnect: 'yes' }, /field 'resyncAfterReconnect': expected a boolean/],
     ]
     for (const [options, message] of bad) {
       let error: unknown
@@ -220,7 +215,8 @@ describe('a loaded configuration against a real agent', () => {
       try {
         const name = await file(`address: ${agent.address}\nwait-time: 5s\n`)
         const config = await loadConsulConfig({ argv: [`--consul-config=${name}`], env: {} })
-        const store = createConsulStore(config!.store)
+        if (config === undefined) throw new Error('the file named by the flag was not loaded')
+        const store = createConsulStore(config)
         try {
           await lastValueFrom(store.put('configured/1', string().encode('yes')), {
             defaultValue: undefined,

@@ -9,10 +9,12 @@
  */
 import { NEVER, asyncScheduler, lastValueFrom, of, type Observable } from 'rxjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ConsulEdge, type Listing, type RawEntry } from '../../src/backends/consul/client.js'
+import { ConsulHttp } from '../../src/backends/consul/client.js'
+import { errorMapper } from '../../src/backends/consul/errors.js'
 import { createConsulStore } from '../../src/backends/consul/index.js'
-import { resolveSettings } from '../../src/backends/consul/options.js'
+import { resolveOptions } from '../../src/backends/consul/options.js'
 import { watchListing } from '../../src/backends/consul/watch.js'
+import type { Listing, RawEntry } from '../../src/backends/consul/wire.js'
 import {
   createSnapshot,
   diffSnapshots,
@@ -133,11 +135,15 @@ describe(`a watch on ${KEYS} keys`, () => {
     const atBig = await measure(big, KEYS)
 
     // The watch's own work per listing, on the real 10k listing, without HTTP: a scripted list.
-    const edge = new ConsulEdge(resolveSettings({ address: agent.address }), () => undefined)
+    const mapError = errorMapper(agent.address)
+    const http = new ConsulHttp(
+      resolveOptions({ address: agent.address }),
+      (raw, what) => mapError(raw, what).error,
+    )
     const fetchStart = process.hrtime.bigint()
-    const real = await lastValueFrom(edge.list(big))
+    const real = await lastValueFrom(http.list(big))
     const fetchMs = ms(process.hrtime.bigint() - fetchStart)
-    edge.close()
+    http.close()
     expect(real.entries).toHaveLength(KEYS)
     const steps = 200
     const listings = [real, ...syntheticListings(real.entries, steps)]
@@ -149,12 +155,10 @@ describe(`a watch on ${KEYS} keys`, () => {
       list: (): Observable<Listing> => (served < listings.length ? of(listings[served++]!) : NEVER),
       waitMs: 1_000,
       minQueryIntervalMs: 0,
-      retryDelayMs: 1,
-      maxRetryDelayMs: 1,
+      backoff: { firstMs: 1, maxMs: 1 },
       scheduler: asyncScheduler,
-      ok: () => undefined,
-      failed: () => undefined,
-      ended: () => undefined,
+      mapError,
+      health: { up: () => undefined, down: () => undefined, gone: () => undefined },
     }).subscribe((event) => {
       if (event.type === 'changes') changes += event.changes.length
     })

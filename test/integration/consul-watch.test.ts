@@ -6,8 +6,10 @@
 import { Observable, asyncScheduler, mergeMap, of, throwError, timer } from 'rxjs'
 import { TestScheduler } from 'rxjs/testing'
 import { describe, expect, it } from 'vitest'
-import type { Blocking, Listing, RawEntry } from '../../src/backends/consul/client.js'
+import type { Blocking } from '../../src/backends/consul/client.js'
+import { errorMapper } from '../../src/backends/consul/errors.js'
 import { watchListing, watchRoot } from '../../src/backends/consul/watch.js'
+import type { Listing, RawEntry } from '../../src/backends/consul/wire.js'
 import { AuthError, UnavailableError, string, type StoreEvent } from '../../src/index.js'
 
 const text = string()
@@ -51,12 +53,14 @@ function run(prefixes: readonly string[], script: Step[], until = 100_000): Run 
       list,
       waitMs: 30_000,
       minQueryIntervalMs: 100,
-      retryDelayMs: 250,
-      maxRetryDelayMs: 1_000,
+      backoff: { firstMs: 250, maxMs: 1_000 },
       scheduler: asyncScheduler,
-      ok: () => result.reports.push(`ok@${asyncScheduler.now()}`),
-      failed: (error) => result.reports.push(`failed@${asyncScheduler.now()}: ${error.code}`),
-      ended: () => result.reports.push(`ended@${asyncScheduler.now()}`),
+      mapError: errorMapper('127.0.0.1:8500'),
+      health: {
+        up: () => result.reports.push(`ok@${asyncScheduler.now()}`),
+        down: (error) => result.reports.push(`failed@${asyncScheduler.now()}: ${error.code}`),
+        gone: () => result.reports.push(`ended@${asyncScheduler.now()}`),
+      },
     }).subscribe({
       next: (event) => result.events.push({ at: asyncScheduler.now(), event: show(event) }),
       error: (error: unknown) => {

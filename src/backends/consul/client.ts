@@ -4,53 +4,30 @@ import http from 'node:http'
 import https from 'node:https'
 import Consul from 'consul'
 import { Observable, catchError, defer, from, of, switchMap, throwError, timeout } from 'rxjs'
-import { ClosedError, ConfigError, DatasyncError } from '../../core/errors.js'
-import { NAME, mapConsulError, timeoutError, type ErrorContext } from './errors.js'
+import { ClosedError, ConfigError, type DatasyncError } from '../../core/errors.js'
+import { NAME, timeoutError } from './errors.js'
 import type { Settings } from './options.js'
-
-/** One key as Consul lists it (`GET /v1/kv/<key>`), its value decoded from base64. */
-export interface RawEntry {
-  readonly Key: string
-  readonly ModifyIndex: number
-  readonly Value: Uint8Array | null
-}
-
-/** A recursive listing and the index it was read at (`X-Consul-Index`). */
-export interface Listing {
-  readonly index: bigint
-  readonly entries: readonly RawEntry[]
-}
+import {
+  answerOf,
+  entryAnswerOf,
+  isObject,
+  keysOf,
+  leaderOf,
+  listingOf,
+  responseOf,
+  sessionIdOf,
+  txnAnswerOf,
+  type Answer,
+  type Listing,
+  type RawEntry,
+  type TxnAnswer,
+  type TxnOperation,
+} from './wire.js'
 
 /** Where a blocking query starts waiting, and for how long. */
 export interface Blocking {
   readonly index: bigint
   readonly waitMs: number
-}
-
-/** One operation of `PUT /v1/txn`, in Consul's JSON format (values in base64). */
-export interface TxnOperation {
-  readonly KV: {
-    readonly Verb: string
-    readonly Key: string
-    readonly Value?: string
-    readonly Index?: number
-    readonly Session?: string
-  }
-}
-
-/** What `PUT /v1/txn` answered: the results (200), or why it rolled back (409). */
-export type TxnAnswer =
-  | { readonly ok: true; readonly results: readonly { readonly KV?: TxnResultEntry }[] }
-  | {
-      readonly ok: false
-      readonly errors: readonly { readonly OpIndex: number; readonly What: string }[]
-    }
-
-/** A key in a transaction's results (values are only returned by reads). */
-export interface TxnResultEntry {
-  readonly Key: string
-  readonly ModifyIndex: number
-  readonly CreateIndex: number
 }
 
 /** The part of the `consul` client this backend calls, as it behaves with `includeResponse`. */
@@ -77,25 +54,17 @@ interface Clients {
   readonly watches: ConsulApi
 }
 
-/** The HTTP response papi hands back with `includeResponse`. */
-interface RawResponse {
-  readonly statusCode?: number
-  readonly headers: Readonly<Record<string, string | string[] | undefined>>
-  readonly body?: unknown
-}
-
-type Answer = readonly [RawResponse, unknown]
-
 /** Options papi reads from `ctx`: the emitter aborts the request on `cancel`. */
 type Context = EventEmitter & { readonly includeResponse: true }
 
 /**
- * The edge of the backend: every call of the `consul` client goes through {@link ConsulEdge.request},
- * which makes it a cold Observable (sent on subscribe, aborted on unsubscribe), bounds it with a
- * timeout on the store's scheduler and maps its errors through one table. The client (and its
- * keep-alive agent) is created on the first request, after the TLS files are read.
+ * The raw client: every call of the `consul` client goes through {@link ConsulHttp.request}, which
+ * makes it a cold Observable (sent on subscribe, aborted on unsubscribe), bounds it with a timeout
+ * on the store's scheduler and hands its errors to the store's `fail` (the one place they are
+ * mapped). The client (and its keep-alive agents) is created on the first request, after the TLS
+ * files are read. The store's `StoreEdge` stands between this class and the store's callers.
  */
-export class ConsulEdge {
+export class ConsulHttp {
   private clients: Promise<Clients> | undefined
   /** The clients once created: later requests start synchronously, in subscription order. */
   private ready: Clients | undefined
@@ -103,8 +72,12 @@ export class ConsulEdge {
 
   constructor(
     private readonly settings: Settings,
-    /** Called with an error that closes the whole store (an unknown token, a TLS failure). */
-    private readonly onStoreError: (error: DatasyncError) => void,
+    /**
+     * Maps an error a request met while doing `what` (`get 'a/b'`, `watch 'a/'`) to the error the
+     * request fails with; the store's edge closes the store when it reaches the whole store (an
+     * unknown token, a TLS failure).
+     */
+    private readonly fail: (raw: unknown, what: string) => DatasyncError,
   ) {}
 
   /** A recursive listing of `prefix`; with `blocking`, a blocking query from that index. */
@@ -127,10 +100,7 @@ export class ConsulEdge {
             ? {}
             : { index: blocking.index.toString(), wait: `${blocking.waitMs}ms` }),
         }),
-      ([response, body]) => ({
-        index: indexOf(response),
-        entries: body === undefined ? [] : (body as RawEntry[]).map(entryOf),
-      }),
+      listingOf,
     )
   }
 
@@ -141,10 +111,7 @@ export class ConsulEdge {
       this.settings.requestTimeoutMs,
       'calls',
       (api, ctx) => api.kv.get({ ...this.common(ctx), key, buffer: true }),
-      ([response, body]) => ({
-        index: indexOf(response),
-        entry: body === undefined ? undefined : entryOf(body as RawEntry),
-      }),
+      entryAnswerOf,
     )
   }
 
@@ -161,10 +128,7 @@ export class ConsulEdge {
           if (response?.statusCode === 404) return [response, []]
           throw error
         }),
-      ([response, body]) => ({
-        index: indexOf(response),
-        keys: Array.isArray(body) ? (body as unknown[]).filter((k) => typeof k === 'string') : [],
-      }),
+      keysOf,
     )
   }
 
@@ -193,16 +157,7 @@ export class ConsulEdge {
           }
           throw error
         }),
-      ([response, body]): TxnAnswer => {
-        const answer = (isObject(body) ? body : {}) as {
-          Results?: { KV?: TxnResultEntry }[] | null
-          Errors?: { OpIndex: number; What: string }[] | null
-        }
-        if (response.statusCode === 409 || (answer.Errors?.length ?? 0) > 0) {
-          return { ok: false, errors: answer.Errors ?? [] }
-        }
-        return { ok: true, results: answer.Results ?? [] }
-      },
+      txnAnswerOf,
     )
   }
 
@@ -226,12 +181,7 @@ export class ConsulEdge {
           lockdelay: '0s',
           checks: [],
         }),
-      ([, body]) => {
-        const id = isObject(body) ? (body as { ID?: unknown }).ID : undefined
-        if (typeof id !== 'string')
-          throw new DatasyncError('internal', `${NAME}: session create answered no ID`)
-        return id
-      },
+      sessionIdOf,
     )
   }
 
@@ -253,7 +203,7 @@ export class ConsulEdge {
       this.settings.requestTimeoutMs,
       'calls',
       (api, ctx) => api.status.leader({ ...this.common(ctx) }),
-      ([, body]) => (typeof body === 'string' ? body : ''),
+      leaderOf,
     )
   }
 
@@ -271,7 +221,7 @@ export class ConsulEdge {
 
   /**
    * The one wrapper of a client call: cold, aborted on unsubscribe, bounded by `timeoutMs`, and
-   * with every error mapped (store-wide errors also reported to `onStoreError`).
+   * with every error handed to {@link fail}.
    */
   private request<T>(
     what: string,
@@ -280,7 +230,6 @@ export class ConsulEdge {
     invoke: (api: ConsulApi, ctx: Context) => Promise<unknown>,
     parse: (answer: Answer) => T,
   ): Observable<T> {
-    const context: ErrorContext = { address: this.settings.address, what }
     return defer(() =>
       this.ready !== undefined && !this.closed ? of(this.ready) : from(this.connect()),
     ).pipe(
@@ -318,13 +267,9 @@ export class ConsulEdge {
       timeout({
         first: timeoutMs,
         scheduler: this.settings.scheduler,
-        with: () => throwError(() => timeoutError(context, timeoutMs)),
+        with: () => throwError(() => timeoutError(this.settings.address, what, timeoutMs)),
       }),
-      catchError((error: unknown) => {
-        const mapped = mapConsulError(error, context)
-        if (mapped.scope === 'store') this.onStoreError(mapped.error)
-        return throwError(() => mapped.error)
-      }),
+      catchError((error: unknown) => throwError(() => this.fail(error, what))),
     )
   }
 
@@ -405,37 +350,4 @@ async function createClients(settings: Settings): Promise<Clients> {
 
 function consistencyOf(mode: Settings['consistency']): object {
   return mode === 'consistent' ? { consistent: true } : mode === 'stale' ? { stale: true } : {}
-}
-
-function isObject(value: unknown): value is object {
-  return typeof value === 'object' && value !== null
-}
-
-function responseOf(error: unknown): RawResponse | undefined {
-  const response = isObject(error) ? (error as { response?: unknown }).response : undefined
-  return isObject(response) ? (response as RawResponse) : undefined
-}
-
-function answerOf(result: unknown): Answer {
-  if (!Array.isArray(result) || !isObject(result[0])) {
-    throw new DatasyncError('internal', `${NAME}: the consul client answered without its response`)
-  }
-  return [result[0] as RawResponse, result[1]]
-}
-
-/** The `X-Consul-Index` header as a bigint (Consul's indexes are uint64). */
-function indexOf(response: RawResponse): bigint {
-  const header = response.headers['x-consul-index']
-  const raw = Array.isArray(header) ? header[0] : header
-  if (raw === undefined || !/^\d+$/.test(raw)) {
-    throw new DatasyncError('internal', `${NAME}: the answer carries no X-Consul-Index header`)
-  }
-  return BigInt(raw)
-}
-
-function entryOf(raw: RawEntry): RawEntry {
-  if (typeof raw.Key !== 'string' || typeof raw.ModifyIndex !== 'number') {
-    throw new DatasyncError('internal', `${NAME}: unexpected KV entry ${JSON.stringify(raw)}`)
-  }
-  return raw
 }

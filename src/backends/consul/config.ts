@@ -8,20 +8,7 @@ import {
   loadConfigFile,
   type ConfigLookup,
 } from '../../internal/config.js'
-import { resolveSettings, type ConsulStoreOptions, type ConsulTlsOptions } from './options.js'
-
-/** What {@link loadConsulConfig} found. */
-export interface ConsulConfig {
-  /** The file it was read from. */
-  readonly file: string
-  /** The options to give `createConsulStore` (the scheduler is left to the caller). */
-  readonly store: ConsulStoreOptions
-  /**
-   * Give it to `createDatasync(store, { resyncAfterReconnect })`: after a reconnect, consumers get
-   * a full resync instead of only the differences.
-   */
-  readonly resyncAfterReconnect: boolean
-}
+import { resolveOptions, type ConsulStoreOptions, type ConsulTlsOptions } from './options.js'
 
 /** The YAML field of each option, for errors that point at the line. */
 const YAML_PATH: Readonly<Record<string, readonly string[]>> = {
@@ -38,6 +25,7 @@ const YAML_PATH: Readonly<Record<string, readonly string[]>> = {
   statusInterval: ['status-interval'],
   maxConcurrentRequests: ['max-concurrent-requests'],
   minTtl: ['min-ttl'],
+  resyncAfterReconnect: ['resync-after-reconnect'],
   tls: ['tls'],
   'tls.caFile': ['tls', 'ca-file'],
   'tls.certFile': ['tls', 'cert-file'],
@@ -118,6 +106,9 @@ function storeOptions(
       ? { maxConcurrentRequests: file['max-concurrent-requests'] }
       : {}),
     ...Object.fromEntries(durations.filter(([, value]) => value !== undefined)),
+    ...(file['resync-after-reconnect'] !== undefined
+      ? { resyncAfterReconnect: file['resync-after-reconnect'] }
+      : {}),
   }
 }
 
@@ -129,8 +120,9 @@ const MARK = '\u0000consul-config'
 
 /**
  * Loads the Consul configuration named by `--consul-config <file>` (or `--consul-config=<file>`)
- * or the `CONSUL_CONFIG` environment variable; resolves `undefined` when neither names a file
- * (the backend is then not configured). The file is YAML (or JSON):
+ * or the `CONSUL_CONFIG` environment variable into the options of `createConsulStore` (the
+ * scheduler is left to the caller); resolves `undefined` when neither names a file (the backend
+ * is then not configured). The file is YAML (or JSON):
  *
  * ```yaml
  * address: 127.0.0.1:8500        # or https://host:8501; default CONSUL_HTTP_ADDR, then 127.0.0.1:8500
@@ -148,9 +140,9 @@ const MARK = '\u0000consul-config'
  * ```
  *
  * Every field is optional; `min-query-interval`, `retry-delay`, `max-retry-delay`,
- * `status-interval`, `max-concurrent-requests` and `min-ttl` are the store options of the same
- * names. Unknown fields are
- * errors.
+ * `status-interval`, `max-concurrent-requests`, `min-ttl` and `resync-after-reconnect` are the
+ * store options of the same names (give `resyncAfterReconnect` to the orchestrator too, as in the
+ * example). Unknown fields are errors.
  *
  * @throws ConfigError naming the file, the line and the field when the file is missing, is not
  *   YAML, or holds a wrong value (an address that does not parse, a cert-file without key-file).
@@ -159,17 +151,17 @@ const MARK = '\u0000consul-config'
  * ```ts
  * import { createDatasync } from 'rx-datasync'
  * import { createConsulStore, loadConsulConfig } from 'rx-datasync/consul'
- * const config = await loadConsulConfig()
- * if (config) {
- *   const sync = createDatasync(createConsulStore(config.store), {
- *     resyncAfterReconnect: config.resyncAfterReconnect,
+ * const options = await loadConsulConfig()
+ * if (options) {
+ *   const sync = createDatasync(createConsulStore(options), {
+ *     resyncAfterReconnect: options.resyncAfterReconnect ?? false,
  *   })
  * }
  * ```
  */
 export async function loadConsulConfig(
   lookup: ConfigLookup = {},
-): Promise<ConsulConfig | undefined> {
+): Promise<ConsulStoreOptions | undefined> {
   const file = configPath({ flag: '--consul-config', env: 'CONSUL_CONFIG' }, lookup)
   if (file === undefined) return undefined
   const env = lookup.env ?? process.env
@@ -183,7 +175,7 @@ export async function loadConsulConfig(
       return
     }
     try {
-      resolveSettings(storeOptions(config, env), MARK, env)
+      resolveOptions(storeOptions(config, env), MARK, env)
     } catch (error) {
       if (!(error instanceof ConfigError) || error.field === undefined) throw error
       const prefix = `${MARK}: field '${error.field}': `
@@ -199,22 +191,20 @@ export async function loadConsulConfig(
     }
   })
   const config = await loadConfigFile(file, schema, lookup)
-  let store = storeOptions(config, env)
+  const options = storeOptions(config, env)
   const tokenFile = config['token-file']
-  if (tokenFile !== undefined) {
-    let token: string
-    try {
-      token = (await readFile(tokenFile, 'utf8')).trim()
-    } catch (error) {
-      throw new ConfigError(
-        file,
-        'token-file',
-        `cannot read ${tokenFile} (${(error as NodeJS.ErrnoException).code ?? String(error)})`,
-        { cause: error },
-      )
-    }
-    if (token === '') throw new ConfigError(file, 'token-file', `${tokenFile} is empty`)
-    store = { ...store, token }
+  if (tokenFile === undefined) return options
+  let token: string
+  try {
+    token = (await readFile(tokenFile, 'utf8')).trim()
+  } catch (error) {
+    throw new ConfigError(
+      file,
+      'token-file',
+      `cannot read ${tokenFile} (${(error as NodeJS.ErrnoException).code ?? String(error)})`,
+      { cause: error },
+    )
   }
-  return { file, store, resyncAfterReconnect: config['resync-after-reconnect'] ?? false }
+  if (token === '') throw new ConfigError(file, 'token-file', `${tokenFile} is empty`)
+  return { ...options, token }
 }

@@ -2,7 +2,6 @@ import {
   EMPTY,
   NEVER,
   Observable,
-  Subject,
   catchError,
   concat,
   defer,
@@ -16,7 +15,7 @@ import {
   tap,
   timer,
 } from 'rxjs'
-import { ClosedError, DatasyncError, UnavailableError } from '../../core/errors.js'
+import { UnavailableError, type DatasyncError } from '../../core/errors.js'
 import type { KeyValue, StoreEvent } from '../../core/events.js'
 import { ZERO_REVISION } from '../../core/revision.js'
 import type {
@@ -29,9 +28,11 @@ import type {
   TxnOptions,
   TxnResult,
 } from '../../core/store.js'
-import { ConsulEdge, type TxnAnswer } from './client.js'
-import { NAME } from './errors.js'
-import { Health } from './health.js'
+import { StoreEdge } from '../../internal/edge.js'
+import { isConnectionFault } from '../../internal/errors.js'
+import { byKey, compareKeys } from '../../internal/order.js'
+import { ConsulHttp } from './client.js'
+import { NAME, errorMapper } from './errors.js'
 import {
   assertConditions,
   assertKey,
@@ -43,9 +44,17 @@ import {
   ttlSeconds,
   type Write,
 } from './keys.js'
-import { resolveSettings, type ConsulStoreOptions } from './options.js'
+import { resolveOptions, type ConsulStoreOptions } from './options.js'
 import { rolledBack, runTxn } from './txn.js'
 import { keyValueOf, watchListing } from './watch.js'
+import type { TxnAnswer } from './wire.js'
+
+/**
+ * The store {@link createConsulStore} returns: a {@link KvStore} of bytes with every capability
+ * but a native prev and resuming (see `src/backends/consul/README.md`). Consul adds nothing to
+ * the contract's surface.
+ */
+export type ConsulStore = KvStore
 
 const EMPTY_SNAPSHOT: StoreEvent<Uint8Array> = Object.freeze({
   type: 'snapshot',
@@ -66,27 +75,12 @@ const CAPABILITIES: Capabilities = Object.freeze({
 })
 
 /**
- * Creates a {@link KvStore} on a Consul agent's KV store, through its HTTP API (the `consul`
- * client). Nothing connects until an operation, a watch or `status$` is subscribed.
- *
- * - `watch(prefixes)` lists the prefixes' common root, then follows it with blocking queries and
- *   turns each new listing into one `changes` event with a change (and prev value) per key that
- *   differs. Writes between two listings are merged (intermediate values are not seen; every
- *   final value is). An index that goes backwards gives a snapshot with cause `index-reset`; a
- *   lost connection or an agent restart gives one with cause `reconnect`. Blocking queries are
- *   rate limited and retried with backoff; `status$` is `degraded` meanwhile.
- * - Revisions are Consul's indexes: a key's ModifyIndex, a listing's `X-Consul-Index`, as bigints.
- * - `txn` goes through `/v1/txn` (atomic, conditions included). A put is two of Consul's
- *   operations there (a delete and a set, so that it clears an earlier TTL), and Consul caps a
- *   transaction at 128 operations (64 before 1.14): a larger one fails with an `invalid-argument`
- *   error saying so, and is never split (the parts would not be atomic together).
- * - `put(key, value, { ttl })` puts the key held by a new session with that TTL and behaviour
- *   `delete`, never renewed. Unlike an etcd lease, which expires after its TTL, Consul promises
- *   only that the key lives at least its TTL: its servers time a session out at twice the TTL (a
- *   10s TTL key goes after about 20s), and a leader election restarts the timers. The TTL must be
- *   from the servers' `session_ttl_min` (10s by default, see `minTtl`) to 24h.
- * - Keys may not start with `/`, contain `//` or have `.`/`..` segments: Consul's HTTP server
- *   cleans URL paths, so it could not address them.
+ * Creates a {@link ConsulStore} on a Consul agent's KV store, through its HTTP API (the `consul`
+ * client). Nothing connects until an operation, a watch or `status$` is subscribed. A watch lists
+ * the prefixes' common root, then follows it with blocking queries, one `changes` event (with prev
+ * values) per listing that differs; revisions are Consul's indexes; `txn` is one atomic
+ * `/v1/txn`; a TTL is a session's. What that means for merged writes, index resets, TTLs, the
+ * transaction limit and keys is in `src/backends/consul/README.md`.
  *
  * ```
  * watch(['a/']):         S(I)------c---------S(reconnect)--c--
@@ -105,72 +99,31 @@ const CAPABILITIES: Capabilities = Object.freeze({
  * sync.start()
  * ```
  */
-export function createConsulStore(options: ConsulStoreOptions = {}): KvStore {
-  const settings = resolveSettings(options)
+export function createConsulStore(options: ConsulStoreOptions = {}): ConsulStore {
+  const settings = resolveOptions(options)
   const scheduler = settings.scheduler
-  const health = new Health()
-  const closing = new Subject<void>()
-  let closed = false
-  let fatal: DatasyncError | undefined
-
-  const closeWith = (error?: DatasyncError): void => {
-    if (closed) return
-    closed = true
-    fatal = error
-    closing.next()
-    closing.complete()
-    edge.close()
-    health.close(error)
-  }
-  const edge = new ConsulEdge(settings, (error) => {
-    closeWith(error)
+  const mapError = errorMapper(settings.address)
+  const edge = new StoreEdge({ name: NAME, mapError })
+  // The raw client maps each request's errors, naming what the request did; one that reaches
+  // the whole store (an unknown token, a TLS failure) closes it here. Whoever made the request
+  // (the edge's broker, a watch, the status check) reports it to the store's health.
+  const http = new ConsulHttp(settings, (raw, what) => {
+    const { error, scope } = mapError(raw, what)
+    if (scope === 'store') close(error)
+    return error
   })
-  const broker = health.source()
+  const close = (error?: DatasyncError): void => {
+    if (edge.close(error)) http.close()
+  }
 
-  const refusal = (): DatasyncError => fatal ?? new ClosedError(`the ${NAME} store`)
-
-  /**
-   * Ends `source` when the store closes: a watch completes (or errors with the fatal error that
-   * closed the store), an operation errors.
-   */
-  const untilClosed = <T>(source: Observable<T>, onClose: 'complete' | 'error'): Observable<T> =>
-    new Observable<T>((subscriber) => {
-      if (closed) {
-        subscriber.error(refusal())
-        return undefined
-      }
-      const subscription = closing.subscribe(() => {
-        if (fatal === undefined && onClose === 'complete') subscriber.complete()
-        else subscriber.error(refusal())
-      })
-      subscription.add(source.subscribe(subscriber))
-      return subscription
-    })
-
-  /** A broker operation: checked when subscribed, reported to the status, ended by close. */
-  const operation = <T>(body: () => Observable<T>): Observable<T> =>
-    untilClosed(
-      defer(body).pipe(
-        tap({
-          next: () => {
-            broker.ok()
-          },
-          error: (error: unknown) => {
-            if (isConnectionFault(error)) broker.failed(error)
-          },
-        }),
-      ),
-      'error',
-    )
-
-  const probe = health.source()
+  const probe = edge.health.part()
   const statusCheck$ = timer(0, settings.statusIntervalMs, scheduler).pipe(
     exhaustMap(() =>
-      edge.leader().pipe(
+      http.leader().pipe(
         tap((leader) => {
-          if (leader !== '') probe.ok()
+          if (leader !== '') probe.up()
           else {
-            probe.failed(
+            probe.down(
               new UnavailableError(
                 NAME,
                 `the agent at ${settings.address} knows no cluster leader; waiting for an election`,
@@ -179,26 +132,26 @@ export function createConsulStore(options: ConsulStoreOptions = {}): KvStore {
           }
         }),
         catchError((error: unknown) => {
-          if (isConnectionFault(error)) probe.failed(error)
+          if (isConnectionFault(error)) probe.down(error)
           return EMPTY
         }),
       ),
     ),
     ignoreElements(),
     finalize(() => {
-      probe.ended()
+      probe.gone()
     }),
     share(),
   )
 
   const status$ = new Observable<StoreStatus>((subscriber) => {
-    const subscription = health.status$.subscribe(subscriber)
-    if (!closed) subscription.add(statusCheck$.subscribe())
+    const subscription = edge.health.status$.subscribe(subscriber)
+    if (!edge.closed) subscription.add(statusCheck$.subscribe())
     return subscription
   })
 
   const write = (what: string, writes: readonly Write[]): Observable<TxnResult> =>
-    runTxn(edge, writes, [], what)
+    runTxn(http, writes, [], what)
 
   return {
     name: NAME,
@@ -206,54 +159,50 @@ export function createConsulStore(options: ConsulStoreOptions = {}): KvStore {
     status$,
 
     watch(prefixes: readonly string[]): Observable<StoreEvent<Uint8Array>> {
-      return untilClosed(
+      return edge.watch(
         defer(() => {
           assertPrefixes(prefixes)
           // Nothing to watch: an empty view that never changes (listing the whole KV store to
           // learn its index would cost more than it tells).
           if (prefixes.length === 0) return concat(of(EMPTY_SNAPSHOT), NEVER)
-          const source = health.source()
           return watchListing(prefixes, {
-            list: (root, blocking) => edge.list(root, blocking),
+            list: (root, blocking) => http.list(root, blocking),
             waitMs: settings.waitMs,
             minQueryIntervalMs: settings.minQueryIntervalMs,
-            retryDelayMs: settings.retryDelayMs,
-            maxRetryDelayMs: settings.maxRetryDelayMs,
+            backoff: { firstMs: settings.retryDelayMs, maxMs: settings.maxRetryDelayMs },
             scheduler,
-            ok: source.ok,
-            failed: source.failed,
-            ended: source.ended,
+            mapError,
+            health: edge.health.part(),
           })
         }),
-        'complete',
       )
     },
 
     get(key: string): Observable<KeyValue<Uint8Array> | undefined> {
-      return operation(() => {
+      return edge.op(`get '${key}'`, () => {
         assertKey('get', key)
-        return edge
+        return http
           .get(key)
           .pipe(map(({ entry }) => (entry === undefined ? undefined : keyValueOf(entry))))
       })
     },
 
     list(prefix: string): Observable<readonly KeyValue<Uint8Array>[]> {
-      return operation(() => {
+      return edge.op(`list '${prefix}'`, () => {
         assertPrefix('list', prefix)
-        return edge.list(prefix).pipe(map((listing) => listing.entries.map(keyValueOf).sort(byKey)))
+        return http.list(prefix).pipe(map((listing) => listing.entries.map(keyValueOf).sort(byKey)))
       })
     },
 
     listKeys(prefix: string): Observable<readonly string[]> {
-      return operation(() => {
+      return edge.op(`listKeys '${prefix}'`, () => {
         assertPrefix('listKeys', prefix)
-        return edge.keys(prefix).pipe(map((listing) => [...listing.keys].sort(compareKeys)))
+        return http.keys(prefix).pipe(map((listing) => [...listing.keys].sort(compareKeys)))
       })
     },
 
     put(key: string, value: Uint8Array, putOptions?: PutOptions): Observable<void> {
-      return operation(() => {
+      return edge.op(`put '${key}'`, () => {
         assertKey('put', key)
         assertValue('put', key, value)
         const ttl = putOptions?.ttl
@@ -266,12 +215,12 @@ export function createConsulStore(options: ConsulStoreOptions = {}): KvStore {
     },
 
     delete(key: string, deleteOptions?: DeleteOptions): Observable<{ readonly deleted: number }> {
-      return operation(() => {
-        const prefix = deleteOptions?.prefix === true
+      const prefix = deleteOptions?.prefix === true
+      return edge.op(prefix ? `delete prefix '${key}'` : `delete '${key}'`, () => {
         if (!prefix) {
           assertKey('delete', key)
           // The get fails the transaction (deleting nothing) when the key is missing.
-          return edge
+          return http
             .txn(
               [{ KV: { Verb: 'get', Key: key } }, { KV: { Verb: 'delete', Key: key } }],
               `delete '${key}'`,
@@ -281,15 +230,15 @@ export function createConsulStore(options: ConsulStoreOptions = {}): KvStore {
         assertPrefix('delete', key)
         if (key === '') {
           // A transaction needs a key: deleting everything is a count, then one recursive delete.
-          return edge
+          return http
             .keys('')
             .pipe(
               switchMap((listing) =>
-                edge.deleteTree('').pipe(map(() => ({ deleted: listing.keys.length }))),
+                http.deleteTree('').pipe(map(() => ({ deleted: listing.keys.length }))),
               ),
             )
         }
-        return edge
+        return http
           .txn(
             [{ KV: { Verb: 'get-tree', Key: key } }, { KV: { Verb: 'delete-tree', Key: key } }],
             `delete prefix '${key}'`,
@@ -307,19 +256,19 @@ export function createConsulStore(options: ConsulStoreOptions = {}): KvStore {
       ops: readonly TxnOp<Uint8Array>[],
       txnOptions?: TxnOptions<Uint8Array>,
     ): Observable<TxnResult> {
-      return operation(() => {
+      return edge.op('txn', () => {
         const writes = toWrites(ops, settings.minTtlMs)
         const conditions = txnOptions?.conditions ?? []
         assertConditions(conditions)
         if (writes.length === 0 && conditions.length === 0) {
           throw new TypeError(`${NAME} txn: expected at least one operation or condition, got none`)
         }
-        return runTxn(edge, writes, conditions, 'txn')
+        return runTxn(http, writes, conditions, 'txn')
       })
     },
 
     close(): Promise<void> {
-      closeWith()
+      close()
       return Promise.resolve()
     },
   }
@@ -330,19 +279,4 @@ function deletedOne(answer: TxnAnswer, key: string): number {
   const missing = answer.errors.every((e) => e.OpIndex === 0 && /doesn't exist/.test(e.What))
   if (answer.errors.length > 0 && missing) return 0
   throw rolledBack(`delete ${show(key)}`, answer.errors)
-}
-
-/** A failure that says something about the connection (not a refused write or a conflict). */
-function isConnectionFault(error: unknown): error is DatasyncError {
-  return (
-    error instanceof DatasyncError && (error.code === 'unavailable' || error.code === 'timeout')
-  )
-}
-
-function compareKeys(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
-}
-
-function byKey(a: { readonly key: string }, b: { readonly key: string }): number {
-  return compareKeys(a.key, b.key)
 }

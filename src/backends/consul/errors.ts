@@ -5,28 +5,15 @@ import {
   UnavailableError,
   describe,
 } from '../../core/errors.js'
+import { inOperation, type ErrorMapper, type Scope } from '../../internal/errors.js'
 
 /** The backend's name in messages. */
 export const NAME = 'consul'
 
-/** How far a failure reaches beyond the one operation that met it. */
-export type Scope =
-  /** Only this operation (or this watch) failed. */
-  | 'operation'
-  /** The store cannot work at all (an unknown ACL token, a TLS mismatch): it closes with the error. */
-  | 'store'
-
-/** A raw client error turned into the library's error, with how far it reaches. */
-export interface Mapped {
-  readonly error: DatasyncError
-  readonly scope: Scope
-}
-
-/** What the mapper knows, to name things in messages. */
-export interface ErrorContext {
+/** What a message names: the agent, and what was being done (`get 'a/b'`, `watch 'a/'`, `txn`). */
+interface ErrorContext {
   /** The agent's address as configured. */
   readonly address: string
-  /** What was being done: `get 'a/b'`, `watch 'a/'`, `txn`. */
   readonly what: string
 }
 
@@ -186,31 +173,32 @@ function factsOf(error: unknown): RawFacts {
 }
 
 /**
- * Maps anything the consul client threw to a {@link DatasyncError}, with its scope. A
- * `DatasyncError` passes through unchanged (scope `operation`).
+ * The store's error table, naming the agent at `address`: maps anything the consul client (or a
+ * socket) threw while doing `what` to a {@link DatasyncError}, with its scope. A `DatasyncError`
+ * passes through unchanged (scope `operation`).
  */
-export function mapConsulError(error: unknown, context: ErrorContext): Mapped {
-  if (error instanceof DatasyncError) return { error, scope: 'operation' }
-  const facts = factsOf(error)
-  for (const rule of RULES) {
-    if (rule.when(facts)) {
-      return { error: rule.map(facts, error, context), scope: rule.scope ?? 'operation' }
+export function errorMapper(address: string): ErrorMapper {
+  return (raw, what) => {
+    if (raw instanceof DatasyncError) return inOperation(raw)
+    const facts = factsOf(raw)
+    const context = { address, what }
+    for (const rule of RULES) {
+      if (rule.when(facts)) {
+        return { error: rule.map(facts, raw, context), scope: rule.scope ?? 'operation' }
+      }
     }
-  }
-  return {
-    error: new DatasyncError(
-      'internal',
-      `${NAME}: ${context.what} at ${context.address} failed: ${describe(error)}`,
-      { cause: error },
-    ),
-    scope: 'operation',
+    return inOperation(
+      new DatasyncError('internal', `${NAME}: ${what} at ${address} failed: ${describe(raw)}`, {
+        cause: raw,
+      }),
+    )
   }
 }
 
-/** A request that got no answer within its deadline: retryable. */
-export function timeoutError(context: ErrorContext, ms: number): DatasyncError {
+/** A request to the agent at `address` that got no answer within `ms` while doing `what`. */
+export function timeoutError(address: string, what: string, ms: number): DatasyncError {
   return new DatasyncError(
     'timeout',
-    `${NAME}: ${context.what}: no answer from the agent at ${context.address} within ${ms} ms`,
+    `${NAME}: ${what}: no answer from the agent at ${address} within ${ms} ms`,
   )
 }

@@ -142,6 +142,16 @@ export interface ConsulStoreOptions {
    */
   readonly minTtl?: Duration
   /**
+   * Have consumers resynced after each reconnection: the configuration file's
+   * `resync-after-reconnect`, carried for the orchestrator (give it to `createDatasync(store, {
+   * resyncAfterReconnect })`; the CLI does). The store itself needs no setting: its watch always
+   * lists afresh after a lost connection (a snapshot with cause `reconnect`), which the orchestrator
+   * turns into changes unless told to resync.
+   *
+   * @default false
+   */
+  readonly resyncAfterReconnect?: boolean
+  /**
    * Where every timer (timeouts, rate limit, backoff, status checks) is scheduled.
    *
    * @default asyncScheduler
@@ -185,7 +195,7 @@ export type Environment = Readonly<Record<string, string | undefined>>
  *
  * @throws ConfigError naming `source` and the field when a value is wrong.
  */
-export function resolveSettings(
+export function resolveOptions(
   options: ConsulStoreOptions,
   source = `${NAME} store options`,
   env: Environment = process.env,
@@ -259,6 +269,11 @@ export function resolveSettings(
   const minTtlMs = duration('minTtl', options.minTtl, '10s')
   if (minTtlMs < 1_000)
     fail('minTtl', `expected at least 1s (Consul's smallest session_ttl_min), got ${minTtlMs} ms`)
+  // Only for the orchestrator (see the option), but a wrong value is still named here.
+  const resync: unknown = options.resyncAfterReconnect
+  if (resync !== undefined && typeof resync !== 'boolean') {
+    fail('resyncAfterReconnect', `expected a boolean, got ${JSON.stringify(resync)}`)
+  }
 
   return {
     ...address,

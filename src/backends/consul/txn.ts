@@ -15,9 +15,10 @@ import { valuesEqual } from '../../core/equal.js'
 import { AuthError, DatasyncError } from '../../core/errors.js'
 import { revision, type Revision } from '../../core/revision.js'
 import type { TxnCondition, TxnResult } from '../../core/store.js'
-import type { ConsulEdge, RawEntry, TxnAnswer, TxnOperation } from './client.js'
+import type { ConsulHttp } from './client.js'
 import { NAME } from './errors.js'
 import { base64, type Write } from './keys.js'
+import type { RawEntry, TxnAnswer, TxnOperation } from './wire.js'
 
 /**
  * How often a transaction with a value condition re-reads and tries again when the key changed
@@ -74,7 +75,7 @@ export function writeOperations(
  * touched, read right after (Consul has no cheap read of its global index).
  */
 export function runTxn(
-  edge: ConsulEdge,
+  http: ConsulHttp,
   writes: readonly Write[],
   conditions: readonly TxnCondition<Uint8Array>[],
   what: string,
@@ -83,14 +84,14 @@ export function runTxn(
     const ttls = [
       ...new Set(writes.flatMap((w) => (w.op === 'put' && w.ttl !== undefined ? [w.ttl] : []))),
     ]
-    if (ttls.length === 0) return attempt(edge, writes, conditions, new Map(), what, 1)
+    if (ttls.length === 0) return attempt(http, writes, conditions, new Map(), what, 1)
     return forkJoin(
-      ttls.map((ttl) => edge.createSession(ttl).pipe(map((id) => [ttl, id] as const))),
+      ttls.map((ttl) => http.createSession(ttl).pipe(map((id) => [ttl, id] as const))),
     ).pipe(
       switchMap((pairs) => {
         const sessions = new Map(pairs)
-        const release = destroyAll(edge, sessions)
-        return attempt(edge, writes, conditions, sessions, what, 1).pipe(
+        const release = destroyAll(http, sessions)
+        return attempt(http, writes, conditions, sessions, what, 1).pipe(
           mergeMap((result) => (result.succeeded ? of(result) : concat(release, of(result)))),
           catchError((error: unknown) =>
             concat(
@@ -105,16 +106,16 @@ export function runTxn(
 }
 
 /** Destroys sessions that hold nothing, ignoring failures (an unused session expires anyway). */
-function destroyAll(edge: ConsulEdge, sessions: ReadonlyMap<number, string>): Observable<never> {
+function destroyAll(http: ConsulHttp, sessions: ReadonlyMap<number, string>): Observable<never> {
   return forkJoin(
     [...sessions.values()].map((id) =>
-      edge.destroySession(id).pipe(catchError(() => of(undefined))),
+      http.destroySession(id).pipe(catchError(() => of(undefined))),
     ),
   ).pipe(ignoreElements())
 }
 
 function attempt(
-  edge: ConsulEdge,
+  http: ConsulHttp,
   writes: readonly Write[],
   conditions: readonly TxnCondition<Uint8Array>[],
   sessions: ReadonlyMap<number, string>,
@@ -123,7 +124,7 @@ function attempt(
 ): Observable<TxnResult> {
   const valueKeys = conditions.flatMap((c) => ('value' in c ? [c.key] : []))
   const reads: Observable<readonly { readonly entry: RawEntry | undefined }[]> =
-    valueKeys.length === 0 ? of([]) : forkJoin(valueKeys.map((key) => edge.get(key)))
+    valueKeys.length === 0 ? of([]) : forkJoin(valueKeys.map((key) => http.get(key)))
   return reads.pipe(
     switchMap((read) => {
       const operations: TxnOperation[] = []
@@ -134,7 +135,7 @@ function attempt(
           const entry = read[next++]?.entry
           const held = entry?.Value ?? new Uint8Array(0)
           if (entry === undefined || !valuesEqual(held, condition.value)) {
-            return notRun(edge, conditions, writes)
+            return notRun(http, conditions, writes)
           }
           operations.push({
             KV: { Verb: 'check-index', Key: condition.key, Index: entry.ModifyIndex },
@@ -148,12 +149,12 @@ function attempt(
       const writing = writeOperations(writes, sessions)
       operations.push(...writing)
       roles.push(...writing.map((): Role => 'write'))
-      return edge.txn(operations, what).pipe(
+      return http.txn(operations, what).pipe(
         catchError((error: unknown) =>
           throwError(() => explainTooMany(error, writes, conditions, operations.length)),
         ),
         switchMap((answer) => {
-          if (answer.ok) return committed(edge, answer, writes, conditions)
+          if (answer.ok) return committed(http, answer, writes, conditions)
           const failed = answer.errors.map((e) => ({
             role: roles[e.OpIndex] ?? 'write',
             what: e.What,
@@ -162,7 +163,7 @@ function attempt(
           if (denied || failed.some((f) => f.role === 'write')) {
             return throwError(() => rolledBack(what, answer.errors))
           }
-          if (failed.some((f) => f.role === 'condition')) return notRun(edge, conditions, writes)
+          if (failed.some((f) => f.role === 'condition')) return notRun(http, conditions, writes)
           if (tries >= MAX_ATTEMPTS) {
             return throwError(
               () =>
@@ -172,7 +173,7 @@ function attempt(
                 ),
             )
           }
-          return attempt(edge, writes, conditions, sessions, what, tries + 1)
+          return attempt(http, writes, conditions, sessions, what, tries + 1)
         }),
       )
     }),
@@ -192,7 +193,7 @@ function conditionOperation(
 }
 
 function committed(
-  edge: ConsulEdge,
+  http: ConsulHttp,
   answer: Extract<TxnAnswer, { ok: true }>,
   writes: readonly Write[],
   conditions: readonly TxnCondition<Uint8Array>[],
@@ -203,17 +204,17 @@ function committed(
     for (const result of answer.results) at = Math.max(at, result.KV?.ModifyIndex ?? 0)
     return of({ succeeded: true, revision: revision(BigInt(at)) })
   }
-  return indexAround(edge, conditions, writes).pipe(
+  return indexAround(http, conditions, writes).pipe(
     map((at) => ({ succeeded: true, revision: at })),
   )
 }
 
 function notRun(
-  edge: ConsulEdge,
+  http: ConsulHttp,
   conditions: readonly TxnCondition<Uint8Array>[],
   writes: readonly Write[],
 ): Observable<TxnResult> {
-  return indexAround(edge, conditions, writes).pipe(
+  return indexAround(http, conditions, writes).pipe(
     map((at) => ({ succeeded: false, revision: at })),
   )
 }
@@ -223,13 +224,13 @@ function notRun(
  * that key's last write or delete, at most the store's index.
  */
 function indexAround(
-  edge: ConsulEdge,
+  http: ConsulHttp,
   conditions: readonly TxnCondition<Uint8Array>[],
   writes: readonly Write[],
 ): Observable<Revision> {
   const key = writes[0]?.key ?? conditions[0]?.key
   if (key === undefined) return of(revision(0n))
-  return edge.keys(key).pipe(map((listing) => revision(listing.index)))
+  return http.keys(key).pipe(map((listing) => revision(listing.index)))
 }
 
 /** The error of a transaction Consul rolled back for a reason other than a condition. */

@@ -1,36 +1,27 @@
-import {
-  Observable,
-  concatMap,
-  defer,
-  finalize,
-  of,
-  repeat,
-  retry,
-  throwError,
-  timer,
-  type SchedulerLike,
-} from 'rxjs'
-import { isRetryable, type DatasyncError } from '../../core/errors.js'
+import { Observable, concatMap, defer, finalize, of, repeat, timer, type SchedulerLike } from 'rxjs'
 import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
 import { revision } from '../../core/revision.js'
 import { matchesAny } from '../../core/snapshot.js'
-import type { Blocking, Listing, RawEntry } from './client.js'
+import { retryWithBackoff, type BackoffOptions } from '../../internal/backoff.js'
+import { asDatasyncError, isFatalToWatch, type ErrorMapper } from '../../internal/errors.js'
+import { byKey, compareKeys } from '../../internal/order.js'
+import type { HealthPart } from '../../internal/store-health.js'
+import type { Blocking } from './client.js'
+import type { Listing, RawEntry } from './wire.js'
 
 /** What one watch needs from the store. */
-export interface WatchDeps {
+export interface WatchContext {
   /** A recursive listing of `root`, blocking from an index when given one. */
   readonly list: (root: string, blocking?: Blocking) => Observable<Listing>
   readonly waitMs: number
   readonly minQueryIntervalMs: number
-  readonly retryDelayMs: number
-  readonly maxRetryDelayMs: number
+  /** The pause before a failed query is tried again: `retryDelay` doubling up to `maxRetryDelay`. */
+  readonly backoff: BackoffOptions
   readonly scheduler: SchedulerLike
-  /** The watch got an answer. */
-  readonly ok: () => void
-  /** The watch failed and will try again. */
-  readonly failed: (error: DatasyncError) => void
-  /** The watch ended (unsubscribed, or a fatal error). */
-  readonly ended: () => void
+  /** The store's error table: what ends the watch is decided on its mapping. */
+  readonly mapError: ErrorMapper
+  /** Where the watch reports: up on each answer, down on each failure it retries, gone at its end. */
+  readonly health: HealthPart
 }
 
 /**
@@ -42,7 +33,7 @@ export function watchRoot(prefixes: readonly string[]): {
   readonly root: string
   readonly prefixes: readonly string[]
 } {
-  const sorted = [...new Set(prefixes)].sort()
+  const sorted = [...new Set(prefixes)].sort(compareKeys)
   const kept: string[] = []
   for (const prefix of sorted) {
     if (!kept.some((other) => prefix.startsWith(other))) kept.push(prefix)
@@ -83,23 +74,22 @@ export function watchRoot(prefixes: readonly string[]): {
  */
 export function watchListing(
   prefixes: readonly string[],
-  deps: WatchDeps,
+  context: WatchContext,
 ): Observable<StoreEvent<Uint8Array>> {
   return defer(() => {
     const { root, prefixes: covering } = watchRoot(prefixes)
     const state = new ListingState(covering, covering.length === 1 && covering[0] === root)
+    const what = `watch '${root}'`
     let started = 0
-    let failures = 0
     let quiet = false
     return defer(() => {
-      started = deps.scheduler.now()
+      started = context.scheduler.now()
       const blocking =
-        state.index === undefined ? undefined : { index: state.index, waitMs: deps.waitMs }
-      return deps.list(root, blocking)
+        state.index === undefined ? undefined : { index: state.index, waitMs: context.waitMs }
+      return context.list(root, blocking)
     }).pipe(
       concatMap((listing) => {
-        failures = 0
-        deps.ok()
+        context.health.up()
         const events = state.apply(listing)
         quiet = events.length === 0
         return events
@@ -112,26 +102,24 @@ export function watchListing(
         delay: () =>
           quiet
             ? timer(
-                Math.max(0, deps.minQueryIntervalMs - (deps.scheduler.now() - started)),
-                deps.scheduler,
+                Math.max(0, context.minQueryIntervalMs - (context.scheduler.now() - started)),
+                context.scheduler,
               )
             : of(0),
       }),
-      retry({
-        delay: (error: unknown) => {
-          if (!isRetryable(error)) return throwError(() => error)
-          deps.failed(error as DatasyncError)
+      // The count starts again with each event: after a failure the next answer is a listing
+      // afresh, which is always a snapshot.
+      retryWithBackoff({
+        ...context.backoff,
+        scheduler: context.scheduler,
+        shouldRetry: (error) => !isFatalToWatch(context.mapError(error, what)),
+        onRetry: (error) => {
+          context.health.down(asDatasyncError(error))
           state.gap()
-          failures++
-          const delay = Math.min(
-            deps.maxRetryDelayMs,
-            deps.retryDelayMs * 2 ** Math.min(failures - 1, 30),
-          )
-          return timer(delay, deps.scheduler)
         },
       }),
       finalize(() => {
-        deps.ended()
+        context.health.gone()
       }),
     )
   })
@@ -251,10 +239,6 @@ export function keyValueOf(entry: RawEntry): KeyValue<Uint8Array> {
     value: entry.Value === null ? new Uint8Array(0) : new Uint8Array(entry.Value),
     revision: revision(BigInt(entry.ModifyIndex)),
   }
-}
-
-function byKey(a: { readonly key: string }, b: { readonly key: string }): number {
-  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0
 }
 
 function byRevisionThenKey(a: Change<unknown>, b: Change<unknown>): number {
