@@ -58,8 +58,8 @@ export function createLayeredStore<V = Uint8Array>(
     accepts: () => true,
     home: () => writeTo,
     prefixTargets: (prefix) => [{ source: writeTo, prefix, whole: true }],
-    readOnly: (source, action, key) =>
-      `${action} of '${key}': writes go to layer ${sources.describe(source)}, which is read-only (choose another with writeTo)`,
+    readOnly: (source) =>
+      `writes go to layer ${sources.describe(source)}, which is read-only (choose another with writeTo)`,
   }
 
   const target = named.sources[writeTo]?.store.capabilities

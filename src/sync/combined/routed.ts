@@ -76,8 +76,8 @@ export function createRoutedStore<V = Uint8Array>(
       [...table.plan([prefix])].flatMap(([source, prefixes]) =>
         prefixes.map((p) => ({ source, prefix: p, whole: !table.foreignUnder(source, p) })),
       ),
-    readOnly: (source, action, key) =>
-      `${action} of '${key}': the key belongs to source ${sources.describe(source)} (routes ${routesOf(source)}), which is read-only`,
+    readOnly: (source) =>
+      `source ${sources.describe(source)}, which takes ${routesOf(source)}, is read-only`,
   }
 
   return combinedStore({

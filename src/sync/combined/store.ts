@@ -43,7 +43,7 @@ export interface Layout {
   /** The sources a delete of everything under `prefix` reaches. */
   prefixTargets(prefix: string): readonly PrefixTarget[]
   /** Why a write to read-only `source` is refused, for the `CapabilityError`. */
-  readOnly(source: number, what: string, key: string): string
+  readOnly(source: number): string
 }
 
 /** Everything a combined store is made of. */
@@ -79,9 +79,10 @@ export function combinedStore<V>(parts: CombinedParts<V>): CombinedStore<V> {
     if (found === undefined) throw new DatasyncError('internal', `${name}: no source ${index}`)
     return found
   }
-  const writable = (source: number, what: string, key: string): void => {
+  /** Refuses a write (`put 'k'`, `delete under 'p/'`) that would go to a read-only source. */
+  const writable = (source: number, write: string): void => {
     if (!store(source).capabilities.write) {
-      throw new CapabilityError(name, 'writes', layout.readOnly(source, what, key))
+      throw new CapabilityError(name, 'writes', `${write}: ${layout.readOnly(source)}`)
     }
   }
 
@@ -152,7 +153,7 @@ export function combinedStore<V>(parts: CombinedParts<V>): CombinedStore<V> {
     }
     const [target] = involved.keys()
     if (target === undefined) return of<TxnResult>({ succeeded: true, revision: clock.now() })
-    for (const op of ops) writable(target, 'txn', op.key)
+    for (const op of ops) writable(target, `txn ${op.op} '${op.key}'`)
     const mapped: TxnCondition<V>[] = []
     for (const condition of conditions) {
       if (!('revision' in condition)) {
@@ -257,7 +258,7 @@ export function combinedStore<V>(parts: CombinedParts<V>): CombinedStore<V> {
       return edge.op('put', () => {
         check.key('put', key)
         const target = layout.home(key, 'put')
-        writable(target, 'put', key)
+        writable(target, `put '${key}'`)
         return store(target).put(key, value, options)
       })
     },
@@ -267,12 +268,12 @@ export function combinedStore<V>(parts: CombinedParts<V>): CombinedStore<V> {
         if (options?.prefix !== true) {
           check.key('delete', key)
           const target = layout.home(key, 'delete')
-          writable(target, 'delete', key)
+          writable(target, `delete '${key}'`)
           return store(target).delete(key)
         }
         check.prefix('delete', key)
         const targets = layout.prefixTargets(key)
-        for (const target of targets) writable(target.source, 'delete', key)
+        for (const target of targets) writable(target.source, `delete under '${key}'`)
         return concat(...targets.map(deleteUnder)).pipe(
           reduce((sum, deleted) => sum + deleted, 0),
           map((deleted) => ({ deleted })),
