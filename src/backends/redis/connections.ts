@@ -1,4 +1,5 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import { backoffDelay } from '../../internal/backoff.js'
 import type { HostPort, Settings } from './options.js'
 
 /** ioredis options without `replyMapping` (which only RESP3 knows). */
@@ -10,13 +11,6 @@ export type Role = 'main' | 'watch' | 'read'
 /** Applies the NAT map to an address a server announced. */
 export function mapAddress(settings: Settings, address: HostPort): HostPort {
   return settings.natMap[`${address.host}:${address.port}`] ?? address
-}
-
-function backoff(settings: Settings, attempt: number): number {
-  return Math.min(
-    settings.reconnectDelayMs * 2 ** Math.max(0, attempt - 1),
-    settings.maxReconnectDelayMs,
-  )
 }
 
 /**
@@ -85,7 +79,11 @@ function destination(settings: Settings): Options {
  * connects on first use and reconnects by itself with exponential backoff.
  */
 export function createMainClient(settings: Settings): Redis | Cluster {
-  const retryStrategy = (attempt: number) => backoff(settings, attempt)
+  const retryStrategy = (attempt: number) =>
+    backoffDelay(
+      { firstMs: settings.reconnectDelayMs, maxMs: settings.maxReconnectDelayMs },
+      attempt,
+    )
   // A demoted master answers writes with READONLY: reconnect, which finds the new master.
   const reconnectOnError = (error: Error) => error.message.startsWith('READONLY')
   const target = settings.target
