@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { CodecError, createDatasync, json, revision, type KeyValue } from '../src/index.js'
 import { ackAfter, scriptedStore, snapshotOf } from '../src/testing/index.js'
-import { labels, testScheduler } from './helpers.js'
+import { labels, stopOn, testScheduler } from './helpers.js'
 
 // An eager consumer of bytes keeps its values decoded and only a fingerprint of their bytes:
 // these specs pin how a gap snapshot is compared with that view.
@@ -26,81 +26,116 @@ function snapshot(
 
 describe('gaps over bytes: an eager consumer compares by fingerprint', () => {
   it('the same bytes at the same revision: nothing', () => {
-    testScheduler().run(({ cold, expectObservable }) => {
-      const watch = cold('s--g', {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      const values = {
         s: snapshot(3, { 'a/1': ['{"n":1}', 3] }),
         g: snapshot(4, { 'a/1': ['{"n":1}', 3] }),
-      })
+      }
+      const watch = cold(' s--g  ', values)
+      const watchSubs = '  ^---!'
+      const stop = hot('   ----x')
+      const aEvents = '    r     '
+
       const sync = createDatasync(scriptedStore(watch))
       const a = sync.register('a', { prefixes: ['a/'], codec: json<{ n: number }>() })
       ackAfter(a.events$, 0)
-      expectObservable(labels(a.events$)).toBe('r', { r: 'R(startup) a/1={"n":1}' })
+      expectObservable(labels(a.events$)).toBe(aEvents, { r: 'R(startup) a/1={"n":1}' })
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
+      stopOn(sync, stop)
     })
   })
 
   it('the same bytes written again at another revision: nothing', () => {
-    testScheduler().run(({ cold, expectObservable }) => {
-      const watch = cold('s--g', {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      const values = {
         s: snapshot(3, { 'a/1': ['{"n":1}', 3] }),
         g: snapshot(9, { 'a/1': ['{"n":1}', 8] }),
-      })
+      }
+      const watch = cold(' s--g  ', values)
+      const watchSubs = '  ^---!'
+      const stop = hot('   ----x')
+      const aEvents = '    r     '
+
       const sync = createDatasync(scriptedStore(watch))
       const a = sync.register('a', { prefixes: ['a/'], codec: json<{ n: number }>() })
       ackAfter(a.events$, 0)
-      expectObservable(labels(a.events$)).toBe('r', { r: 'R(startup) a/1={"n":1}' })
+      expectObservable(labels(a.events$)).toBe(aEvents, { r: 'R(startup) a/1={"n":1}' })
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
+      stopOn(sync, stop)
     })
   })
 
   it('other bytes: a change with the value the consumer held as prev', () => {
-    testScheduler().run(({ cold, expectObservable }) => {
-      const watch = cold('s--g', {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      const values = {
         s: snapshot(3, { 'a/1': ['{"n":1}', 3], 'a/2': ['{"n":2}', 3] }),
         g: snapshot(9, { 'a/1': ['{"n":10}', 8], 'a/2': ['{"n":2}', 3] }),
-      })
+      }
+      const watch = cold(' s--g  ', values)
+      const watchSubs = '  ^---!'
+      const stop = hot('   ----x')
+      const aEvents = '    r--g  '
+
       const sync = createDatasync(scriptedStore(watch))
       const a = sync.register('a', { prefixes: ['a/'], codec: json<{ n: number }>() })
       ackAfter(a.events$, 0)
-      expectObservable(labels(a.events$)).toBe('r--g', {
+      expectObservable(labels(a.events$)).toBe(aEvents, {
         r: 'R(startup) a/1={"n":1} a/2={"n":2}',
         g: 'C(reconnect) a/1:{"n":1}>{"n":10}',
       })
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
+      stopOn(sync, stop)
     })
   })
 
   it('the same revision but other bytes (a store whose history was reset): a change', () => {
-    testScheduler().run(({ cold, expectObservable }) => {
-      const watch = cold('s--g', {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      const values = {
         s: snapshot(3, { 'a/1': ['{"n":1}', 3] }),
         g: snapshot(3, { 'a/1': ['{"n":7}', 3] }),
-      })
+      }
+      const watch = cold(' s--g  ', values)
+      const watchSubs = '  ^---!'
+      const stop = hot('   ----x')
+      const aEvents = '    r--g  '
+
       const sync = createDatasync(scriptedStore(watch))
       const a = sync.register('a', { prefixes: ['a/'], codec: json<{ n: number }>() })
       ackAfter(a.events$, 0)
-      expectObservable(labels(a.events$)).toBe('r--g', {
+      expectObservable(labels(a.events$)).toBe(aEvents, {
         r: 'R(startup) a/1={"n":1}',
         g: 'C(reconnect) a/1:{"n":1}>{"n":7}',
       })
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
+      stopOn(sync, stop)
     })
   })
 
   it('undecodable bytes after a gap: reported once, the consumer keeps its last good value', () => {
     const errors: unknown[] = []
     let view: ReadonlyMap<string, KeyValue<{ n: number }>> | undefined
-    testScheduler().run(({ cold, expectObservable, flush }) => {
-      const watch = cold('s--g', {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions, flush }) => {
+      const values = {
         s: snapshot(3, { 'a/1': ['{"n":1}', 3] }),
         g: snapshot(9, { 'a/1': ['{"n":', 8] }),
-      })
+      }
+      const watch = cold(' s--g  ', values)
+      const watchSubs = '  ^---!'
+      const stop = hot('   ----x')
+      const aEvents = '    r     '
+
       const sync = createDatasync(scriptedStore(watch))
       sync.errors$.subscribe((error) => errors.push(error))
       const a = sync.register('a', { prefixes: ['a/'], codec: json<{ n: number }>() })
       ackAfter(a.events$, 0)
-      expectObservable(labels(a.events$)).toBe('r', { r: 'R(startup) a/1={"n":1}' })
+      expectObservable(labels(a.events$)).toBe(aEvents, { r: 'R(startup) a/1={"n":1}' })
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
+      stopOn(sync, stop)
       flush()
       view = a.view()
     })

@@ -2,102 +2,139 @@ import { BehaviorSubject } from 'rxjs'
 import { describe, it } from 'vitest'
 import { createDatasync, type StoreStatus } from '../src/index.js'
 import { ackAfter, changesOf, scriptedStore, snapshotOf } from '../src/testing/index.js'
-import { labels, testScheduler } from './helpers.js'
+import { labels, stopOn, testScheduler } from './helpers.js'
 
 describe('gaps', () => {
   it('a gap snapshot during a resync round cancels the round and starts over', () => {
-    testScheduler().run(({ cold, expectObservable }) => {
-      const watch = cold('s-g', {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      const values = {
         s: snapshotOf(1, { 'a/1': '1', 'b/1': '1' }),
         g: snapshotOf(5, { 'a/1': '2', 'b/1': '2' }, 'compacted'),
-      })
+      }
+      // The first round never reaches b. a already holds the first resync (delivered, not yet
+      // acknowledged), so the new round brings it only the difference; b gets the new snapshot.
+      const watch = cold(' s-g      ', values)
+      const watchSubs = '  ^-------!'
+      const stop = hot('   --------x')
+      const aEvents = '    r-c      '
+      const bEvents = '    ------r  '
+
       const sync = createDatasync(scriptedStore(watch))
       const a = sync.register('a', { prefixes: ['a/'] })
       const b = sync.register('b', { prefixes: ['b/'] })
       ackAfter(a.events$, 4) // still holding the first resync when the gap comes at 2
       ackAfter(b.events$, 1)
-      // The first round never reaches b. a already holds the first resync (delivered, not yet
-      // acknowledged), so the new round brings it only the difference; b gets the new snapshot.
-      expectObservable(labels(a.events$)).toBe('r-c', {
+      expectObservable(labels(a.events$)).toBe(aEvents, {
         r: 'R(startup) a/1=1',
         c: 'C(gap) a/1:1>2',
       })
-      expectObservable(labels(b.events$)).toBe('------r', { r: 'R(startup) b/1=2' })
+      expectObservable(labels(b.events$)).toBe(bEvents, { r: 'R(startup) b/1=2' })
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
+      stopOn(sync, stop)
     })
   })
 
   it('heals a gap by default with the differences: puts with prev, deletes carrying the last value', () => {
-    testScheduler().run(({ cold, expectObservable }) => {
-      const watch = cold('s-c--g', {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      const values = {
         s: snapshotOf(1, { 'a/1': '1', 'a/2': '2', 'a/3': '3' }),
         c: changesOf(2, { 'a/1': '10' }),
         g: snapshotOf(9, { 'a/1': '10', 'a/2': '20', 'a/4': '4' }, 'reconnect'),
-      })
+      }
+      const watch = cold(' s-c--g  ', values)
+      const watchSubs = '  ^------!'
+      const stop = hot('   -------x')
+      const aEvents = '    r-c--g  '
+
       const sync = createDatasync(scriptedStore(watch))
       const a = sync.register('a', { prefixes: ['a/'] })
       ackAfter(a.events$, 0)
-      expectObservable(labels(a.events$)).toBe('r-c--g', {
+      expectObservable(labels(a.events$)).toBe(aEvents, {
         r: 'R(startup) a/1=1 a/2=2 a/3=3',
         c: 'C(live) a/1:1>10',
         g: 'C(reconnect) a/2:2>20 a/4:x>4 a/3:3>x',
       })
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
+      stopOn(sync, stop)
     })
   })
 
   it('with resyncAfterReconnect delivers a full resync round in registration order instead', () => {
-    testScheduler().run(({ cold, expectObservable }) => {
-      const watch = cold('s---g', {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      const values = {
         s: snapshotOf(1, { 'a/1': '1', 'b/1': '1' }),
         g: snapshotOf(9, { 'a/1': '2', 'b/1': '1' }, 'reconnect'),
-      })
+      }
+      const watch = cold(' s---g    ', values)
+      const watchSubs = '  ^-------!'
+      const stop = hot('   --------x')
+      const aEvents = '    r---g    '
+      const bEvents = '    --r---g  '
+
       const sync = createDatasync(scriptedStore(watch), { resyncAfterReconnect: true })
       const a = sync.register('a', { prefixes: ['a/'] })
       const b = sync.register('b', { prefixes: ['b/'] })
       ackAfter(a.events$, 2)
       ackAfter(b.events$, 1)
-      expectObservable(labels(a.events$)).toBe('r---g', {
+      expectObservable(labels(a.events$)).toBe(aEvents, {
         r: 'R(startup) a/1=1',
         g: 'R(reconnect) a/1=2',
       })
-      expectObservable(labels(b.events$)).toBe('--r---g', {
+      expectObservable(labels(b.events$)).toBe(bEvents, {
         r: 'R(startup) b/1=1',
         g: 'R(reconnect) b/1=1',
       })
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
+      stopOn(sync, stop)
     })
   })
 
   it('an unchanged store after a gap delivers nothing', () => {
-    testScheduler().run(({ cold, expectObservable }) => {
-      const watch = cold('s--g', {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      const values = {
         s: snapshotOf(1, { 'a/1': '1' }),
         g: snapshotOf(1, { 'a/1': '1' }, 'watch-error'),
-      })
+      }
+      const watch = cold(' s--g  ', values)
+      const watchSubs = '  ^---!'
+      const stop = hot('   ----x')
+      const aEvents = '    r     '
+
       const sync = createDatasync(scriptedStore(watch))
       const a = sync.register('a', { prefixes: ['a/'] })
       ackAfter(a.events$, 0)
-      expectObservable(labels(a.events$)).toBe('r', { r: 'R(startup) a/1=1' })
+      expectObservable(labels(a.events$)).toBe(aEvents, { r: 'R(startup) a/1=1' })
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
+      stopOn(sync, stop)
     })
   })
 
   it('drops changes at or below the snapshot revision (no revision applied twice)', () => {
-    testScheduler().run(({ cold, expectObservable }) => {
-      const watch = cold('s-cd', {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      const values = {
         s: snapshotOf(5, { 'a/1': '1' }),
         c: changesOf(5, { 'a/1': 'stale' }),
         d: changesOf(6, { 'a/1': '2' }),
-      })
+      }
+      const watch = cold(' s-cd  ', values)
+      const watchSubs = '  ^---!'
+      const stop = hot('   ----x')
+      const aEvents = '    r--d  '
+
       const sync = createDatasync(scriptedStore(watch))
       const a = sync.register('a', { prefixes: ['a/'] })
       ackAfter(a.events$, 0)
-      expectObservable(labels(a.events$)).toBe('r--d', {
+      expectObservable(labels(a.events$)).toBe(aEvents, {
         r: 'R(startup) a/1=1',
         d: 'C(live) a/1:1>2',
       })
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
+      stopOn(sync, stop)
     })
   })
 })
@@ -105,9 +142,16 @@ describe('gaps', () => {
 describe('gaps: resuming stores', () => {
   it('with resyncAfterReconnect, a store that resumes without a snapshot is asked for one', () => {
     testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      // Down at 2, back at 4: the first watch is replaced by one that starts with a snapshot.
+      const first = cold('  s       ', { s: snapshotOf(1, { 'a/1': '1' }) })
+      const second = cold('     s   ', { s: snapshotOf(7, { 'a/1': '2' }) })
+      const firstSubs = '   ^---!   '
+      const secondSubs = '  ----^-! '
+      const storeUp = hot(' --d-r   ')
+      const stop = hot('    ------x ')
+      const aEvents = '     r---R   '
+
       const storeStatus = new BehaviorSubject<StoreStatus>({ state: 'ready' })
-      const first = cold('s', { s: snapshotOf(1, { 'a/1': '1' }) })
-      const second = cold('s', { s: snapshotOf(7, { 'a/1': '2' }) })
       let calls = 0
       const store = scriptedStore(() => (calls++ === 0 ? first : second), {
         status$: storeStatus,
@@ -116,34 +160,40 @@ describe('gaps: resuming stores', () => {
       const sync = createDatasync(store, { resyncAfterReconnect: true })
       const a = sync.register('a', { prefixes: ['a/'] })
       ackAfter(a.events$, 0)
-      hot('--d-r').subscribe((k) => {
+      storeUp.subscribe((k) => {
         storeStatus.next({ state: k === 'd' ? 'degraded' : 'ready' })
       })
-      expectObservable(labels(a.events$)).toBe('r---R', {
+      expectObservable(labels(a.events$)).toBe(aEvents, {
         r: 'R(startup) a/1=1',
         R: 'R(reconnect) a/1=2',
       })
-      expectSubscriptions(first.subscriptions).toBe('^---!')
-      expectSubscriptions(second.subscriptions).toBe('----^')
+      expectSubscriptions(first.subscriptions).toBe(firstSubs)
+      expectSubscriptions(second.subscriptions).toBe(secondSubs)
       sync.start()
+      stopOn(sync, stop)
     })
   })
 
   it('without it, a resuming store just goes back in sync: no new snapshot', () => {
     testScheduler().run(({ cold, hot, expectSubscriptions }) => {
+      const watch = cold('  s      ', { s: snapshotOf(1, {}) })
+      const watchSubs = '   ^----! '
+      const storeUp = hot(' --d-r  ')
+      const stop = hot('    -----x ')
+
       const storeStatus = new BehaviorSubject<StoreStatus>({ state: 'ready' })
-      const watch = cold('s', { s: snapshotOf(1, {}) })
       const store = scriptedStore(watch, {
         status$: storeStatus,
         capabilities: { resumable: true },
       })
       const sync = createDatasync(store)
       ackAfter(sync.register('a', { prefixes: ['a/'] }).events$, 0)
-      hot('--d-r').subscribe((k) => {
+      storeUp.subscribe((k) => {
         storeStatus.next({ state: k === 'd' ? 'degraded' : 'ready' })
       })
-      expectSubscriptions(watch.subscriptions).toBe('^')
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
+      stopOn(sync, stop)
     })
   })
 })
