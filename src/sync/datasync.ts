@@ -100,6 +100,8 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       return resyncRound(states, { snapshot, reason, full }, courier).pipe(
         tap({
           complete: () => {
+            // In sync before the first delta goes out. The gate opens first: a status subscriber
+            // that starts another round (resync()) closes it again before the pump runs.
             deltas.open()
             setStatus({ state: 'in-sync' })
             deltas.pumpAll()
