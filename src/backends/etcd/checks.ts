@@ -1,12 +1,10 @@
-import type { ICompare } from 'etcd3'
+import type { ICompare, IRequestOp } from 'etcd3'
 import type { Duration } from '../../core/duration.js'
 import type { TxnCondition } from '../../core/store.js'
 import { argumentChecks, noDuplicates, show, type ArgumentChecks } from '../../internal/checks.js'
 import { NAME } from './errors.js'
-import { keyBytes, toBuffer } from './keys.js'
-import type { EtcdTxnOp } from './etcd-store.js'
-
-export { show }
+import { keyBytes, prefixRange, toBuffer } from './keys.js'
+import type { EtcdTxnOp } from './options.js'
 
 const check: ArgumentChecks = argumentChecks({ backend: NAME, bytesOnly: true })
 
@@ -92,4 +90,29 @@ export function toCompare(condition: TxnCondition<Uint8Array>, index: number): I
  */
 export function assertNoDuplicates(ops: readonly CheckedOp[]): void {
   noDuplicates(NAME, ops)
+}
+
+/** The transaction's operations as etcd requests; `leases` holds each put's lease id, if any. */
+export function toRequestOps(
+  ops: readonly CheckedOp[],
+  leases: readonly (string | undefined)[],
+): IRequestOp[] {
+  return ops.map((op, index): IRequestOp => {
+    if (op.op === 'put') {
+      const lease = leases[index]
+      return {
+        request_put: {
+          key: keyBytes(op.key),
+          value: toBuffer(op.value),
+          ...(lease === undefined ? {} : { lease }),
+        },
+      }
+    }
+    const range = op.prefix === true ? prefixRange(op.key) : undefined
+    return {
+      request_delete_range: range
+        ? { key: range.start, range_end: range.end }
+        : { key: keyBytes(op.key) },
+    }
+  })
 }

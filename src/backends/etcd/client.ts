@@ -10,6 +10,8 @@ import {
   type IWatchRequest,
   type IWatchResponse,
 } from 'etcd3'
+import { describe } from '../../core/errors.js'
+import { NAME } from './errors.js'
 
 /** TLS material, already read from files. */
 export interface ClientTls {
@@ -117,8 +119,23 @@ function poolOf(client: Etcd3): PoolInternals {
  * - Replies up to 64 MiB are accepted (gRPC's default is 4 MiB); listings still page.
  * - `insecureSkipVerify` needs gRPC verify options that etcd3 cannot pass, so the store replaces
  *   the credentials etcd3 made before any channel exists.
+ *
+ * @throws TypeError when gRPC refuses the TLS material (it checks the PEM when the credentials
+ * are made).
  */
 export function createClient(settings: ClientSettings): Etcd3 {
+  try {
+    return buildClient(settings)
+  } catch (error) {
+    if (error instanceof TypeError) throw error
+    throw new TypeError(
+      `${NAME}: tls: expected PEM certificates and a PEM private key, got material gRPC refuses (${describe(error)})`,
+      { cause: error },
+    )
+  }
+}
+
+function buildClient(settings: ClientSettings): Etcd3 {
   const tls = settings.tls
   const pauseMs = Math.min(MEMBER_PAUSE_MS, settings.reconnectIntervalMs)
   const guards: MemberGuard[] = []

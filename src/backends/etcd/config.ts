@@ -10,14 +10,15 @@ import {
   loadConfigFile,
   type ConfigLookup,
 } from '../../internal/config.js'
-import type { EtcdStoreOptions } from './etcd-store.js'
-import { ENDPOINT } from './settings.js'
+import { ENDPOINT, type EtcdStoreOptions } from './options.js'
 
-/** Where {@link loadEtcdConfig} looks: the process's argv and env unless given. */
-export interface EtcdConfigLookup extends ConfigLookup {
-  /** Read this file, whatever the flag and the environment say. */
-  readonly file?: string
-}
+export type { ConfigLookup }
+
+/**
+ * Where {@link loadEtcdConfig} looks.
+ * @deprecated The same type as {@link ConfigLookup}, which every backend's loader takes.
+ */
+export type EtcdConfigLookup = ConfigLookup
 
 const schema = z.strictObject({
   endpoints: z
@@ -85,9 +86,9 @@ type EtcdConfigFile = z.infer<typeof schema>
  * field, a wrong type, a file that cannot be read.
  */
 export async function loadEtcdConfig(
-  lookup: EtcdConfigLookup = {},
+  lookup: ConfigLookup = {},
 ): Promise<EtcdStoreOptions | undefined> {
-  const file = lookup.file ?? configPath({ flag: '--etcd-config', env: 'ETCD_CONFIG' }, lookup)
+  const file = configPath({ flag: '--etcd-config', env: 'ETCD_CONFIG' }, lookup)
   if (file === undefined) return undefined
   const config = await loadConfigFile(file, schema, lookup)
   const lines = await fieldLines(file)

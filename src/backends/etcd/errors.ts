@@ -16,22 +16,10 @@ import {
   UnavailableError,
   describe,
 } from '../../core/errors.js'
+import { inOperation, type ErrorMapper, type Scope } from '../../internal/errors.js'
 
 /** The backend's name in messages. */
 export const NAME = 'etcd'
-
-/** What a failure means for the store beyond the one operation that met it. */
-export type Scope =
-  /** Only this operation (or this watch) failed. */
-  | 'operation'
-  /** The store cannot work at all (wrong password, TLS mismatch): it closes with the error. */
-  | 'store'
-
-/** A raw client error mapped to the library's error, with how far it reaches. */
-export interface Mapped {
-  readonly error: DatasyncError
-  readonly scope: Scope
-}
 
 /** Whether etcd refused the client's auth token (it must authenticate again), or caused that. */
 export function isStaleToken(error: unknown): boolean {
@@ -200,20 +188,20 @@ const RULES: readonly Rule[] = [
 ]
 
 /**
- * Maps anything the etcd client threw to a {@link DatasyncError}; `what` names the operation
- * (e.g. `put 'a/b'`). A DatasyncError passes through unchanged.
+ * The store's error table, naming the members and the user of `context`: maps anything the etcd
+ * client threw while doing `what` (e.g. `put 'a/b'`) to a {@link DatasyncError}, with its scope.
+ * A DatasyncError passes through unchanged (scope `operation`).
  */
-export function mapError(error: unknown, context: ErrorContext, what: string): Mapped {
-  if (error instanceof DatasyncError) return { error, scope: 'operation' }
-  const message = describe(error)
-  const lower = message.toLowerCase()
-  for (const rule of RULES) {
-    if (rule.when(error, lower)) {
-      return { error: rule.map(message, error, context, what), scope: rule.scope ?? 'operation' }
+export function errorMapper(context: ErrorContext): ErrorMapper {
+  return (raw, what) => {
+    if (raw instanceof DatasyncError) return inOperation(raw)
+    const message = describe(raw)
+    const lower = message.toLowerCase()
+    for (const rule of RULES) {
+      if (rule.when(raw, lower)) {
+        return { error: rule.map(message, raw, context, what), scope: rule.scope ?? 'operation' }
+      }
     }
-  }
-  return {
-    error: new DatasyncError('internal', `${NAME} ${what}: ${message}`, { cause: error }),
-    scope: 'operation',
+    return inOperation(new DatasyncError('internal', `${NAME} ${what}: ${message}`, { cause: raw }))
   }
 }

@@ -5,5 +5,8 @@ export type {
   EtcdStoreOptions,
   EtcdTlsOptions,
   EtcdTxnOp,
-} from './etcd-store.js'
-export { loadEtcdConfig, type EtcdConfigLookup } from './config.js'
+} from './options.js'
+export { loadEtcdConfig } from './config.js'
+// EtcdConfigLookup: deprecated, kept for existing imports.
+// eslint-disable-next-line @typescript-eslint/no-deprecated
+export type { ConfigLookup, EtcdConfigLookup } from './config.js'

@@ -1,3 +1,7 @@
+import type { IKeyValue } from 'etcd3'
+import type { KeyValue } from '../../core/events.js'
+import { revision } from '../../core/revision.js'
+
 /** A key range of etcd: `[start, end)`; `end` = `[0]` means "every key from `start` on". */
 export interface KeyRange {
   readonly start: Buffer
@@ -15,6 +19,15 @@ export function keyBytes(key: string): Buffer {
 export function valueOf(raw: Buffer | undefined): Uint8Array {
   if (raw === undefined) return new Uint8Array(0)
   return new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength)
+}
+
+/** A key-value of the client as the store's, its value over the same memory. */
+export function toKeyValue(kv: IKeyValue): KeyValue<Uint8Array> {
+  return {
+    key: kv.key.toString('utf8'),
+    value: valueOf(kv.value),
+    revision: revision(kv.mod_revision),
+  }
 }
 
 /** A value for the client: the same memory seen as a Buffer (no copy). */

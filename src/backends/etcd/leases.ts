@@ -5,8 +5,11 @@ import {
   concatMap,
   defer,
   exhaustMap,
+  from,
   map,
   of,
+  reduce,
+  retry,
   shareReplay,
   tap,
   throwError,
@@ -15,7 +18,10 @@ import {
   type Subscription,
 } from 'rxjs'
 import { EtcdLeaseInvalidError, type Etcd3, type ILeaseKeepAliveResponse } from 'etcd3'
+import type { Duration } from '../../core/duration.js'
 import { DatasyncError, isRetryable } from '../../core/errors.js'
+import { ttlMillis } from './checks.js'
+import { NAME } from './errors.js'
 
 /** How the lease code reaches the server: every call wrapped once at the store's edge. */
 export interface LeaseContext {
@@ -27,6 +33,9 @@ export interface LeaseContext {
   readonly sessionTtlSeconds: number
   call<T>(what: string, run: () => Promise<T>): Observable<T>
 }
+
+/** How a write notes the leases it uses: `track(id$)` is `id$`, noting the id it emits. */
+export type TrackLease = (id$: Observable<string | undefined>) => Observable<string | undefined>
 
 interface Granted {
   readonly id$: Observable<string>
@@ -62,6 +71,23 @@ export class Leases {
   private session: SessionLease | undefined
 
   constructor(private readonly context: LeaseContext) {}
+
+  /**
+   * The lease of a put: the session's, one for its TTL, or none (undefined).
+   * @throws TypeError for both a TTL and `session`, or a TTL that is not a positive duration.
+   */
+  forPut(
+    ttl: Duration | undefined,
+    session: boolean | undefined,
+    what: string,
+  ): Observable<string | undefined> {
+    if (session === true && ttl !== undefined) {
+      throw new TypeError(`${NAME} ${what}: give either ttl or session, not both`)
+    }
+    if (session === true) return this.forSession()
+    if (ttl !== undefined) return this.forTtl(ttlMillis(what, ttl))
+    return of(undefined)
+  }
 
   /** The lease for a put with a TTL of `ttlMs`. */
   forTtl(ttlMs: number): Observable<string> {
@@ -128,10 +154,38 @@ export class Leases {
   }
 
   /**
-   * Stops the session's keepalives and revokes its lease (its keys are deleted at once).
+   * Runs a write that may use leases. `track` notes the leases it used: when etcd no longer has
+   * one (expired early, revoked), it is forgotten and the write tried once more with a fresh lease.
+   */
+  retryWhenLost<T>(write: (track: TrackLease) => Observable<T>): Observable<T> {
+    return defer(() => {
+      const used = new Set<string>()
+      const track: TrackLease = (id$) =>
+        id$.pipe(
+          tap((id) => {
+            if (id !== undefined) used.add(id)
+          }),
+        )
+      return write(track).pipe(
+        catchError((error: unknown) => {
+          if (isLeaseGone(error)) for (const id of used) this.invalidate(id)
+          return throwError(() => error)
+        }),
+      )
+    }).pipe(
+      retry({
+        count: 1,
+        delay: (error: unknown) => (isLeaseGone(error) ? of(0) : throwError(() => error)),
+      }),
+    )
+  }
+
+  /**
+   * Stops the session's keepalives and revokes its lease (its keys are deleted at once), through
+   * `call`: the store closing revokes straight through the client, its edge refusing already.
    * Completes without error whatever happens: closing must not fail on an unreachable server.
    */
-  revoke(): Observable<void> {
+  revoke(call: LeaseContext['call']): Observable<void> {
     return defer(() => {
       const session = this.session
       this.session = undefined
@@ -142,11 +196,9 @@ export class Leases {
       return session.id$.pipe(
         catchError(() => EMPTY),
         concatMap((id) =>
-          this.context
-            .call('revoke the session lease', () =>
-              this.context.client.leaseClient.leaseRevoke({ ID: id }),
-            )
-            .pipe(catchError(() => EMPTY)),
+          call('revoke the session lease', () =>
+            this.context.client.leaseClient.leaseRevoke({ ID: id }),
+          ).pipe(catchError(() => EMPTY)),
         ),
         map(() => undefined),
       )
@@ -215,6 +267,17 @@ function keepAliveOnce(client: Etcd3, id: string): Promise<ILeaseKeepAliveRespon
         })
         stream.write({ ID: id })
       }),
+  )
+}
+
+/** Emits every lease id once all are there (several TTLs in one transaction). */
+export function allLeases(
+  sources: readonly Observable<string | undefined>[],
+): Observable<(string | undefined)[]> {
+  if (sources.length === 0) return of([])
+  return from(sources).pipe(
+    concatMap((source) => source),
+    reduce((ids: (string | undefined)[], id) => [...ids, id], []),
   )
 }
 

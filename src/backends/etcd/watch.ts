@@ -25,8 +25,11 @@ import { DatasyncError, UnavailableError } from '../../core/errors.js'
 import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
 import { revision, ZERO_REVISION, type Revision } from '../../core/revision.js'
 import { matchesAny } from '../../core/snapshot.js'
+import { backoffDelay } from '../../internal/backoff.js'
+import { isFatalToWatch, type ErrorMapper, type Mapped } from '../../internal/errors.js'
+import type { HealthPart } from '../../internal/store-health.js'
 import { openWatchStream, type WatchStream } from './client.js'
-import { NAME, type Mapped } from './errors.js'
+import { NAME } from './errors.js'
 import { hullOf, normalizePrefixes, valueOf, type KeyRange } from './keys.js'
 
 /** What a watch needs from its store. */
@@ -40,20 +43,19 @@ export interface WatchContext {
   readonly allowDelayedStart: boolean
   /** Every key under the (normalized) prefixes, read at one revision. */
   list(prefixes: readonly string[]): Observable<{ revision: bigint; items: KeyValue<Uint8Array>[] }>
-  /** Maps a raw error to the library's error (no side effect). */
-  map(error: unknown, what: string): Mapped
-  /** Maps a raw error; a store-wide failure closes the store. */
-  fail(error: unknown, what: string): Mapped
+  /** The store's error table, without side effects (a cancel reason is read with it). */
+  readonly map: ErrorMapper
+  /**
+   * Maps a raw error the watch met and applies what it means: a store-wide failure closes the
+   * store, a connection fault marks `part` down.
+   */
+  fail(error: unknown, what: string, part: HealthPart): Mapped
   /** Notes a revision the watch delivered (snapshots never go back before it). */
   observe(revision: bigint): void
   /** Whether the store ever reached etcd. */
   contacted(): boolean
-  /** The watch `token` has a live stream. */
-  up(token: object): void
-  /** The watch `token` lost its stream (the store is degraded while it is down). */
-  down(token: object, error: DatasyncError): void
-  /** The watch `token` ended. */
-  gone(token: object): void
+  /** A new reporter of the store's health, for one watch: up with a live stream, gone at its end. */
+  part(): HealthPart
 }
 
 /** The first pause after a broken stream; it doubles up to the reconnect interval. */
@@ -92,7 +94,8 @@ export function watchPrefixes(
     }
     const what = `watch of ${kept.map((prefix) => JSON.stringify(prefix)).join(', ')}`
     const hull = hullOf(kept)
-    const token = {}
+    const health = context.part()
+    const backoff = { firstMs: FIRST_BACKOFF_MS, maxMs: context.reconnectIntervalMs }
     const started = context.scheduler.now()
     /** The revision the watch delivered last: everything up to it is known. */
     let last: bigint | undefined
@@ -111,7 +114,7 @@ export function watchPrefixes(
     const onResponse = (response: IWatchResponse): Observable<StoreEvent<Uint8Array>> => {
       if (response.created) {
         failures = 0
-        context.up(token)
+        health.up()
         return EMPTY
       }
       if (response.events.length === 0) {
@@ -141,15 +144,15 @@ export function watchPrefixes(
     return cycle.pipe(
       retry({
         delay: (raw: unknown) => {
-          const { error, scope } = context.fail(raw, what)
-          if (scope === 'store') return throwError(() => error)
-          if (error.code === 'compacted') {
+          const mapped = context.fail(raw, what, health)
+          const { error } = mapped
+          if (mapped.scope === 'operation' && error.code === 'compacted') {
             // The revision to resume from is gone: relist, and the orchestrator diffs (P4).
             relist = true
             cause = 'compacted'
             return timer(0, context.scheduler)
           }
-          if (!error.retryable) return throwError(() => error)
+          if (isFatalToWatch(mapped)) return throwError(() => error)
           if (
             !context.contacted() &&
             !context.allowDelayedStart &&
@@ -164,21 +167,16 @@ export function watchPrefixes(
                 ),
             )
           }
-          context.down(token, error)
           if (last !== undefined && context.resyncAfterReconnect && !relist) {
             relist = true
             cause = 'reconnect'
           }
           failures++
-          const delay = Math.min(
-            context.reconnectIntervalMs,
-            FIRST_BACKOFF_MS * 2 ** (failures - 1),
-          )
-          return timer(delay, context.scheduler)
+          return timer(backoffDelay(backoff, failures), context.scheduler)
         },
       }),
       finalize(() => {
-        context.gone(token)
+        health.gone()
       }),
     )
   })

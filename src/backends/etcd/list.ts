@@ -1,0 +1,135 @@
+import {
+  EMPTY,
+  concatMap,
+  defer,
+  expand,
+  from,
+  map,
+  of,
+  reduce,
+  retry,
+  tap,
+  throwError,
+  type Observable,
+} from 'rxjs'
+import type { Etcd3, IKeyValue, IRangeResponse } from 'etcd3'
+import { DatasyncError } from '../../core/errors.js'
+import { keyAfter, type KeyRange } from './keys.js'
+
+/** What a listing needs from its store. */
+export interface ListContext {
+  readonly client: Etcd3
+  /** The most keys one page asks for. */
+  readonly pageSize: number
+  /** A raw call through the store's edge (bounded, mapped, refused once the store is closed). */
+  call<T>(what: string, run: () => Promise<T>): Observable<T>
+  /** The highest revision any answer showed: no snapshot of the store may be older. */
+  highest(): bigint
+}
+
+/** What one listing reads. */
+export interface ListRequest<T> {
+  readonly ranges: readonly KeyRange[]
+  /** Keys only, no values. */
+  readonly keysOnly: boolean
+  /** What the listing is for, in error messages. */
+  readonly what: string
+  /** Turns each key-value of a page into an item, as the page arrives. */
+  readonly convert: (kv: IKeyValue) => T
+  /** The first page may come from the member's applied state (a watch's snapshot). */
+  readonly quick?: boolean
+}
+
+/** Pages aim at this many bytes. */
+const PAGE_TARGET_BYTES = 2 * 1024 * 1024
+/** The first page of a listing asks for at most this many keys (their size is unknown yet). */
+const FIRST_PAGE = 32
+/** How often a listing starts over when its revision is compacted under it. */
+const LIST_ATTEMPTS = 5
+
+/**
+ * Every key in the request's ranges at one revision, in pages: the first page fixes the revision
+ * R and every later page reads R, so writes during the listing cannot make it inconsistent.
+ * Starts over when R is compacted under it.
+ *
+ * Every page is linearizable (a later page waits until the member has applied R), except, with
+ * `quick`, the first: a watch's snapshot needs a consistent view, not the latest one (the watch
+ * brings what follows), so the member may answer from what it has applied, without a round
+ * through the raft leader, and the snapshot is taken when it is asked for. A lagging member could
+ * answer with an older revision: when R is below a revision the store has already seen, the page
+ * is read again linearizably, so the store's snapshots never go back in time. Broker listings are
+ * fully linearizable: they see every write that completed.
+ *
+ * Each page is converted as it arrives, so the client's own objects for a page (a dozen per key)
+ * are garbage before the next page comes: a listing of 100k keys never holds them all at once.
+ *
+ * ```
+ * pages:    p1(R, 32 keys)--p2(R)--p3(R)--|
+ * listRanges:                             {R, items}|
+ * ```
+ */
+export function listRanges<T>(
+  context: ListContext,
+  request: ListRequest<T>,
+): Observable<{ revision: bigint; items: T[] }> {
+  const { client, pageSize } = context
+  const { ranges, keysOnly, what, convert, quick = false } = request
+  return defer(() => {
+    const floor = context.highest()
+    let pinned: string | undefined
+    let limit = Math.min(FIRST_PAGE, pageSize)
+    let bytes = 0
+    let count = 0
+    const read = (range: KeyRange, start: Buffer, serializable: boolean) =>
+      context.call(what, () =>
+        client.kv.range({
+          key: start,
+          range_end: range.end,
+          limit,
+          revision: pinned ?? 0,
+          keys_only: keysOnly,
+          serializable,
+        }),
+      )
+    const page = (range: KeyRange, start: Buffer): Observable<IRangeResponse> =>
+      (pinned !== undefined || !quick
+        ? read(range, start, false)
+        : read(range, start, true).pipe(
+            concatMap((response) =>
+              BigInt(response.header.revision) >= floor ? of(response) : read(range, start, false),
+            ),
+          )
+      ).pipe(
+        tap((response) => {
+          pinned ??= response.header.revision
+          for (const kv of response.kvs) bytes += kv.key.length + (kv.value?.length ?? 0) + 64
+          count += response.kvs.length
+          const average = count === 0 ? 64 : bytes / count
+          limit = Math.max(1, Math.min(pageSize, Math.floor(PAGE_TARGET_BYTES / average)))
+        }),
+      )
+    return from(ranges).pipe(
+      concatMap((range) =>
+        page(range, range.start).pipe(
+          expand((response) => {
+            const lastKv = response.kvs.at(-1)
+            return response.more && lastKv !== undefined ? page(range, keyAfter(lastKv.key)) : EMPTY
+          }),
+        ),
+      ),
+      reduce((items: T[], response) => {
+        for (const kv of response.kvs) items.push(convert(kv))
+        return items
+      }, []),
+      map((items) => ({ revision: BigInt(pinned ?? '0'), items })),
+    )
+  }).pipe(
+    retry({
+      count: LIST_ATTEMPTS,
+      delay: (error: unknown) =>
+        error instanceof DatasyncError && error.code === 'compacted'
+          ? of(0)
+          : throwError(() => error),
+    }),
+  )
+}
