@@ -27,65 +27,20 @@ import { toMillis, type Duration } from '../core/duration.js'
 import { describe } from '../core/errors.js'
 import type { StoreStatus } from '../core/store.js'
 import type { SyncStatus } from '../sync/types.js'
+import {
+  PENDING,
+  aggregate,
+  isPending,
+  sameComponent,
+  sameReport,
+  storeHealth,
+  syncHealth,
+  type ComponentHealth,
+  type HealthReport,
+  type HealthState,
+} from './report.js'
 
-/**
- * How healthy a component is, from best to worst:
- *
- * 1. `ok`: a store is `ready`, an orchestrator `in-sync`, a check answered `ok`.
- * 2. `starting`: not there yet, and expected to get there: a store `connecting`, an orchestrator
- *    `idle`, `connecting` or `resyncing` (a round is being delivered), a check not answered yet.
- * 3. `degraded`: a store lost its connection, or an orchestrator's store did; both recover by
- *    themselves. A check may answer `degraded` too.
- * 4. `stopped`: closed or stopped on purpose (a store `closed` without an error, an orchestrator
- *    `stopped`): nothing is wrong, and nothing will recover by itself.
- * 5. `failed`: a store closed by a fatal error, an orchestrator `halted`, a check that answered
- *    `failed` or `false`, threw, or did not answer within its timeout.
- *
- * The aggregate is the worst state of its components (not the last one to change, as in the Go
- * original).
- */
-export type HealthState = 'ok' | 'starting' | 'degraded' | 'stopped' | 'failed'
-
-const ORDER: readonly HealthState[] = ['ok', 'starting', 'degraded', 'stopped', 'failed']
-
-/** What kind of component a {@link ComponentHealth} describes. */
-export type ComponentKind = 'store' | 'datasync' | 'check'
-
-/** One component's health in a {@link HealthReport}. */
-export interface ComponentHealth {
-  readonly kind: ComponentKind
-  readonly state: HealthState
-  /**
-   * The component's own word for its state: a store's `connecting`, `ready`, `degraded` or
-   * `closed`; an orchestrator's `idle` ... `halted`; a check's `ok`, `degraded`, `failed` or
-   * `timeout`; `pending` before the first answer.
-   */
-  readonly status: string
-  /** Why it is not ok, when there is a reason. */
-  readonly error?: string
-  /** Whether it counts for readiness, liveness and the aggregate state. */
-  readonly critical: boolean
-}
-
-/**
- * The health of everything registered, as the probes serve it (JSON):
- *
- * ```json
- * { "state": "degraded", "ready": false, "live": true,
- *   "components": { "etcd": { "kind": "store", "state": "degraded", "status": "degraded",
- *                             "error": "etcd: connection refused", "critical": true } } }
- * ```
- */
-export interface HealthReport {
-  /** The worst state of the critical components; `ok` when there is none. */
-  readonly state: HealthState
-  /** Every critical component is `ok`: stores ready, orchestrators in sync, checks ok. */
-  readonly ready: boolean
-  /** No critical component `failed`: nothing halted, closed by an error, failing or hanging. */
-  readonly live: boolean
-  /** Each component by the name it was added with, in the order added. */
-  readonly components: Readonly<Record<string, ComponentHealth>>
-}
+export type { ComponentHealth, ComponentKind, HealthReport, HealthState } from './report.js'
 
 /**
  * What a check answers: a state (`'ok'`, `'degraded'`, `'failed'`), a boolean (true is ok), or
@@ -134,9 +89,17 @@ export interface HealthOptions {
   readonly scheduler?: SchedulerLike
 }
 
-/** Anything with a store's status stream: every `KvStore`. */
+/**
+ * Anything with a store's status stream: every `KvStore`. A combined store (`createRoutedStore`,
+ * `createLayeredStore`) also lists its `sources`.
+ */
 export interface StoreLike {
   readonly status$: Observable<StoreStatus>
+  /** The sources of a combined store, each reported as a component of its own. */
+  readonly sources?: readonly {
+    readonly name: string
+    readonly status$: Observable<StoreStatus>
+  }[]
 }
 
 /** Anything with an orchestrator's status stream: every `Datasync`. */
@@ -147,7 +110,9 @@ export interface DatasyncLike {
 /** The health of stores, orchestrators and checks, aggregated: the worst one wins. */
 export interface Health {
   /**
-   * Adds a store; its `status$` is followed while the health is observed.
+   * Adds a store; its `status$` is followed while the health is observed. Each source of a
+   * combined store is added too, as a component named `<name>/<source>` with the same options:
+   * the report says which source is down.
    *
    * @throws TypeError when the name is empty or already taken.
    */
@@ -193,8 +158,6 @@ interface Component {
   readonly settleMs: number
 }
 
-const PENDING = 'pending'
-
 /**
  * Creates an empty {@link Health}: add stores, orchestrators and checks, then observe
  * `report$` (or serve it over HTTP with `serveHealth`).
@@ -226,16 +189,21 @@ export function createHealth(options: HealthOptions = {}): Health {
   const defaultIntervalMs = toMillis(options.checkInterval ?? '10s', 'checkInterval')
   const components = new BehaviorSubject<readonly Component[]>([])
 
-  const add = (component: Component): void => {
-    if (typeof component.name !== 'string' || component.name === '') {
-      throw new TypeError(
-        `health: expected a non-empty component name, got ${JSON.stringify(component.name)}`,
-      )
+  /** Adds components at once (one restart of the run), or none when a name is wrong. */
+  const add = (...added: Component[]): void => {
+    const taken = new Set(components.value.map((c) => c.name))
+    for (const component of added) {
+      if (typeof component.name !== 'string' || component.name === '') {
+        throw new TypeError(
+          `health: expected a non-empty component name, got ${JSON.stringify(component.name)}`,
+        )
+      }
+      if (taken.has(component.name)) {
+        throw new TypeError(`health: a component named '${component.name}' is already added`)
+      }
+      taken.add(component.name)
     }
-    if (components.value.some((c) => c.name === component.name)) {
-      throw new TypeError(`health: a component named '${component.name}' is already added`)
-    }
-    components.next([...components.value, component])
+    components.next([...components.value, ...added])
   }
 
   const report$ = components.pipe(
@@ -243,7 +211,12 @@ export function createHealth(options: HealthOptions = {}): Health {
       list.length === 0
         ? of(aggregate([], []))
         : combineLatest(list.map((component) => component.state$)).pipe(
-            map((states) => aggregate(list, states)),
+            map((states) =>
+              aggregate(
+                list.map((component) => component.name),
+                states,
+              ),
+            ),
           ),
     ),
     distinctUntilChanged(sameReport),
@@ -253,12 +226,21 @@ export function createHealth(options: HealthOptions = {}): Health {
   const health: Health = {
     addStore(name, store, componentOptions = {}) {
       const critical = componentOptions.critical ?? true
-      add({
-        name,
-        critical,
-        settleMs: defaultTimeoutMs,
-        state$: followStatus(store.status$, 'store', critical, storeHealth),
-      })
+      const parts = [
+        { name, status$: store.status$ },
+        ...(store.sources ?? []).map((source) => ({
+          name: `${name}/${source.name}`,
+          status$: source.status$,
+        })),
+      ]
+      add(
+        ...parts.map((part) => ({
+          name: part.name,
+          critical,
+          settleMs: defaultTimeoutMs,
+          state$: followStatus(part.status$, 'store', critical, storeHealth),
+        })),
+      )
       return health
     },
     addDatasync(name, datasync, componentOptions = {}) {
@@ -333,36 +315,6 @@ function followStatus<S extends { readonly state: string; readonly error?: Error
   )
 }
 
-function storeHealth(status: StoreStatus): HealthState {
-  switch (status.state) {
-    case 'ready':
-      return 'ok'
-    case 'connecting':
-      return 'starting'
-    case 'degraded':
-      return 'degraded'
-    case 'closed':
-      return status.error === undefined ? 'stopped' : 'failed'
-  }
-}
-
-function syncHealth(status: SyncStatus): HealthState {
-  switch (status.state) {
-    case 'in-sync':
-      return 'ok'
-    case 'idle':
-    case 'connecting':
-    case 'resyncing':
-      return 'starting'
-    case 'degraded':
-      return 'degraded'
-    case 'stopped':
-      return 'stopped'
-    case 'halted':
-      return 'failed'
-  }
-}
-
 interface CheckSettings {
   readonly critical: boolean
   readonly timeoutMs: number
@@ -432,52 +384,4 @@ function isPromiseLike(value: unknown): value is PromiseLike<CheckResult> {
     value !== null &&
     typeof (value as { then?: unknown }).then === 'function'
   )
-}
-
-/** The worst of the critical components decides; none is ok. */
-function aggregate(list: readonly Component[], states: readonly ComponentHealth[]): HealthReport {
-  const entries: [string, ComponentHealth][] = []
-  let worst = 0
-  let ready = true
-  let live = true
-  list.forEach((component, index) => {
-    const health = states[index]
-    if (health === undefined) return
-    entries.push([component.name, health])
-    if (!health.critical) return
-    worst = Math.max(worst, ORDER.indexOf(health.state))
-    if (health.state !== 'ok') ready = false
-    if (health.state === 'failed') live = false
-  })
-  return {
-    state: ORDER[worst] ?? 'failed',
-    ready,
-    live,
-    components: Object.fromEntries(entries),
-  }
-}
-
-function isPending(report: HealthReport): boolean {
-  return Object.values(report.components).some((component) => component.status === PENDING)
-}
-
-function sameComponent(a: ComponentHealth, b: ComponentHealth): boolean {
-  return (
-    a.kind === b.kind &&
-    a.state === b.state &&
-    a.status === b.status &&
-    a.error === b.error &&
-    a.critical === b.critical
-  )
-}
-
-function sameReport(a: HealthReport, b: HealthReport): boolean {
-  const names = Object.keys(a.components)
-  if (a.state !== b.state || a.ready !== b.ready || a.live !== b.live) return false
-  if (names.length !== Object.keys(b.components).length) return false
-  return names.every((name) => {
-    const x = a.components[name]
-    const y = b.components[name]
-    return x !== undefined && y !== undefined && sameComponent(x, y)
-  })
 }

@@ -5,6 +5,8 @@ import {
   DatasyncError,
   UnavailableError,
   createDatasync,
+  createMemoryStore,
+  createRoutedStore,
   type StoreStatus,
   type SyncStatus,
 } from '../../src/index.js'
@@ -271,5 +273,38 @@ describe('createHealth: checks', () => {
     const health = createHealth()
     expect(() => health.addCheck('x', 'yes' as never)).toThrow(/expected a function/)
     expect(() => health.addCheck('y', () => true, { timeout: -1 })).toThrow(/timeout/)
+  })
+})
+
+describe('createHealth: a combined store', () => {
+  it('reports each source of a combined store as its own component', () => {
+    const faulty = createFaultStore<string>()
+    const local = createMemoryStore<string>()
+    const store = createRoutedStore({
+      'config/': { name: 'live', store: faulty },
+      'local/': { name: 'local', store: local },
+    })
+    const health = createHealth().addStore('config', store)
+    const followed = follow(health)
+    expect(Object.keys(followed.report.components)).toEqual([
+      'config',
+      'config/live',
+      'config/local',
+    ])
+    expect(followed.report.state).toBe('ok')
+    faulty.disconnect(new UnavailableError('etcd', 'connection refused'))
+    const report = followed.report
+    expect(report.state).toBe('degraded')
+    expect(report.components['config/live']).toMatchObject({
+      kind: 'store',
+      state: 'degraded',
+      error: 'etcd: connection refused',
+    })
+    expect(report.components['config/local']).toMatchObject({ state: 'ok' })
+    expect(report.components['config']).toMatchObject({ state: 'degraded' })
+    faulty.reconnect()
+    expect(followed.report.state).toBe('ok')
+    expect(() => health.addStore('config/live', local)).toThrow(/already added/)
+    followed.stop()
   })
 })
