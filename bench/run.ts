@@ -8,8 +8,8 @@
 //   --runs 7            timed runs per side (the median is reported; at least 5 for the issue)
 //   --warmups 3         untimed runs per side first (JIT), except for memory (fresh processes)
 //   --backends etcd,redis,redis-lean   redis-lean: our store with watchMemory 'lean' (same server)
-//   --workloads resync,memory,throughput,latency,writes
-//   --sizes 10000,100000        resync sizes; memory uses the largest
+//   --workloads resync,combined,memory,throughput,latency,writes
+//   --sizes 10000,100000        resync sizes; memory and combined use the largest
 //   --changes 20000 --batch 100 --concurrency 4   the throughput writer (a separate process)
 //   --samples 500       puts per latency run
 //   --puts 5000 --put-concurrency 16              the writes workload
@@ -30,6 +30,7 @@ import { renderTable, verdict, type Row } from './lib/stats.js'
 import type { Settings, Side } from './workloads/common.js'
 import { latencyWorkload } from './workloads/latency.js'
 import { memoryWorkload } from './workloads/memory.js'
+import { combinedWorkload } from './workloads/combined.js'
 import { resyncData, resyncWorkload } from './workloads/resync.js'
 import { throughputWorkload } from './workloads/throughput.js'
 import { writesWorkload } from './workloads/writes.js'
@@ -39,7 +40,7 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '7' },
     warmups: { type: 'string', default: '3' },
     backends: { type: 'string', default: 'etcd,redis,redis-lean' },
-    workloads: { type: 'string', default: 'resync,memory,throughput,latency,writes' },
+    workloads: { type: 'string', default: 'resync,combined,memory,throughput,latency,writes' },
     sizes: { type: 'string', default: '10000,100000' },
     changes: { type: 'string', default: '20000' },
     batch: { type: 'string', default: '100' },
@@ -125,6 +126,11 @@ async function runBackend(backend: Backend): Promise<void> {
       }
       await backend.clear(resyncData(size).root)
     }
+  }
+  if (workloads.has('combined')) {
+    const size = Math.max(...sizes)
+    step(`resync of ${size} keys split over two sources of a routed store`)
+    rows.push(...(await combinedWorkload(backend, size, settings)))
   }
   if (workloads.has('throughput')) {
     step(`watch throughput, ${args.changes} changes`)

@@ -36,7 +36,7 @@ describe('combined stores: merging sources', () => {
       })
       const b = cold('  --s--c-', {
         s: snapshotOf(7, { 'b/1': '1' }),
-        c: changesOf(8, { 'b/1': null }),
+        c: changesOf<string>(8, { 'b/1': null }),
       })
       const subs = '    ^-----!'
       const watched = ' --sc-d-'
@@ -142,7 +142,7 @@ describe('combined stores: merging sources', () => {
       })
       const top = cold('s-d---p-', {
         s: snapshotOf(1, { k: 'top' }),
-        d: changesOf(2, { k: null }),
+        d: changesOf<string>(2, { k: null }),
         p: changesOf(3, { k: 'top2' }),
       })
       const subs = '    ^------!'

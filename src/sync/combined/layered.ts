@@ -56,6 +56,7 @@ export function createLayeredStore<V = Uint8Array>(
       return new Map(all.map((index) => [index, covered]))
     },
     accepts: () => true,
+    shadows: () => false,
     home: () => writeTo,
     prefixTargets: (prefix) => [{ source: writeTo, prefix, whole: true }],
     readOnly: (source) =>

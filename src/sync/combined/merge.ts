@@ -4,15 +4,19 @@ import type { Change, KeyValue, StoreEvent } from '../../core/events.js'
 import type { Revision } from '../../core/revision.js'
 import { compareKeys } from '../../internal/order.js'
 import { stamp, type CombinedClock } from './clock.js'
-import { mergeByKey } from './sorted.js'
+import { mergeSorted } from './sorted.js'
+import { SourceView } from './view.js'
 import type { SourceSet } from './sources.js'
 
 /** What a combined watch reads: which sources, under which prefixes, and which keys count. */
 export interface WatchPlan {
   /** For each source to watch (by index), the prefixes its watch covers. */
   readonly prefixes: ReadonlyMap<number, readonly string[]>
-  /** Whether a key that `source` holds belongs to the combined view (a routed store's owner). */
-  readonly accepts: (source: number, key: string) => boolean
+  /**
+   * For the sources that may hold keys outside the combined view under their prefixes (a routed
+   * source with a longer route of another source under its prefix), which keys belong to it.
+   */
+  readonly filters: ReadonlyMap<number, (key: string) => boolean>
 }
 
 /** What every watch of one combined store shares. */
@@ -62,7 +66,7 @@ export function mergeWatch<V>(
 
 class Merger<V> {
   /** Each source's part of the view: its items that belong to the combined view. */
-  readonly #views: Map<string, KeyValue<V>>[]
+  readonly #views: SourceView<V>[]
   /** Watched sources that have not given their first snapshot yet. */
   readonly #pending = new Set<number>()
   /** Releases of the sources reported late. */
@@ -78,7 +82,7 @@ class Merger<V> {
     private readonly plan: WatchPlan,
     private readonly subscriber: Subscriber<StoreEvent<V>>,
   ) {
-    this.#views = context.sources.stores.map(() => new Map<string, KeyValue<V>>())
+    this.#views = context.sources.stores.map(() => new SourceView<V>())
   }
 
   start(): Subscription {
@@ -130,11 +134,11 @@ class Merger<V> {
   #receive(index: number, event: StoreEvent<V>): void {
     const view = this.#views[index]
     if (view === undefined) return
+    const accepts = this.plan.filters.get(index)
     if (event.type === 'snapshot') {
-      const fresh = new Map<string, KeyValue<V>>()
-      for (const item of event.items) {
-        if (this.plan.accepts(index, item.key)) fresh.set(item.key, item)
-      }
+      const fresh = new SourceView(
+        accepts === undefined ? event.items : event.items.filter((item) => accepts(item.key)),
+      )
       const first = this.#pending.delete(index)
       if (!this.#started) {
         this.#views[index] = fresh
@@ -150,8 +154,8 @@ class Merger<V> {
     }
     if (!this.#started) {
       for (const change of event.changes) {
-        if (!this.plan.accepts(index, change.key)) continue
-        if (change.op === 'put') view.set(change.key, asItem(change))
+        if (accepts !== undefined && !accepts(change.key)) continue
+        if (change.op === 'put') view.set(asItem(change))
         else view.delete(change.key)
       }
       return
@@ -159,9 +163,9 @@ class Merger<V> {
     const next = stamp(this.context.clock)
     const changes: Change<V>[] = []
     for (const change of event.changes) {
-      if (!this.plan.accepts(index, change.key)) continue
+      if (accepts !== undefined && !accepts(change.key)) continue
       const before = this.#visible(change.key)
-      if (change.op === 'put') view.set(change.key, asItem(change))
+      if (change.op === 'put') view.set(asItem(change))
       else view.delete(change.key)
       const out = this.#change(change.key, before, this.#visible(change.key), next)
       if (out !== undefined) changes.push(out)
@@ -177,20 +181,23 @@ class Merger<V> {
     const { clock, sources, startTimeoutMs } = this.context
     for (const index of this.#pending) this.#late.set(index, sources.late(index, startTimeoutMs))
     const at = clock.tick()
-    const parts = this.#views.map((view, source) =>
-      Array.from(view.values(), (item): Visible<V> => ({ source, item })),
+    const next = () => at
+    const items = mergeSorted(
+      this.#views.map((view) => view.items()),
+      (item) => item.key,
+      (item, source): KeyValue<V> => ({
+        key: item.key,
+        value: item.value,
+        revision: clock.observe(item.key, source, item.revision, next),
+      }),
     )
-    const items = mergeByKey(parts, (entry) => entry.item.key).map(({ source, item }) => ({
-      key: item.key,
-      value: item.value,
-      revision: clock.observe(item.key, source, item.revision, () => at),
-    }))
     this.#emit({ type: 'snapshot', revision: at, items, cause: 'startup' })
   }
 
   /** A source's new snapshot replaces its part; the differences in the combined view go out. */
-  #relist(index: number, fresh: Map<string, KeyValue<V>>): void {
-    const old = this.#views[index] ?? new Map<string, KeyValue<V>>()
+  #relist(index: number, view: SourceView<V>): void {
+    const old = (this.#views[index] ?? new SourceView<V>()).map()
+    const fresh = view.map()
     const touched: string[] = []
     for (const [key, item] of fresh) {
       const held = old.get(key)
@@ -201,7 +208,7 @@ class Merger<V> {
     }
     for (const key of old.keys()) if (!fresh.has(key)) touched.push(key)
     const before = touched.map((key) => this.#visible(key))
-    this.#views[index] = fresh
+    this.#views[index] = view
     const next = stamp(this.context.clock)
     const changes: Change<V>[] = []
     touched.forEach((key, i) => {

@@ -62,6 +62,7 @@ export function createRoutedStore<V = Uint8Array>(
     },
     plan: (prefixes) => table.plan(prefixes),
     accepts: (source, key) => table.owner(key) === source,
+    shadows: (source, prefix) => table.foreignUnder(source, prefix),
     home: (key, action) => {
       const owner = table.owner(key)
       if (owner === undefined) {

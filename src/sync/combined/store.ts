@@ -38,6 +38,11 @@ export interface Layout {
   plan(prefixes: readonly string[]): ReadonlyMap<number, readonly string[]>
   /** Whether a key read from `source` belongs to the combined view. */
   accepts(source: number, key: string): boolean
+  /**
+   * Whether `source` may hold keys outside the combined view under `prefix` (so that what it
+   * reads there must be filtered with {@link accepts}).
+   */
+  shadows(source: number, prefix: string): boolean
   /** The source a write of (or a condition on) `key` goes to. @throws when none takes it */
   home(key: string, what: string): number
   /** The sources a delete of everything under `prefix` reaches. */
@@ -96,12 +101,17 @@ export function combinedStore<V>(parts: CombinedParts<V>): CombinedStore<V> {
     if (plan.length === 0) return of([])
     return forkJoin(
       plan.map(([source, prefixes]) =>
-        forkJoin(prefixes.map((p) => read(store(source), p))).pipe(
-          map((lists) => ({
-            source,
-            items: lists.flat().filter((item) => layout.accepts(source, keyOf(item))),
-          })),
-        ),
+        forkJoin(
+          prefixes.map((p) =>
+            read(store(source), p).pipe(
+              map((items) =>
+                layout.shadows(source, p)
+                  ? items.filter((item) => layout.accepts(source, keyOf(item)))
+                  : items,
+              ),
+            ),
+          ),
+        ).pipe(map((lists) => ({ source, items: lists.flat() }))),
       ),
     )
   }
@@ -187,10 +197,14 @@ export function combinedStore<V>(parts: CombinedParts<V>): CombinedStore<V> {
       return edge.watch(
         defer(() => {
           check.prefixes(prefixes)
-          return mergeWatch(context, {
-            prefixes: layout.plan(prefixes),
-            accepts: (source, key) => layout.accepts(source, key),
-          })
+          const plan = layout.plan(prefixes)
+          const filters = new Map<number, (key: string) => boolean>()
+          for (const [source, covered] of plan) {
+            if (covered.some((prefix) => layout.shadows(source, prefix))) {
+              filters.set(source, (key) => layout.accepts(source, key))
+            }
+          }
+          return mergeWatch(context, { prefixes: plan, filters })
         }),
       )
     },
