@@ -1,4 +1,4 @@
-import { BehaviorSubject, Subject, Subscription, type Observable } from 'rxjs'
+import { BehaviorSubject, Observable, Subject, Subscription } from 'rxjs'
 import type { Codec } from '../core/codec.js'
 import { CodecError } from '../core/errors.js'
 import { valuesEqual } from '../core/equal.js'
@@ -36,14 +36,42 @@ export interface ConsumerStateOptions<R, T> {
  */
 export class ConsumerState<R, T> {
   readonly name: string
-  readonly prefixes: readonly string[]
   readonly codec: Codec<T, R>
   readonly maxInFlight: number
   /** `lazy`: values decode on first read (see `ConsumerOptions.decode`). */
   readonly decodeMode: 'eager' | 'lazy'
+  #prefixes: readonly string[]
   /** The consumer's events (a plain Subject: `emit` is the only producer). */
   readonly #events = new Subject<ConsumerEvent<T>>()
-  readonly events$: Observable<ConsumerEvent<T>> = this.#events.asObservable()
+  /**
+   * The events, counting subscribers: a consumer nobody listens to is not waited for (its round
+   * steps are skipped, nothing is delivered), and it is owed a resync for when someone does.
+   */
+  readonly events$: Observable<ConsumerEvent<T>> = new Observable<ConsumerEvent<T>>(
+    (subscriber) => {
+      const subscription = this.#events.subscribe(subscriber)
+      if (++this.#subscribers === 1 && !this.#closed) this.#listening.next(true)
+      return () => {
+        subscription.unsubscribe()
+        if (--this.#subscribers === 0 && !this.#closed) this.#leave()
+      }
+    },
+  )
+  #subscribers = 0
+  /** Whether `events$` has a subscriber; emits each change (the orchestrator resumes on `true`). */
+  readonly #listening = new BehaviorSubject<boolean>(false)
+  readonly listening$: Observable<boolean> = this.#listening.asObservable()
+  /** Emits when the consumer closes or loses its last subscriber: its round step ends at once. */
+  readonly #away = new Subject<void>()
+  readonly away$: Observable<void> = this.#away.asObservable()
+  #closed = false
+  /** The prefixes changed: the next round's differences go out with reason `register`. */
+  #rescoped = false
+  /**
+   * A round went by without this consumer (nobody listened, or it was registered while the
+   * orchestrator ran): its first subscriber needs a fresh round for its resync.
+   */
+  #missedRound: boolean
   /** Keys waiting for delivery, as last published (see `publishLag`). */
   readonly #lag = new BehaviorSubject<number>(0)
   readonly lag$: Observable<number> = this.#lag.asObservable()
@@ -65,20 +93,67 @@ export class ConsumerState<R, T> {
   #inFlight = 0
   /** Whether the next round must bring a full resync (never synced, or registered late). */
   #needsResync = true
-  /** The reason given with the first resync: `startup`, or `register` for a late consumer. */
-  readonly #firstReason: EventReason
+  /** The reason given with the owed resync: `startup`, or `register` for a late consumer. */
+  #firstReason: EventReason
   /** Changes at or below this revision are already in the view (or queued for it). */
   #revision: Revision = ZERO_REVISION
 
   constructor(options: ConsumerStateOptions<R, T>) {
     this.name = options.name
-    this.prefixes = options.prefixes
+    this.#prefixes = options.prefixes
     this.codec = options.codec
     this.maxInFlight = options.maxInFlight
     this.decodeMode = options.decode ?? 'eager'
     this.#report = options.report
     this.#storeName = options.storeName
     this.#firstReason = options.firstReason ?? 'startup'
+    this.#missedRound = this.#firstReason === 'register'
+  }
+
+  /** The key prefixes the consumer follows. */
+  get prefixes(): readonly string[] {
+    return this.#prefixes
+  }
+
+  /** Whether `events$` has a subscriber. */
+  get listening(): boolean {
+    return this.#listening.value
+  }
+
+  /** Whether the consumer was closed. */
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /**
+   * Follows other prefixes from the next round on: its differences (keys that left as deletes with
+   * their last value, keys that entered as puts) go out with reason `register`.
+   */
+  setPrefixes(prefixes: readonly string[]): void {
+    this.#prefixes = prefixes
+    this.#rescoped = true
+  }
+
+  /** Whether the prefixes changed since the last round step (and forgets it). */
+  takeRescoped(): boolean {
+    const rescoped = this.#rescoped
+    this.#rescoped = false
+    return rescoped
+  }
+
+  /**
+   * A round reached the consumer while nobody listens: nothing is delivered, and the resync is
+   * owed for when someone does.
+   */
+  skipRound(): void {
+    if (!this.#needsResync) this.#firstReason = 'register'
+    this.#needsResync = true
+    this.#missedRound = true
+  }
+
+  /** Whether a round went by without this consumer (its first subscriber needs a fresh one). */
+  get missedRound(): boolean {
+    return this.#missedRound
   }
 
   /** How many change events the consumer holds unacknowledged. */
@@ -100,12 +175,15 @@ export class ConsumerState<R, T> {
   }
 
   matches(key: string): boolean {
-    return matchesAny(key, this.prefixes)
+    return matchesAny(key, this.#prefixes)
   }
 
-  /** Queues the changes under this consumer's prefixes that are newer than its view. */
+  /**
+   * Queues the changes under this consumer's prefixes that are newer than its view. A consumer
+   * owed a resync queues nothing: the resync will bring everything.
+   */
   enqueue(changes: readonly Change<R>[], revision: Revision): void {
-    if (revision <= this.#revision) return
+    if (revision <= this.#revision || !this.#listening.value) return
     for (const change of changes) {
       if (!this.matches(change.key)) continue
       // Delete-then-insert moves a re-queued key behind the others: per-key order is what counts,
@@ -122,7 +200,9 @@ export class ConsumerState<R, T> {
    * (or nothing of what waited changes its view). Every queued key goes into the one event.
    */
   nextDelivery(): Change<T>[] | undefined {
-    if (this.#inFlight >= this.maxInFlight || this.#queue.size === 0) return undefined
+    if (this.#inFlight >= this.maxInFlight || this.#queue.size === 0 || !this.#listening.value) {
+      return undefined
+    }
     const out: Change<T>[] = []
     for (const change of this.#queue.values()) {
       const applied = this.#apply(change)
@@ -171,8 +251,30 @@ export class ConsumerState<R, T> {
 
   /** Completes the consumer's streams (the orchestrator was closed). */
   complete(): void {
+    this.#closed = true
+    this.#away.next()
+    this.#away.complete()
+    this.#listening.complete()
     this.#events.complete()
     this.#lag.complete()
+  }
+
+  /**
+   * Closes the consumer: its deliveries in flight are cancelled (their ack timeouts with them), a
+   * round step waiting for it ends at once, and its streams complete.
+   */
+  close(): void {
+    if (this.#closed) return
+    this.#dropDeliveries()
+    this.complete()
+  }
+
+  /** The last subscriber left: what is in flight is cancelled, and a resync is owed. */
+  #leave(): void {
+    this.#dropDeliveries()
+    this.skipRound()
+    this.#listening.next(false)
+    this.#away.next()
   }
 
   /**
@@ -181,6 +283,7 @@ export class ConsumerState<R, T> {
    */
   takeResync(items: readonly KeyValue<R>[]): KeyValue<T>[] {
     this.#needsResync = false
+    this.#missedRound = false
     const previous = this.#view
     this.#view = new Map()
     const out: KeyValue<T>[] = []

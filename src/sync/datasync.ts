@@ -26,7 +26,7 @@ import { ConsumerState } from './consumer-state.js'
 import { Courier } from './courier.js'
 import { DeltaPump } from './deltas.js'
 import { resyncRound } from './round.js'
-import { resolveConsumer, resolveSettings } from './settings.js'
+import { checkPrefixes, resolveConsumer, resolveSettings } from './settings.js'
 import type {
   Consumer,
   ConsumerOptions,
@@ -62,7 +62,8 @@ export type { Datasync } from './types.js'
  */
 export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = {}): Datasync<R> {
   const settings = resolveSettings(options)
-  const states: ConsumerState<R, unknown>[] = []
+  /** The registered consumers in registration order (a new list when one closes). */
+  let states: ConsumerState<R, unknown>[] = []
   const status = new BehaviorSubject<SyncStatus>({ state: 'idle' })
   const errors = new Subject<DatasyncError>()
   const activity = new Subject<SyncActivity>()
@@ -83,9 +84,13 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
   /** One run, from subscribing `run$` to its end: watches, rounds and deltas. */
   const session = (): Observable<never> => {
     const fatal = new Subject<never>()
-    const deltas = new DeltaPump(states, courier, (error) => {
-      fatal.error(error)
-    })
+    const deltas = new DeltaPump(
+      () => states,
+      courier,
+      (error) => {
+        fatal.error(error)
+      },
+    )
 
     // A snapshot supersedes everything queued: deltas wait until every consumer acked the round.
     const runRound = (snapshot: SnapshotEvent<R>, reason: EventReason): Observable<never> => {
@@ -218,18 +223,36 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     state.lag$.pipe(skip(1), distinctUntilChanged()).subscribe((lag) => {
       activity.next({ type: 'lag', consumer: name, lag })
     })
-    if (running) restarts.next('register')
+    // A consumer that missed a round (registered while running, or nobody listened) gets its
+    // resync from a fresh round when it is subscribed: the store watch restarts (with its
+    // prefixes), and the others receive only what changed, if anything.
+    state.listening$.pipe(filter((listening) => listening)).subscribe(() => {
+      if (running && state.missedRound) restarts.next('register')
+    })
     return {
       name,
-      prefixes: state.prefixes,
+      get prefixes() {
+        return state.prefixes
+      },
       events$: state.events$,
       lag$: state.lag$.pipe(distinctUntilChanged()),
       view: () => state.snapshot(),
+      setPrefixes(prefixes: readonly string[]) {
+        if (state.closed) throw new ClosedError(`the consumer '${name}'`)
+        state.setPrefixes(checkPrefixes(`setPrefixes '${name}'`, prefixes))
+        if (running && state.listening) restarts.next('register')
+      },
+      close() {
+        if (state.closed) return
+        state.close()
+        states = states.filter((other) => other !== state)
+      },
     }
   }
 
   return {
     register,
+    consumers: () => states.map((state) => state.name),
     run$,
     start() {
       started?.unsubscribe()

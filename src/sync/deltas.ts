@@ -16,7 +16,8 @@ import { awaitAck } from './operators/await-ack.js'
  * ```
  */
 export class DeltaPump<R> {
-  readonly #states: readonly ConsumerState<R, unknown>[]
+  /** The registered consumers now (the list is replaced when one closes). */
+  readonly #states: () => readonly ConsumerState<R, unknown>[]
   readonly #courier: Courier
   /** Where an ack failure the policy does not survive (`halt`, retries used up) goes: it ends the run. */
   readonly #fail: (error: unknown) => void
@@ -24,7 +25,7 @@ export class DeltaPump<R> {
   #open = false
 
   constructor(
-    states: readonly ConsumerState<R, unknown>[],
+    states: () => readonly ConsumerState<R, unknown>[],
     courier: Courier,
     fail: (error: unknown) => void,
   ) {
@@ -50,12 +51,12 @@ export class DeltaPump<R> {
 
   /** Delivers what waits for each consumer, as far as the gate and its room allow. */
   pumpAll(): void {
-    for (const state of this.#states) this.#pump(state)
+    for (const state of this.#states()) this.#pump(state)
   }
 
   /** Queues a store commit for every consumer it concerns, and delivers what may go. */
   onChanges(event: ChangesEvent<R>): void {
-    for (const state of this.#states) {
+    for (const state of this.#states()) {
       state.enqueue(event.changes, event.revision)
       this.#pump(state)
       state.publishLag()

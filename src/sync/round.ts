@@ -1,4 +1,4 @@
-import { EMPTY, concat, defer, type Observable } from 'rxjs'
+import { EMPTY, concat, defer, takeUntil, type Observable } from 'rxjs'
 import type { SnapshotEvent } from '../core/events.js'
 import type { ConsumerState } from './consumer-state.js'
 import type { Courier } from './courier.js'
@@ -38,14 +38,24 @@ export function resyncRound<R>(
   return concat(...states.map((state) => step(state, round, courier)))
 }
 
-/** One consumer's part of a round: its resync, or the changes to its view, awaiting the ack. */
+/**
+ * One consumer's part of a round: its resync, or the changes to its view, awaiting the ack. A
+ * consumer nobody listens to is skipped (and owed its resync); one that closes or loses its last
+ * subscriber while the step waits for it ends the step at once, so the round goes on.
+ */
 function step<R>(
   state: ConsumerState<R, unknown>,
   round: Round<R>,
   courier: Courier,
 ): Observable<never> {
   return defer(() => {
+    if (state.closed) return EMPTY
+    if (!state.listening) {
+      state.skipRound()
+      return EMPTY
+    }
     const { snapshot } = round
+    const rescoped = state.takeRescoped()
     const owed = state.pendingResync
     if (owed !== undefined || round.full) {
       const reason = owed ?? round.reason
@@ -70,7 +80,7 @@ function step<R>(
         courier.hand(state, {
           kind: 'change',
           consumer: state.name,
-          reason: diffReason(round.reason),
+          reason: rescoped ? 'register' : diffReason(round.reason),
           revision: snapshot.revision,
           changes,
           done,
@@ -78,7 +88,7 @@ function step<R>(
       },
       courier.ackSettings(state.name, 'change'),
     )
-  })
+  }).pipe(takeUntil(state.away$))
 }
 
 /** The reason a round's differences are delivered with, for consumers that already hold a view. */

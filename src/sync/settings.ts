@@ -65,16 +65,7 @@ export function resolveConsumer<T, R>(
   if (taken(name)) {
     throw new TypeError(`register: a consumer named '${name}' is already registered`)
   }
-  const prefixes = options.prefixes as unknown
-  if (
-    !Array.isArray(prefixes) ||
-    prefixes.length === 0 ||
-    !prefixes.every((p) => typeof p === 'string')
-  ) {
-    throw new TypeError(
-      `register '${name}': expected prefixes as a non-empty array of strings, got ${JSON.stringify(prefixes)}`,
-    )
-  }
+  const prefixes = checkPrefixes(`register '${name}'`, options.prefixes)
   const maxInFlight = options.maxInFlight ?? defaultMaxInFlight
   checkCount(`register '${name}': maxInFlight`, maxInFlight, 1)
   const decode = options.decode ?? 'eager'
@@ -84,11 +75,29 @@ export function resolveConsumer<T, R>(
     )
   }
   return {
-    prefixes: [...prefixes],
+    prefixes,
     codec: options.codec ?? (identity<R>() as unknown as Codec<T, R>),
     maxInFlight,
     decode,
   }
+}
+
+/**
+ * A consumer's prefixes: a non-empty array of strings (copied).
+ *
+ * @throws TypeError naming `what`, what was expected and what came.
+ */
+export function checkPrefixes(what: string, prefixes: unknown): readonly string[] {
+  if (
+    !Array.isArray(prefixes) ||
+    prefixes.length === 0 ||
+    !prefixes.every((p) => typeof p === 'string')
+  ) {
+    throw new TypeError(
+      `${what}: expected prefixes as a non-empty array of strings, got ${JSON.stringify(prefixes)}`,
+    )
+  }
+  return [...prefixes] as string[]
 }
 
 function checkCount(what: string, value: number, min: number): void {

@@ -119,10 +119,14 @@ export interface ConsumerOptions<T, R> {
 /** A registered consumer. */
 export interface Consumer<T> {
   readonly name: string
+  /** The key prefixes it follows now (see {@link Consumer.setPrefixes}). */
   readonly prefixes: readonly string[]
   /**
-   * The consumer's events. Subscribe before `start()`: an event delivered while nobody listens
-   * is not acknowledged and runs into the ack timeout.
+   * The consumer's events. A consumer is waited for only while `events$` has a subscriber: one
+   * nobody listens to is skipped by resync rounds and gets no changes, and its first subscriber
+   * (or its next one, after the last one left) receives a resync (reason `register`, or
+   * `startup` before its first) from a fresh round, then the changes. When the last subscriber
+   * leaves, the events it held unacknowledged are cancelled.
    *
    * ```
    * events$:  R-----c--c---c(gap)--c
@@ -134,6 +138,25 @@ export interface Consumer<T> {
   readonly lag$: Observable<number>
   /** What this consumer has received so far, as a frozen snapshot. */
   view(): Snapshot<T>
+  /**
+   * Follows other prefixes. The store watch restarts with the new union of prefixes (a fresh
+   * snapshot, so no change between the old and the new watch is lost), and this consumer gets
+   * one change event with reason `register`: deletes carrying the last value for the keys that
+   * left its scope, puts for the keys that entered it. Puts rather than a resync, because a
+   * resync means "replace everything you hold", and the keys under the prefixes it keeps did not
+   * change. The other consumers receive only what changed in between, if anything.
+   *
+   * @throws TypeError when `prefixes` is not a non-empty array of strings; ClosedError after
+   * {@link Consumer.close}.
+   */
+  setPrefixes(prefixes: readonly string[]): void
+  /**
+   * Leaves: no more events (`events$` and `lag$` complete); the events it holds unacknowledged
+   * are cancelled (their ack timeouts too); a resync round waiting for it goes on with the next
+   * consumer at once; deltas no longer wait for it. Its name can be registered again. The store
+   * watch keeps its prefixes until its next restart. A second call does nothing.
+   */
+  close(): void
 }
 
 /**
@@ -195,6 +218,8 @@ export interface Datasync<R> {
    * @throws TypeError on a duplicate name, or prefixes that are not a non-empty list of strings.
    */
   register<T = R>(name: string, options: ConsumerOptions<T, R>): Consumer<T>
+  /** The names of the registered consumers (closed ones left out), in resync order. */
+  consumers(): readonly string[]
   /**
    * The orchestration itself, cold: subscribing connects to the store and runs rounds and
    * deltas; it emits every status change; unsubscribing stops it and cancels the store watch.

@@ -49,7 +49,7 @@ function counted(): Codec<string, string> & { readonly decoded: string[] } {
 function consumer<R, T>(
   codec: Codec<T, R>,
   options: Partial<ConsumerStateOptions<R, T>> = {},
-): { state: ConsumerState<R, T>; reported: CodecError[] } {
+): { state: ConsumerState<R, T>; reported: CodecError[]; listener: Subscription } {
   const reported: CodecError[] = []
   const state = new ConsumerState<R, T>({
     name: 'c',
@@ -60,7 +60,9 @@ function consumer<R, T>(
     storeName: 'test',
     ...options,
   })
-  return { state, reported }
+  // A consumer is waited for only while someone listens to its events (see the listening tests).
+  const listener = state.events$.subscribe()
+  return { state, reported, listener }
 }
 
 /** A state whose view holds `k/1=1` and `k/2=2` (revision 1) and whose resync was paid. */
@@ -211,6 +213,89 @@ describe('ConsumerState: deliveries in flight', () => {
     expect(state.queued).toBe(0)
     commit(state, 5, put('k/1', 'b'))
     expect(deliver(state)).toEqual(['put k/1 A>B @5'])
+  })
+})
+
+describe('ConsumerState: listening, closing and its prefixes', () => {
+  it('while nobody listens it queues nothing, delivers nothing, and owes its resync', () => {
+    const state = new ConsumerState<string, string>({
+      name: 'c',
+      prefixes: ['k/'],
+      codec: counted(),
+      maxInFlight: 1,
+      report: () => undefined,
+    })
+    const seen: boolean[] = []
+    state.listening$.subscribe((listening) => seen.push(listening))
+    commit(state, 2, put('k/1', 'a'))
+    expect(state.queued).toBe(0)
+    expect(state.listening).toBe(false)
+    state.skipRound()
+    expect(state.missedRound).toBe(true)
+    expect(state.pendingResync).toBe('startup')
+    const subscription = state.events$.subscribe()
+    const second = state.events$.subscribe()
+    expect(seen).toEqual([false, true])
+    subscription.unsubscribe()
+    expect(state.listening).toBe(true)
+    second.unsubscribe()
+    expect(seen).toEqual([false, true, false])
+  })
+
+  it('when its last subscriber leaves, the deliveries in flight are cancelled and a resync is owed', () => {
+    const { state, listener } = synced()
+    expect(state.missedRound).toBe(false)
+    expect(state.pendingResync).toBeUndefined()
+    const away: string[] = []
+    state.away$.subscribe(() => away.push('away'))
+    const delivery = new Subscription()
+    commit(state, 2, put('k/1', 'a'))
+    state.nextDelivery()
+    state.track(delivery)
+    const extra = state.events$.subscribe()
+    extra.unsubscribe()
+    expect(away).toEqual([])
+    expect(delivery.closed).toBe(false)
+    listener.unsubscribe()
+    expect(away).toEqual(['away'])
+    expect(delivery.closed).toBe(true)
+    expect(state.inFlight).toBe(0)
+    expect(state.pendingResync).toBe('register')
+    expect(state.missedRound).toBe(true)
+    commit(state, 3, put('k/2', 'b'))
+    expect(state.queued).toBe(0)
+  })
+
+  it('closing cancels what is in flight, signals away$ and completes its streams', () => {
+    const { state } = synced({ maxInFlight: 1 })
+    const delivery = new Subscription()
+    commit(state, 2, put('k/1', 'a'))
+    state.nextDelivery()
+    state.track(delivery)
+    const ends: string[] = []
+    state.away$.subscribe({ next: () => ends.push('away'), complete: () => ends.push('away|') })
+    state.events$.subscribe({ complete: () => ends.push('events|') })
+    state.lag$.subscribe({ complete: () => ends.push('lag|') })
+    state.close()
+    state.close()
+    expect(delivery.closed).toBe(true)
+    expect(state.closed).toBe(true)
+    expect(state.inFlight).toBe(0)
+    expect(ends).toEqual(['away', 'away|', 'events|', 'lag|'])
+  })
+
+  it('new prefixes: the next diff brings the keys that entered and those that left (with their last value)', () => {
+    const { state } = synced()
+    expect(state.takeRescoped()).toBe(false)
+    state.setPrefixes(['j/', 'k/2'])
+    expect(state.prefixes).toEqual(['j/', 'k/2'])
+    expect(state.takeRescoped()).toBe(true)
+    expect(state.takeRescoped()).toBe(false)
+    const changes = state.diffTo(
+      [item('j/1', 'j', 3), item('k/1', '1', 1), item('k/2', '2', 1)],
+      r(3),
+    )
+    expect(changes.map(show)).toEqual(['put j/1 x>J @3', 'delete k/1 1>x @3'])
   })
 })
 
