@@ -89,8 +89,14 @@ export class SourceSet<V> {
       this.#following = following
       this.stores.forEach((store, index) => {
         following.add(
-          store.status$.subscribe((status) => {
-            this.#ownStatus(index, status)
+          store.status$.subscribe({
+            next: (status) => {
+              this.#ownStatus(index, status)
+            },
+            // A status stream that fails says nothing more: the source is as good as closed.
+            error: (error: unknown) => {
+              this.#ownStatus(index, { state: 'closed', error: asDatasyncError(error) })
+            },
           }),
         )
       })
