@@ -74,6 +74,9 @@ export {
 export { toViews } from './sync/operators/to-views.js'
 export type {
   AckPolicy,
+  CommitOptions,
+  CommitResult,
+  ConsumerOutcome,
   ChangeEvent,
   Consumer,
   ConsumerEvent,

@@ -65,6 +65,8 @@ export class ConsumerState<R, T> {
   readonly #away = new Subject<void>()
   readonly away$: Observable<void> = this.#away.asObservable()
   #closed = false
+  /** A round step's event is out, unacknowledged. */
+  #inStep = false
   /** The prefixes changed: the next round's differences go out with reason `register`. */
   #rescoped = false
   /**
@@ -154,6 +156,45 @@ export class ConsumerState<R, T> {
   /** Whether a round went by without this consumer (its first subscriber needs a fresh one). */
   get missedRound(): boolean {
     return this.#missedRound
+  }
+
+  /**
+   * A round step handed this consumer its event: it holds an unacknowledged event until
+   * `leaveStep`.
+   */
+  enterStep(): void {
+    this.#inStep = true
+  }
+
+  /** The round step ended (acknowledged, failed, or cancelled); whether it had delivered. */
+  leaveStep(): boolean {
+    const was = this.#inStep
+    this.#inStep = false
+    return was
+  }
+
+  /** Whether the consumer holds no unacknowledged event (of a round or of the deltas). */
+  get idle(): boolean {
+    return this.#inFlight === 0 && !this.#inStep
+  }
+
+  /** Whether the view holds `key`. */
+  holdsKey(key: string): boolean {
+    return this.#view.has(key)
+  }
+
+  /** Whether the view holds `key` written at `revision` or later, or holding the value `raw`. */
+  holdsAt(key: string, revision: Revision, raw: R): boolean {
+    const held = this.#view.get(key)
+    if (held === undefined) return false
+    if (held.revision >= revision) return true
+    if (held.raw !== undefined) return valuesEqual(held.raw, raw)
+    return raw instanceof Uint8Array && fingerprintOf(raw) === held.fingerprint
+  }
+
+  /** The keys of the view under `prefix`. */
+  keysUnder(prefix: string): string[] {
+    return [...this.#view.keys()].filter((key) => key.startsWith(prefix))
   }
 
   /** How many change events the consumer holds unacknowledged. */

@@ -33,14 +33,23 @@ export class Courier {
     change: new Map(),
   }
 
+  /** Called when a consumer's ack settles, with its failure if it failed. */
+  readonly #onSettled: (consumer: string, error?: DatasyncError) => void
+  /** Called when a consumer has settled a delivery and holds one less unacknowledged event. */
+  readonly #afterSettle: (state: ConsumerState<never, unknown>) => void
+
   constructor(
     rules: AckRules,
     report: (error: DatasyncError) => void,
     activity: Subject<SyncActivity>,
+    onSettled: (consumer: string, error?: DatasyncError) => void = () => undefined,
+    afterSettle: (state: ConsumerState<never, unknown>) => void = () => undefined,
   ) {
+    this.#afterSettle = afterSettle
     this.#rules = rules
     this.#report = report
     this.#activity = activity
+    this.#onSettled = onSettled
   }
 
   /** Gives a consumer its event, and records it. */
@@ -57,12 +66,18 @@ export class Courier {
     state.emit(event)
   }
 
+  /** A consumer settled a delivery (its book-keeping is done): writes waiting on it re-check. */
+  afterSettle<R, T>(state: ConsumerState<R, T>): void {
+    this.#afterSettle(state as unknown as ConsumerState<never, unknown>)
+  }
+
   /** How the ack of a consumer's event of one kind is awaited (see `awaitAck`). */
   ackSettings(consumer: string, kind: EventKind): AckSettings {
     const known = this.#settings[kind].get(consumer)
     if (known) return known
     const rules = this.#rules
     const activity = this.#activity
+    const onSettled = this.#onSettled
     const settings: AckSettings = {
       consumer,
       kind,
@@ -73,6 +88,7 @@ export class Courier {
       scheduler: rules.scheduler,
       report: this.#report,
       settled: (latencyMs, error) => {
+        onSettled(consumer, error)
         if (!activity.observed) return
         activity.next(
           error

@@ -90,6 +90,7 @@ export class DeltaPump<R> {
           },
           complete: () => {
             state.settled(delivery)
+            this.#courier.afterSettle(state)
             this.#pump(state)
             state.publishLag()
           },

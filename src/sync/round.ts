@@ -1,4 +1,4 @@
-import { EMPTY, concat, defer, takeUntil, type Observable } from 'rxjs'
+import { EMPTY, concat, defer, finalize, takeUntil, type Observable } from 'rxjs'
 import type { SnapshotEvent } from '../core/events.js'
 import type { ConsumerState } from './consumer-state.js'
 import type { Courier } from './courier.js'
@@ -61,6 +61,7 @@ function step<R>(
       const reason = owed ?? round.reason
       return awaitAck(
         (done) => {
+          state.enterStep()
           courier.hand(state, {
             kind: 'resync',
             consumer: state.name,
@@ -77,6 +78,7 @@ function step<R>(
     if (changes.length === 0) return EMPTY
     return awaitAck(
       (done) => {
+        state.enterStep()
         courier.hand(state, {
           kind: 'change',
           consumer: state.name,
@@ -88,7 +90,12 @@ function step<R>(
       },
       courier.ackSettings(state.name, 'change'),
     )
-  }).pipe(takeUntil(state.away$))
+  }).pipe(
+    takeUntil(state.away$),
+    finalize(() => {
+      if (state.leaveStep()) courier.afterSettle(state)
+    }),
+  )
 }
 
 /** The reason a round's differences are delivered with, for consumers that already hold a view. */

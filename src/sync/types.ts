@@ -5,6 +5,7 @@ import type { DatasyncError } from '../core/errors.js'
 import type { Change, KeyValue, SnapshotCause } from '../core/events.js'
 import type { Revision } from '../core/revision.js'
 import type { Snapshot } from '../core/snapshot.js'
+import type { TxnCondition, TxnOp } from '../core/store.js'
 
 /**
  * Why a consumer received an event:
@@ -159,6 +160,31 @@ export interface Consumer<T> {
   close(): void
 }
 
+/** Options of {@link Datasync.commit}. */
+export interface CommitOptions<R> {
+  /** The transaction's conditions; when one fails nothing is written and nobody is waited for. */
+  readonly conditions?: readonly TxnCondition<R>[]
+  /** How long to wait for the consumers after the write. @default '30s' */
+  readonly timeout?: Duration
+}
+
+/** How one consumer took a write made with {@link Datasync.commit}. */
+export interface ConsumerOutcome {
+  readonly consumer: string
+  /** Its `done(error)`, or why it did not apply the write (`timeout`, `closed`). */
+  readonly error?: DatasyncError
+}
+
+/** What {@link Datasync.commit} did. */
+export interface CommitResult {
+  /** Whether the conditions held and the write was made. */
+  readonly succeeded: boolean
+  /** The store revision of the write (the current one when it was not made). */
+  readonly revision: Revision
+  /** The consumers that covered a written key, in registration order, with their outcomes. */
+  readonly consumers: readonly ConsumerOutcome[]
+}
+
 /**
  * The orchestrator's state:
  * - `idle`: not started.
@@ -220,6 +246,23 @@ export interface Datasync<R> {
   register<T = R>(name: string, options: ConsumerOptions<T, R>): Consumer<T>
   /** The names of the registered consumers (closed ones left out), in resync order. */
   consumers(): readonly string[]
+  /**
+   * Writes `ops` as one transaction of the store and waits until every consumer whose prefixes
+   * cover a written key has applied it: acknowledged the event that carried the write (or a
+   * later value of its keys that coalesced with it), or held it already (a write that changes
+   * nothing for it). Emits one {@link CommitResult} and completes. A consumer's `done(error)` is
+   * its outcome's error; a consumer that does not apply the write within `timeout` gets a
+   * `timeout` error, one that leaves meanwhile a `closed` error. Consumers that cover none of the
+   * keys, and those nobody listens to, are not waited for. The write itself fails as the store's
+   * `txn` does (a transaction the store cannot do atomically is refused, nothing is written).
+   *
+   * ```
+   * commit:     -(w)--------------r|    r: { succeeded, revision, consumers: [a, b] }
+   * consumer a: ----c--done
+   * consumer b: ----------c--done
+   * ```
+   */
+  commit(ops: readonly TxnOp<R>[], options?: CommitOptions<R>): Observable<CommitResult>
   /**
    * The orchestration itself, cold: subscribing connects to the store and runs rounds and
    * deltas; it emits every status change; unsubscribing stops it and cancels the store watch.

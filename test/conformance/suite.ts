@@ -12,6 +12,7 @@ import {
   CapabilityError,
   CodecError,
   createDatasync,
+  type CommitResult,
   json,
   string,
   type Capabilities,
@@ -620,6 +621,64 @@ export function describeStore(
           recorder.events.filter((event): event is ChangeEvent<string> => event.kind === 'change')
         expect(changeEvents(a).map((event) => event.changes.length)).toEqual([2])
         expect(changeEvents(b).map((event) => event.changes.length)).toEqual([1])
+      })
+    })
+
+    describe('write and wait', () => {
+      it('commit resolves only after the slowest covering consumer applied the write, with each done(error)', async (context) => {
+        needs(context, 'write')
+        await put('w/1', 'old')
+        const instance = sync()
+        const fast = recordConsumer(
+          instance.register('fast', { prefixes: [p + 'w/'], codec: text }),
+        )
+        const slow = instance.register('slow', { prefixes: [p + 'w/'], codec: text })
+        let held: ChangeEvent<string> | undefined
+        slow.events$.subscribe((event) => {
+          if (event.kind === 'change') held = event
+          else event.done()
+        })
+        recordConsumer(instance.register('failing', { prefixes: [p + 'w/'], codec: text }), {
+          fail: (event) => (event.kind === 'change' ? new Error('cannot apply') : undefined),
+        })
+        // Covers none of the written keys: never waited for (it would time the commit out).
+        instance
+          .register('elsewhere', { prefixes: [p + 'u/'], codec: text })
+          .events$.subscribe((event) => {
+            if (event.kind === 'resync') event.done()
+          })
+        instance.start()
+        await inSync(instance)
+        let result: CommitResult | undefined
+        const committed = lastValueFrom(
+          instance.commit([{ op: 'put', key: p + 'w/1', value: enc('new') }], { timeout: '60s' }),
+        ).then((value) => (result = value))
+        await fast.until((state) => state.get(p + 'w/1') === 'new', convergeMs)
+        await waitFor(() => held !== undefined, convergeMs, 'the slow consumer to get the write')
+        expect(result).toBeUndefined()
+        held?.done()
+        await committed
+        expect(result?.succeeded).toBe(true)
+        expect(result?.consumers.map((outcome) => outcome.consumer)).toEqual([
+          'fast',
+          'slow',
+          'failing',
+        ])
+        expect(result?.consumers.map((outcome) => outcome.error?.code)).toEqual([
+          undefined,
+          undefined,
+          'consumer-failed',
+        ])
+        expect(result?.consumers[2]?.error?.message).toMatch(/cannot apply/)
+        // A write that changes nothing for them is applied at once.
+        const again = await lastValueFrom(
+          instance.commit([{ op: 'delete', key: p + 'w/never-written' }]),
+        )
+        expect(again.consumers.map((outcome) => outcome.error)).toEqual([
+          undefined,
+          undefined,
+          undefined,
+        ])
       })
     })
 
