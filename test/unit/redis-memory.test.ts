@@ -64,13 +64,13 @@ describe('LeanMemory', () => {
     expect(memory.read('c', bytes('3'), 1, 5)).toBeDefined()
     expect(memory.size).toBe(3)
     // Unit 2 still pending: the listing and the read (until 5) may still settle it.
-    memory.forget(2)
+    memory.forget(() => 2)
     expect(memory.size).toBe(3)
     // Nothing before unit 4 pending: the listing goes; the read (until 5) stays.
-    memory.forget(4)
+    memory.forget(() => 4)
     expect(memory.size).toBe(1)
     // Nothing pending at all.
-    memory.forget(Infinity)
+    memory.forget(() => Infinity)
     expect(memory.size).toBe(0)
     // Forgotten: a read of the listed value is reported again.
     expect(memory.read('a', bytes('1'), 2, 9)).toEqual({ op: 'put', key: 'a', value: bytes('1') })

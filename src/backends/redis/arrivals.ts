@@ -105,8 +105,10 @@ export class ArrivalOrder {
   /** The keys of the write messages queued or waiting: their values are newer than a read now. */
   pendingWrites(): Set<string> {
     const keys = new Set<string>()
-    for (const unit of this.#pending()) {
-      if (unit.kind === 'write') for (const write of unit.writes) keys.add(write.key)
+    for (const units of [this.#queue, ...this.#inboxes]) {
+      for (const unit of units) {
+        if (unit.kind === 'write') for (const write of unit.writes) keys.add(write.key)
+      }
     }
     return keys
   }
@@ -114,7 +116,9 @@ export class ArrivalOrder {
   /** The `seq` of the earliest unit queued or waiting; Infinity when none is. */
   lowestPending(): number {
     let lowest = Infinity
-    for (const unit of this.#pending()) lowest = Math.min(lowest, unit.seq)
+    for (const units of [this.#queue, ...this.#inboxes]) {
+      for (const unit of units) lowest = Math.min(lowest, unit.seq)
+    }
     return lowest
   }
 
@@ -170,11 +174,6 @@ export class ArrivalOrder {
       }
     }
     this.#queue.push(...reread.values())
-  }
-
-  *#pending(): Iterable<Unit> {
-    yield* this.#queue
-    for (const inbox of this.#inboxes) yield* inbox
   }
 
   #arrive(endpoint: number, unit: Unit): void {

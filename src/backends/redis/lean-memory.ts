@@ -61,10 +61,11 @@ export class LeanMemory implements WatchMemory {
     return same ? undefined : change(key, value)
   }
 
-  forget(pending: number): void {
+  forget(pending: () => number): void {
     if (this.#listed === undefined && this.#recent.size === 0) return
-    if (this.#listed !== undefined && this.#listedUntil < pending) this.#listed = undefined
-    for (const [key, entry] of this.#recent) if (entry.until < pending) this.#recent.delete(key)
+    const earliest = pending()
+    if (this.#listed !== undefined && this.#listedUntil < earliest) this.#listed = undefined
+    for (const [key, entry] of this.#recent) if (entry.until < earliest) this.#recent.delete(key)
   }
 }
 

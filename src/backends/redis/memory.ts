@@ -30,8 +30,11 @@ export interface WatchMemory {
    * `until` has arrived: the change, if it is one.
    */
   read(key: string, value: Uint8Array | undefined, seq: number, until: number): Pending | undefined
-  /** No unit before `pending` is waiting any more: forgets what only those could use. */
-  forget(pending: number): void
+  /**
+   * Forgets what no unit still waiting can use: `pending()` gives the `seq` of the earliest one
+   * (Infinity when none is); it is called only when something could be forgotten.
+   */
+  forget(pending: () => number): void
 }
 
 /**

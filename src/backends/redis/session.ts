@@ -279,7 +279,7 @@ class Session {
   }
 
   #forget(): void {
-    this.#memory.forget(this.#order.lowestPending())
+    this.#memory.forget(() => this.#order.lowestPending())
   }
 
   /**
