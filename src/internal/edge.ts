@@ -1,7 +1,7 @@
 import { Observable, Subject, catchError, defer, from, tap, throwError } from 'rxjs'
 import { ClosedError, type DatasyncError } from '../core/errors.js'
 import { isConnectionFault, type ErrorMapper, type Mapped } from './errors.js'
-import { StoreHealth, type HealthPart, type StoreHealthOptions } from './store-health.js'
+import { StoreHealth, type HealthPart } from './store-health.js'
 
 /** What a store's edge needs to know. */
 export interface StoreEdgeOptions {
@@ -16,8 +16,6 @@ export interface StoreEdgeOptions {
    * @default true
    */
   readonly operationsReportHealth?: boolean
-  /** How the store's {@link StoreHealth} applies its rule. @default its defaults */
-  readonly health?: StoreHealthOptions
 }
 
 /**
@@ -48,7 +46,7 @@ export class StoreEdge {
   constructor(options: StoreEdgeOptions) {
     this.#name = options.name
     this.#mapError = options.mapError
-    this.health = new StoreHealth(options.health)
+    this.health = new StoreHealth()
     this.#broker = (options.operationsReportHealth ?? true) ? this.health.part() : undefined
   }
 

@@ -10,33 +10,24 @@ import { CONNECTING, READY, statusStream } from './status.js'
 export interface HealthPart {
   /** It got an answer from the server. */
   up(): void
-  /** It failed in a way that says the server cannot be reached or used (and will retry). */
-  down(error: DatasyncError): void
+  /**
+   * It failed in a way that says the server cannot be reached or used (and will retry).
+   * `answered`: the failure is itself an answer (files were read, one is broken), so the store is
+   * past `connecting`.
+   */
+  down(error: DatasyncError, answered?: boolean): void
   /** It stopped reporting (a watch was unsubscribed): it no longer counts either way. */
   gone(): void
-}
-
-/** How a {@link StoreHealth} applies its rule. */
-export interface StoreHealthOptions {
-  /**
-   * The status while a part is down and no part has had an answer yet: `degraded` (the rule), or
-   * `connecting` carrying the error, for a store whose first contact may wait (etcd with
-   * `allowDelayedStart`: a store waiting for its server to come up is still connecting, and says
-   * why).
-   *
-   * @default 'degraded'
-   */
-  readonly downBeforeContact?: 'degraded' | 'connecting'
 }
 
 /**
  * A store's status from the health of its parts, by one rule:
  *
- * - `degraded`, with the error of the part that went down last, while any part is down (before
- *   any answer, `connecting` with that error if {@link StoreHealthOptions.downBeforeContact} says
- *   so);
- * - `ready` when no part is down and some part has had an answer since the store was created;
- * - `connecting` when no part is down and none has had an answer yet;
+ * - `connecting` until some part has had an answer from the server; while a part is down before
+ *   that, `connecting` carries its error (a store whose server is not up yet is still connecting,
+ *   and says why: etcd with `allowDelayedStart`, Redis or Consul started before their server);
+ * - then `degraded`, with the error of the part that went down last, while any part is down;
+ * - `ready` when no part is down;
  * - `closed` (with the fatal error, if one closed the store) at the end, for good.
  *
  * The same failure reported again (a retry that failed alike: same code and message) is no news
@@ -49,11 +40,6 @@ export class StoreHealth {
   /** Some part has had an answer: the store is past `connecting` for good. */
   #contacted = false
   #closed = false
-  readonly #downBeforeContact: 'degraded' | 'connecting'
-
-  constructor(options: StoreHealthOptions = {}) {
-    this.#downBeforeContact = options.downBeforeContact ?? 'degraded'
-  }
 
   /** The current status, replayed to each subscriber; completes after {@link close}. */
   readonly status$: Observable<StoreStatus> = statusStream(this.#subject, () => this.#closed)
@@ -82,7 +68,8 @@ export class StoreHealth {
         this.#down.delete(token)
         this.#publish()
       },
-      down: (error) => {
+      down: (error, answered = false) => {
+        if (answered) this.#contacted = true
         // Re-inserted so that the latest failure names the error.
         this.#down.delete(token)
         this.#down.set(token, error)
@@ -111,7 +98,7 @@ export class StoreHealth {
         ? this.#contacted
           ? READY
           : CONNECTING
-        : { state: this.#contacted ? 'degraded' : this.#downBeforeContact, error }
+        : { state: this.#contacted ? 'degraded' : 'connecting', error }
     const current = this.#subject.value
     const same =
       current.state === next.state &&

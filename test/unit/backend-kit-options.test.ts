@@ -1,6 +1,6 @@
 /**
- * The backend kit's additions for a store whose first contact may wait (etcd with
- * `allowDelayedStart`) and for a probe that reports on the broker's part by itself.
+ * The backend kit's status rule before the first answer (a store whose first contact may wait:
+ * etcd with `allowDelayedStart`), and a probe that reports on the broker's part by itself.
  */
 import { describe, expect, it } from 'vitest'
 import { AuthError, DatasyncError, UnavailableError } from '../../src/core/errors.js'
@@ -29,9 +29,9 @@ const mapper =
     scope,
   })
 
-describe('StoreHealth with downBeforeContact: connecting', () => {
+describe('StoreHealth before its first answer', () => {
   it('stays connecting, carrying the error, while parts fail before any answer; degraded after one', () => {
-    const health = new StoreHealth({ downBeforeContact: 'connecting' })
+    const health = new StoreHealth()
     const seen = statesOf(health)
     const watch = health.part()
     const probe = health.part()
@@ -53,7 +53,7 @@ describe('StoreHealth with downBeforeContact: connecting', () => {
   })
 
   it('is connecting again, without the error, when the failing part is gone before any answer', () => {
-    const health = new StoreHealth({ downBeforeContact: 'connecting' })
+    const health = new StoreHealth()
     const seen = statesOf(health)
     const watch = health.part()
     watch.down(down('refused'))
@@ -61,15 +61,21 @@ describe('StoreHealth with downBeforeContact: connecting', () => {
     expect(seen).toEqual(['connecting', 'connecting:test: refused', 'connecting'])
     expect(health.current).toEqual({ state: 'connecting' })
   })
+
+  it('a failure that is itself an answer (a broken file was read) makes it degraded at once', () => {
+    const health = new StoreHealth()
+    const seen = statesOf(health)
+    const scan = health.part()
+    scan.down(down('a.yaml:3: bad indentation'), true)
+    expect(health.contacted).toBe(true)
+    scan.up()
+    expect(seen).toEqual(['connecting', 'degraded:test: a.yaml:3: bad indentation', 'ready'])
+  })
 })
 
 describe('StoreEdge for a probe and a watch that report by themselves', () => {
-  it('passes the health options on, and gives the broker part to a call that reports itself', () => {
-    const edge = new StoreEdge({
-      name: 'test',
-      mapError: mapper('operation'),
-      health: { downBeforeContact: 'connecting' },
-    })
+  it('gives the broker part to a call that reports itself', () => {
+    const edge = new StoreEdge({ name: 'test', mapError: mapper('operation') })
     const seen = statesOf(edge.health)
     edge.fail('ECONNREFUSED', 'status probe')
     expect(edge.broker).toBeDefined()
@@ -99,7 +105,10 @@ describe('StoreEdge for a probe and a watch that report by themselves', () => {
     const mapped = edge.handle('ECONNRESET', 'watch a/', watch)
     expect(mapped).toMatchObject({ scope: 'operation', error: { code: 'unavailable' } })
     expect(mapped.error.message).toBe('test: watch a/: ECONNRESET')
-    expect(seen).toEqual(['connecting', 'degraded:test: watch a/: ECONNRESET'])
+    expect(seen).toEqual(['connecting', 'connecting:test: watch a/: ECONNRESET'])
+    watch.up()
+    edge.handle('ECONNRESET', 'watch a/', watch)
+    expect(seen.at(-1)).toBe('degraded:test: watch a/: ECONNRESET')
     expect(edge.closed).toBe(false)
   })
 

@@ -63,13 +63,13 @@ describe('StoreHealth', () => {
     ])
   })
 
-  it('is degraded before any answer when a part is down, and connecting again when it is gone', () => {
+  it('is connecting, carrying the error, while a part is down before any answer', () => {
     const health = new StoreHealth()
     const seen = statesOf(health)
     const watch = health.part()
     watch.down(down('refused'))
     watch.gone()
-    expect(seen).toEqual(['connecting', 'degraded:test: refused', 'connecting'])
+    expect(seen).toEqual(['connecting', 'connecting:test: refused', 'connecting'])
   })
 
   it('reports the same failure once, and a part that is gone no longer counts', () => {
@@ -134,7 +134,7 @@ describe('StoreEdge', () => {
     expect(error).toBeInstanceOf(UnavailableError)
     expect((error as Error).message).toBe('test: get a: ECONNREFUSED')
     edge.op('get b', () => of(2)).subscribe()
-    expect(seen).toEqual(['connecting', 'degraded:test: get a: ECONNREFUSED', 'ready'])
+    expect(seen).toEqual(['connecting', 'connecting:test: get a: ECONNREFUSED', 'ready'])
   })
 
   it('lets a synchronous argument error pass through unmapped and leaves health alone', () => {

@@ -101,7 +101,7 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
     return table(raw, what)
   }
   // A store waiting for etcd (allowDelayedStart) is connecting, not degraded, until first contact.
-  const edge = new StoreEdge({ name: NAME, mapError, health: { downBeforeContact: 'connecting' } })
+  const edge = new StoreEdge({ name: NAME, mapError })
   const writes = new Limiter(settings.maxWritesInFlight)
   let closing: Promise<void> | undefined
 

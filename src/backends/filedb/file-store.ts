@@ -96,8 +96,9 @@ export function createFileStore(options: FileStoreOptions): FileStore {
   function updateStatus(): void {
     if (!scanned) return
     const problem = watcher?.problem ?? catalog.problem()
+    // The scan read the files: a broken one is an answer too (the store is past connecting).
     if (problem === undefined) health.up()
-    else health.down(problem)
+    else health.down(problem, true)
   }
 
   /**
