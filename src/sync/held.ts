@@ -1,3 +1,4 @@
+import type { Change, KeyValue } from '../core/events.js'
 import type { Revision } from '../core/revision.js'
 
 /**
@@ -67,4 +68,59 @@ export class Decoded<R, T> {
 /** What decodes a lazy cell's raw value: the consumer, which also reports a failure. */
 export interface Decoder<R, T> {
   decodeOrThrow(key: string, raw: R): T
+}
+
+/**
+ * A key-value as a lazy consumer receives it: `value` is a getter (own and enumerable, so
+ * spreading and deep equality read it) that decodes on first read.
+ */
+export function lazyItem<R, T>(key: string, value: Decoded<R, T>, revision: Revision): KeyValue<T> {
+  return {
+    key,
+    get value() {
+      return value.get()
+    },
+    revision,
+  }
+}
+
+/** A lazy consumer's put: `value` and `prev` (the cell it was given before) are getters. */
+export function lazyPut<R, T>(
+  key: string,
+  value: Decoded<R, T>,
+  prev: Decoded<R, T> | undefined,
+  revision: Revision,
+): Change<T> {
+  return prev
+    ? {
+        op: 'put',
+        key,
+        get value() {
+          return value.get()
+        },
+        get prev() {
+          return prev.get()
+        },
+        revision,
+      }
+    : {
+        op: 'put',
+        key,
+        get value() {
+          return value.get()
+        },
+        revision,
+      }
+}
+
+/** A lazy consumer's delete: `prev` is a getter on the cell it held. */
+export function lazyDelete<R, T>(key: string, prev: Decoded<R, T>, revision: Revision): Change<T> {
+  return {
+    op: 'delete',
+    key,
+    get prev() {
+      return prev.get()
+    },
+    revision,
+  }
 }

@@ -1,0 +1,230 @@
+import type { Codec } from '../core/codec.js'
+import { CodecError } from '../core/errors.js'
+import { valuesEqual } from '../core/equal.js'
+import type { Change, KeyValue } from '../core/events.js'
+import type { Revision } from '../core/revision.js'
+import { createSnapshot, type Snapshot } from '../core/snapshot.js'
+import { Decoded, fingerprintOf, lazyDelete, lazyItem, lazyPut, type Held } from './held.js'
+
+/** What `decode` returns for a value that does not decode (no codec returns this symbol). */
+const FAILED: unique symbol = Symbol('undecodable')
+
+/** How a consumer's view decodes and reports. */
+export interface ConsumerViewOptions<R, T> {
+  /** The consumer's name, for its `CodecError`s. */
+  readonly name: string
+  readonly codec: Codec<T, R>
+  /** `lazy`: values decode on first read (see `ConsumerOptions.decode`). */
+  readonly decode: 'eager' | 'lazy'
+  /** Where a value that does not decode is reported (eager: at delivery; lazy: at first read). */
+  readonly report: (error: CodecError) => void
+  /** The store's name, for the `CodecError`s of this consumer. */
+  readonly storeName: string | undefined
+}
+
+/**
+ * What one consumer has been given: its view, where every `prev` comes from (P2). It applies
+ * store changes and snapshots to the view and returns the consumer's changes and items, decoded
+ * (eager) or as lazy cells. Internal; never exported from the package.
+ */
+export class ConsumerView<R, T> {
+  readonly name: string
+  readonly codec: Codec<T, R>
+  readonly decodeMode: 'eager' | 'lazy'
+  readonly #report: (error: CodecError) => void
+  readonly #storeName: string | undefined
+  #view = new Map<string, Held<R, T>>()
+
+  constructor(options: ConsumerViewOptions<R, T>) {
+    this.name = options.name
+    this.codec = options.codec
+    this.decodeMode = options.decode
+    this.#report = options.report
+    this.#storeName = options.storeName
+  }
+
+  /** Whether the view holds `key`. */
+  holdsKey(key: string): boolean {
+    return this.#view.has(key)
+  }
+
+  /** Whether the view holds `key` written at `revision` or later, or holding the value `raw`. */
+  holdsAt(key: string, revision: Revision, raw: R): boolean {
+    const held = this.#view.get(key)
+    if (held === undefined) return false
+    if (held.revision >= revision) return true
+    if (held.raw !== undefined) return valuesEqual(held.raw, raw)
+    return raw instanceof Uint8Array && fingerprintOf(raw) === held.fingerprint
+  }
+
+  /** The keys of the view under `prefix`. */
+  keysUnder(prefix: string): string[] {
+    return [...this.#view.keys()].filter((key) => key.startsWith(prefix))
+  }
+
+  /**
+   * Replaces the view with this consumer's part of a snapshot, for its full resync; returns the
+   * items to deliver.
+   */
+  replace(items: readonly KeyValue<R>[], matches: (key: string) => boolean): KeyValue<T>[] {
+    const previous = this.#view
+    this.#view = new Map()
+    const out: KeyValue<T>[] = []
+    for (const item of items) {
+      if (!matches(item.key)) continue
+      if (this.decodeMode === 'lazy') {
+        // Nothing is decoded here: that is the point of lazy mode. A value the consumer already
+        // holds (same bytes) keeps its cell, so it is not decoded a second time.
+        const held = previous.get(item.key)
+        const value =
+          held && valuesEqual(held.raw, item.value)
+            ? (held.value as Decoded<R, T>)
+            : Decoded.later<R, T>(this, item.key, item.value)
+        this.#view.set(item.key, {
+          raw: item.value,
+          fingerprint: 0,
+          value,
+          revision: item.revision,
+        })
+        out.push(lazyItem(item.key, value, item.revision))
+        continue
+      }
+      const value = this.#decode(item.key, item.value)
+      if (value !== FAILED) {
+        this.#view.set(item.key, this.#held(item.value, value, item.revision))
+        out.push({ key: item.key, value, revision: item.revision })
+      } else {
+        // Keep the last good value of an undecodable key (P6).
+        const held = previous.get(item.key)
+        if (held) {
+          this.#view.set(item.key, held)
+          out.push({ key: item.key, value: held.value as T, revision: held.revision })
+        }
+      }
+    }
+    return out
+  }
+
+  /** The changes that bring the view to this consumer's part of a snapshot, applied to the view. */
+  diff(
+    items: readonly KeyValue<R>[],
+    revision: Revision,
+    matches: (key: string) => boolean,
+  ): Change<T>[] {
+    const seen = new Set<string>()
+    const out: Change<T>[] = []
+    for (const item of items) {
+      if (!matches(item.key)) continue
+      seen.add(item.key)
+      const held = this.#view.get(item.key)
+      if (held && this.#unchanged(held, item)) continue
+      const applied = this.apply({
+        op: 'put',
+        key: item.key,
+        value: item.value,
+        revision: item.revision,
+      })
+      if (applied) out.push(applied)
+    }
+    for (const key of [...this.#view.keys()]) {
+      if (seen.has(key)) continue
+      const applied = this.apply({ op: 'delete', key, revision })
+      if (applied) out.push(applied)
+    }
+    return out
+  }
+
+  /**
+   * Whether a snapshot's item holds the value the view has for its key. With the raw value kept,
+   * the values are compared. With a fingerprint: another fingerprint means another value; the
+   * same fingerprint and revision, the same value (a collision would need both); the same
+   * fingerprint at another revision is most likely the same bytes written again, but the new
+   * value is decoded and compared to be sure (a failure to decode is reported, and the key keeps
+   * its last good value, as `apply` would do).
+   */
+  #unchanged(held: Held<R, T>, item: KeyValue<R>): boolean {
+    if (held.raw !== undefined) return valuesEqual(held.raw, item.value)
+    if (!(item.value instanceof Uint8Array) || fingerprintOf(item.value) !== held.fingerprint) {
+      return false
+    }
+    if (held.revision === item.revision) return true
+    const value = this.#decode(item.key, item.value)
+    return value === FAILED || valuesEqual(held.value, value)
+  }
+
+  /** What the view keeps of a decoded value (eager mode): its bytes as a fingerprint. */
+  #held(raw: R, value: T, revision: Revision): Held<R, T> {
+    return raw instanceof Uint8Array
+      ? { raw: undefined, fingerprint: fingerprintOf(raw), value, revision }
+      : { raw, fingerprint: 0, value, revision }
+  }
+
+  snapshot(): Snapshot<T> {
+    return createSnapshot(
+      [...this.#view].map(([key, held]) =>
+        this.decodeMode === 'lazy'
+          ? lazyItem(key, held.value as Decoded<R, T>, held.revision)
+          : { key, value: held.value as T, revision: held.revision },
+      ),
+    )
+  }
+
+  /** Decodes a raw value for a lazy cell: reports a failure (once: the cell keeps it) and throws it. */
+  decodeOrThrow(key: string, raw: R): T {
+    try {
+      return this.codec.decode(raw)
+    } catch (cause) {
+      const error = new CodecError(key, this.codec.name, cause, this.name, this.#storeName)
+      this.#report(error)
+      throw error
+    }
+  }
+
+  /** Applies one store change to the view; the consumer's change, or undefined when there is none. */
+  apply(change: Change<R>): Change<T> | undefined {
+    const held = this.#view.get(change.key)
+    if (change.op === 'delete') {
+      // A delete of a key this consumer never held carries nothing to remove.
+      if (!held) return undefined
+      this.#view.delete(change.key)
+      if (this.decodeMode === 'lazy') {
+        return lazyDelete(change.key, held.value as Decoded<R, T>, change.revision)
+      }
+      return { op: 'delete', key: change.key, prev: held.value as T, revision: change.revision }
+    }
+    if (this.decodeMode === 'lazy') {
+      // prev is the cell this consumer was given for the key: read, it is the value it saw,
+      // decoded once for the view and every event (P2).
+      const value = Decoded.later<R, T>(this, change.key, change.value)
+      this.#view.set(change.key, {
+        raw: change.value,
+        fingerprint: 0,
+        value,
+        revision: change.revision,
+      })
+      return lazyPut(change.key, value, held?.value as Decoded<R, T> | undefined, change.revision)
+    }
+    const value = this.#decode(change.key, change.value)
+    if (value === FAILED) return undefined
+    this.#view.set(change.key, this.#held(change.value, value, change.revision))
+    return held
+      ? {
+          op: 'put',
+          key: change.key,
+          value,
+          prev: held.value as T,
+          revision: change.revision,
+        }
+      : { op: 'put', key: change.key, value, revision: change.revision }
+  }
+
+  /** The decoded value, or {@link FAILED} (reported) when it does not decode. */
+  #decode(key: string, raw: R): T | typeof FAILED {
+    try {
+      return this.codec.decode(raw)
+    } catch (error) {
+      this.#report(new CodecError(key, this.codec.name, error, this.name, this.#storeName))
+      return FAILED
+    }
+  }
+}
