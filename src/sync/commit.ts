@@ -1,9 +1,20 @@
-import { Observable } from 'rxjs'
+import {
+  Observable,
+  defer,
+  finalize,
+  forkJoin,
+  map,
+  of,
+  switchMap,
+  timeout,
+  type SchedulerLike,
+} from 'rxjs'
+import { toMillis } from '../core/duration.js'
 import { DatasyncError } from '../core/errors.js'
 import type { Revision } from '../core/revision.js'
-import type { TxnOp } from '../core/store.js'
+import type { KvStore, TxnOp } from '../core/store.js'
 import type { ConsumerState } from './consumer-state.js'
-import type { ConsumerOutcome } from './types.js'
+import type { CommitOptions, CommitResult, ConsumerOutcome } from './types.js'
 
 /** What a consumer must hold for a written key to count as applied. */
 type Wanted<R> = { readonly op: 'put'; readonly raw: R } | { readonly op: 'delete' }
@@ -162,4 +173,52 @@ function wantedBy<R>(
     }
   }
   return keys
+}
+
+/**
+ * `Datasync.commit`: writes `ops` as one transaction of `store`, then waits for every listening
+ * consumer of `states` that covers a written key (see {@link Commits}), each for at most the
+ * timeout.
+ */
+export function commitAndWait<R>(
+  store: KvStore<R>,
+  states: readonly ConsumerState<R, unknown>[],
+  commits: Commits<R>,
+  scheduler: SchedulerLike,
+  ops: readonly TxnOp<R>[],
+  options: CommitOptions<R>,
+): Observable<CommitResult> {
+  return defer(() => {
+    const timeoutMs = toMillis(options.timeout ?? '30s', 'commit timeout')
+    const covering = states.filter((state) => state.listening && Commits.covers(state, ops))
+    const pending = commits.begin(covering, ops)
+    const late = (name: string, revision: Revision) =>
+      of<ConsumerOutcome>({
+        consumer: name,
+        error: new DatasyncError(
+          'timeout',
+          `consumer '${name}' did not apply the write at revision ${revision} within ${timeoutMs} ms`,
+        ),
+      })
+    return store.txn(ops, options.conditions ? { conditions: options.conditions } : {}).pipe(
+      switchMap(({ succeeded, revision }) => {
+        if (!succeeded) return of<CommitResult>({ succeeded, revision, consumers: [] })
+        const outcomes = pending.applied(revision).map((outcome, i) =>
+          outcome.pipe(
+            timeout({
+              first: timeoutMs,
+              scheduler,
+              with: () => late(covering[i]?.name ?? '', revision),
+            }),
+          ),
+        )
+        return (outcomes.length === 0 ? of([]) : forkJoin(outcomes)).pipe(
+          map((consumers): CommitResult => ({ succeeded, revision, consumers })),
+        )
+      }),
+      finalize(() => {
+        pending.cancel()
+      }),
+    )
+  })
 }

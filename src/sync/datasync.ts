@@ -7,9 +7,6 @@ import {
   distinctUntilChanged,
   filter,
   finalize,
-  forkJoin,
-  map,
-  of,
   ignoreElements,
   merge,
   share,
@@ -18,15 +15,13 @@ import {
   switchMap,
   tap,
   throwError,
-  timeout,
   type Observable,
   type Subscription,
 } from 'rxjs'
-import { toMillis } from '../core/duration.js'
 import { ClosedError, DatasyncError } from '../core/errors.js'
 import type { ChangesEvent, SnapshotCause, SnapshotEvent, StoreEvent } from '../core/events.js'
-import type { KvStore, TxnOp } from '../core/store.js'
-import { Commits } from './commit.js'
+import type { KvStore } from '../core/store.js'
+import { Commits, commitAndWait } from './commit.js'
 import { asDatasyncError } from '../internal/errors.js'
 import { ConsumerState } from './consumer-state.js'
 import { Courier } from './courier.js'
@@ -34,8 +29,6 @@ import { DeltaPump } from './deltas.js'
 import { resyncRound } from './round.js'
 import { checkPrefixes, resolveConsumer, resolveSettings } from './settings.js'
 import type {
-  CommitOptions,
-  CommitResult,
   Consumer,
   ConsumerOptions,
   Datasync,
@@ -99,51 +92,6 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       commits.afterSettle(state)
     },
   )
-
-  /** Writes, then waits for every consumer covering the written keys (see `Datasync.commit`). */
-  const commit = (
-    ops: readonly TxnOp<R>[],
-    commitOptions: CommitOptions<R> = {},
-  ): Observable<CommitResult> =>
-    defer(() => {
-      if (closed) throw new ClosedError('the orchestrator')
-      const timeoutMs = toMillis(commitOptions.timeout ?? '30s', 'commit timeout')
-      const txnOptions = commitOptions.conditions ? { conditions: commitOptions.conditions } : {}
-      const covering = states.filter((state) => state.listening && Commits.covers(state, ops))
-      const pending = commits.begin(covering, ops)
-      return store.txn(ops, txnOptions).pipe(
-        switchMap(({ succeeded, revision }) => {
-          if (!succeeded) {
-            pending.cancel()
-            return of<CommitResult>({ succeeded, revision, consumers: [] })
-          }
-          const outcomes = pending.applied(revision).map((outcome, i) =>
-            outcome.pipe(
-              timeout({
-                first: timeoutMs,
-                scheduler: settings.scheduler,
-                with: () => {
-                  const name = covering[i]?.name ?? ''
-                  return of({
-                    consumer: name,
-                    error: new DatasyncError(
-                      'timeout',
-                      `consumer '${name}' did not apply the write at revision ${revision} within ${timeoutMs} ms`,
-                    ),
-                  })
-                },
-              }),
-            ),
-          )
-          return (outcomes.length === 0 ? of([]) : forkJoin(outcomes)).pipe(
-            map((consumers): CommitResult => ({ succeeded, revision, consumers })),
-          )
-        }),
-        finalize(() => {
-          pending.cancel()
-        }),
-      )
-    })
 
   /** One run, from subscribing `run$` to its end: watches, rounds and deltas. */
   const session = (): Observable<never> => {
@@ -317,7 +265,11 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
   return {
     register,
     consumers: () => states.map((state) => state.name),
-    commit,
+    commit: (ops, commitOptions = {}) =>
+      defer(() => {
+        if (closed) throw new ClosedError('the orchestrator')
+        return commitAndWait(store, states, commits, settings.scheduler, ops, commitOptions)
+      }),
     run$,
     start() {
       started?.unsubscribe()
