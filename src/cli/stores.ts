@@ -4,6 +4,7 @@ import type { EtcdStoreOptions } from '../backends/etcd/index.js'
 import type { RedisStoreOptions } from '../backends/redis/index.js'
 import type { ConsulStoreOptions } from '../backends/consul/index.js'
 import type { FileStoreOptions } from '../backends/filedb/index.js'
+import type { ConfigLookup } from '../internal/config.js'
 import { ConfigError, describe } from '../core/errors.js'
 import type { KvStore } from '../core/store.js'
 import { UsageError } from './errors.js'
@@ -204,42 +205,25 @@ export async function resolveTarget(spec: string, context: StoreContext): Promis
   const lookup = { argv: [flag, file], env: context.env, expandEnv: context.expandEnv }
   const origin = { kind: 'file', file } as const
   const label = `${backend} (from ${file})`
+  const options = await loadOptions(backend, lookup)
+  if (options === undefined) throw new ConfigError(file, undefined, 'nothing was loaded')
+  // etcd and Consul carry the orchestrator's resyncAfterReconnect in their files.
+  const resyncAfterReconnect = 'resyncAfterReconnect' in options && options.resyncAfterReconnect
+  return { backend, label, origin, options, resyncAfterReconnect } as StoreTarget
+}
+
+/** A backend's options from its configuration file, through its own loader (loaded lazily). */
+async function loadOptions(backend: Backend, lookup: ConfigLookup) {
   switch (backend) {
-    case 'etcd': {
-      const { loadEtcdConfig } = await import('../backends/etcd/index.js')
-      const options = (await loadEtcdConfig(lookup)) ?? {}
-      return {
-        backend,
-        label,
-        origin,
-        options,
-        resyncAfterReconnect: options.resyncAfterReconnect === true,
-      }
-    }
-    case 'redis': {
-      const { loadRedisConfig } = await import('../backends/redis/index.js')
-      const options = await loadRedisConfig(lookup)
-      if (options === undefined) throw new ConfigError(file, undefined, 'nothing was loaded')
-      return { backend, label, origin, options, resyncAfterReconnect: false }
-    }
-    case 'consul': {
-      const { loadConsulConfig } = await import('../backends/consul/index.js')
-      const options = await loadConsulConfig(lookup)
-      if (options === undefined) throw new ConfigError(file, undefined, 'nothing was loaded')
-      return {
-        backend,
-        label,
-        origin,
-        options,
-        resyncAfterReconnect: options.resyncAfterReconnect === true,
-      }
-    }
-    case 'filedb': {
-      const { loadFileDbConfig } = await import('../backends/filedb/index.js')
-      const options = await loadFileDbConfig(lookup)
-      if (options === undefined) throw new ConfigError(file, undefined, 'nothing was loaded')
-      return { backend, label, origin, options, resyncAfterReconnect: false }
-    }
+    case 'etcd':
+      // An etcd file may hold nothing but defaults.
+      return (await (await import('../backends/etcd/index.js')).loadEtcdConfig(lookup)) ?? {}
+    case 'redis':
+      return (await import('../backends/redis/index.js')).loadRedisConfig(lookup)
+    case 'consul':
+      return (await import('../backends/consul/index.js')).loadConsulConfig(lookup)
+    case 'filedb':
+      return (await import('../backends/filedb/index.js')).loadFileDbConfig(lookup)
   }
 }
 
