@@ -208,8 +208,7 @@ export async function resolveTarget(spec: string, context: StoreContext): Promis
   const options = await loadOptions(backend, lookup)
   if (options === undefined) throw new ConfigError(file, undefined, 'nothing was loaded')
   // etcd and Consul carry the orchestrator's resyncAfterReconnect in their files.
-  const resyncAfterReconnect =
-    'resyncAfterReconnect' in options && Boolean(options.resyncAfterReconnect)
+  const resyncAfterReconnect = 'resyncAfterReconnect' in options && options.resyncAfterReconnect
   return { backend, label, origin, options, resyncAfterReconnect } as StoreTarget
 }
 
