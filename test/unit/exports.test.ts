@@ -1,84 +1,265 @@
 import { readFile } from 'node:fs/promises'
+import ts from 'typescript'
 import { describe, expect, it } from 'vitest'
 
-// Pins the public export list of every subpath: an accidental export shows up here in review.
-// A subpath whose module does not exist yet is pinned as absent, so adding it is a visible change.
-const expected: Record<string, readonly string[] | 'absent'> = {
-  'rx-datasync': [
-    'AckTimeoutError',
-    'AuthError',
-    'CapabilityError',
-    'ClosedError',
-    'CodecError',
-    'ConfigError',
-    'ConsumerError',
-    'DatasyncError',
-    'UnavailableError',
-    'ZERO_REVISION',
-    'applyChanges',
-    'batchQuiet',
-    'bytes',
-    'compareRevisions',
-    'createDatasync',
-    'createLayeredStore',
-    'createMemoryStore',
-    'createRoutedStore',
-    'createSnapshot',
-    'diffSnapshots',
-    'filterEvents',
-    'handleEvents',
-    'identity',
-    'isRetryable',
-    'json',
-    'mapValues',
-    'maxRevision',
-    'mergeEvents',
-    'publishTo',
-    'revision',
-    'string',
-    'toMillis',
-    'toViews',
-    'withCodec',
-    'withPrefix',
-  ],
-  'rx-datasync/etcd': ['createEtcdStore', 'loadEtcdConfig'],
-  'rx-datasync/filedb': ['createFileStore', 'loadFileDbConfig'],
-  'rx-datasync/health': ['createHealth', 'createMetrics', 'serveHealth'],
-  'rx-datasync/proto': ['loadProtoCodec', 'protoCodec'],
-  'rx-datasync/redis': ['createRedisStore', 'loadRedisConfig'],
-  'rx-datasync/testing': [
-    'ackAfter',
-    'changesOf',
-    'createFaultStore',
-    'describeEvent',
-    'recordConsumer',
-    'scriptedStore',
-    'snapshotOf',
-  ],
+// Pins the public surface of every subpath: its runtime names (what `import` gives) and its
+// type-only names (what TypeScript sees). An accidental export, or one lost in a refactor, shows
+// up here in review.
+const expected: Record<
+  string,
+  { readonly values: readonly string[]; readonly types: readonly string[] }
+> = {
+  'rx-datasync': {
+    values: [
+      'AckTimeoutError',
+      'AuthError',
+      'CapabilityError',
+      'ClosedError',
+      'CodecError',
+      'ConfigError',
+      'ConsumerError',
+      'DatasyncError',
+      'UnavailableError',
+      'ZERO_REVISION',
+      'applyChanges',
+      'batchQuiet',
+      'bytes',
+      'compareRevisions',
+      'createDatasync',
+      'createLayeredStore',
+      'createMemoryStore',
+      'createRoutedStore',
+      'createSnapshot',
+      'diffSnapshots',
+      'filterEvents',
+      'handleEvents',
+      'identity',
+      'isRetryable',
+      'json',
+      'mapValues',
+      'maxRevision',
+      'mergeEvents',
+      'publishTo',
+      'revision',
+      'string',
+      'toMillis',
+      'toViews',
+      'withCodec',
+      'withPrefix',
+    ],
+    types: [
+      'AckPolicy',
+      'BatchQuietOptions',
+      'Capabilities',
+      'Change',
+      'ChangeEvent',
+      'ChangeOp',
+      'ChangesEvent',
+      'Codec',
+      'CombinedSource',
+      'CombinedStore',
+      'CombinedStoreOptions',
+      'CommitOptions',
+      'CommitResult',
+      'Consumer',
+      'ConsumerEvent',
+      'ConsumerOptions',
+      'ConsumerOutcome',
+      'Datasync',
+      'DatasyncErrorOptions',
+      'DatasyncOptions',
+      'DeleteChange',
+      'DeleteOptions',
+      'Done',
+      'Duration',
+      'ErrorCode',
+      'EventHandler',
+      'EventReason',
+      'HandleEventsOptions',
+      'HandledEvent',
+      'KeyValue',
+      'KvStore',
+      'LayeredStoreOptions',
+      'MemoryStore',
+      'MemoryStoreOptions',
+      'NamedSource',
+      'Publication',
+      'PublishOptions',
+      'PublishResult',
+      'PutChange',
+      'PutOptions',
+      'ResyncEvent',
+      'Revision',
+      'RoutedStoreOptions',
+      'Snapshot',
+      'SnapshotCause',
+      'SnapshotEvent',
+      'SourceInput',
+      'StoreEvent',
+      'StoreStatus',
+      'SyncActivity',
+      'SyncState',
+      'SyncStatus',
+      'TxnCondition',
+      'TxnOp',
+      'TxnOptions',
+      'TxnResult',
+      'TypedStore',
+    ],
+  },
+  'rx-datasync/etcd': {
+    values: ['createEtcdStore', 'loadEtcdConfig'],
+    types: [
+      'ConfigLookup',
+      'EtcdConfigLookup',
+      'EtcdPutOptions',
+      'EtcdStore',
+      'EtcdStoreOptions',
+      'EtcdTlsOptions',
+      'EtcdTxnOp',
+    ],
+  },
+  'rx-datasync/redis': {
+    values: ['createRedisStore', 'loadRedisConfig'],
+    types: [
+      'ConfigLookup',
+      'RedisAddress',
+      'RedisClusterOptions',
+      'RedisConfigLookup',
+      'RedisSentinelOptions',
+      'RedisStore',
+      'RedisStoreOptions',
+    ],
+  },
+  'rx-datasync/consul': {
+    values: ['createConsulStore', 'loadConsulConfig'],
+    types: ['ConfigLookup', 'ConsulStore', 'ConsulStoreOptions', 'ConsulTlsOptions'],
+  },
+  'rx-datasync/filedb': {
+    values: ['createFileStore', 'loadFileDbConfig'],
+    types: ['ConfigLookup', 'FileStore', 'FileStoreOptions'],
+  },
+  'rx-datasync/proto': {
+    values: ['loadProtoCodec', 'protoCodec'],
+    types: ['ProtoCodec', 'ProtoCodecOptions', 'ProtoForm'],
+  },
+  'rx-datasync/health': {
+    values: ['createHealth', 'createMetrics', 'serveHealth'],
+    types: [
+      'AckFailureCount',
+      'AckLatency',
+      'CheckOptions',
+      'CheckResult',
+      'ComponentHealth',
+      'ComponentKind',
+      'ComponentOptions',
+      'DatasyncLike',
+      'DatasyncMetrics',
+      'DeliveredCount',
+      'ErrorCount',
+      'GapCount',
+      'Health',
+      'HealthCheck',
+      'HealthOptions',
+      'HealthReport',
+      'HealthServer',
+      'HealthServerOptions',
+      'HealthState',
+      'LagGauge',
+      'MetricsOptions',
+      'MetricsSnapshot',
+      'PrometheusRegistry',
+      'RoundCount',
+      'StoreLike',
+      'TrackedDatasync',
+    ],
+  },
+  'rx-datasync/testing': {
+    values: [
+      'ackAfter',
+      'changesOf',
+      'createFaultStore',
+      'describeEvent',
+      'recordConsumer',
+      'scriptedStore',
+      'snapshotOf',
+    ],
+    types: ['ConsumerRecorder', 'FaultStore', 'FaultStoreOptions', 'RecorderOptions'],
+  },
+}
+
+interface PackageJson {
+  readonly exports: Record<string, { readonly source?: string } | string>
+}
+
+async function subpaths(): Promise<[specifier: string, source: string][]> {
+  const pkg = JSON.parse(
+    await readFile(new URL('../../package.json', import.meta.url), 'utf8'),
+  ) as PackageJson
+  return Object.entries(pkg.exports)
+    .filter(([subpath]) => subpath !== './package.json')
+    .map(([subpath, target]) => [
+      subpath === '.' ? 'rx-datasync' : `rx-datasync/${subpath.slice(2)}`,
+      typeof target === 'string' ? target : (target.source ?? ''),
+    ])
+}
+
+/** The names each subpath's source exports that are types only, as the compiler sees them. */
+function typeOnlyExports(entries: readonly [string, string][]): Map<string, string[]> {
+  const files = entries.map(([, source]) => new URL(`../../${source}`, import.meta.url).pathname)
+  const program = ts.createProgram(files, {
+    noEmit: true,
+    strict: true,
+    skipLibCheck: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+  })
+  const checker = program.getTypeChecker()
+  const result = new Map<string, string[]>()
+  entries.forEach(([specifier], i) => {
+    const file = program.getSourceFile(files[i] ?? '')
+    const module = file && checker.getSymbolAtLocation(file)
+    if (!module) throw new Error(`no module for ${specifier}`)
+    const types = checker
+      .getExportsOfModule(module)
+      .filter((symbol) => {
+        const target =
+          symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol
+        const typeOnly = (symbol.declarations ?? []).every(
+          (declaration) =>
+            ts.isExportSpecifier(declaration) &&
+            (declaration.isTypeOnly || declaration.parent.parent.isTypeOnly),
+        )
+        return (target.flags & ts.SymbolFlags.Value) === 0 || typeOnly
+      })
+      .map((symbol) => symbol.name)
+    result.set(specifier, types.sort())
+  })
+  return result
 }
 
 describe('public exports', () => {
   it('every subpath of package.json is pinned here', async () => {
-    const pkg = JSON.parse(
-      await readFile(new URL('../../package.json', import.meta.url), 'utf8'),
-    ) as {
-      exports: Record<string, unknown>
-    }
-    const subpaths = Object.keys(pkg.exports)
-      .filter((subpath) => subpath !== './package.json')
-      .map((subpath) => (subpath === '.' ? 'rx-datasync' : `rx-datasync/${subpath.slice(2)}`))
-    expect(subpaths.filter((name) => !(name in expected) && !(name in pending))).toEqual([])
+    expect((await subpaths()).map(([specifier]) => specifier).sort()).toEqual(
+      Object.keys(expected).sort(),
+    )
   })
 
   for (const [specifier, names] of Object.entries(expected)) {
-    it(`${specifier} exports exactly its pinned names`, async () => {
+    it(`${specifier} exports exactly its pinned runtime names`, async () => {
       const module = (await import(specifier)) as Record<string, unknown>
-      expect(Object.keys(module).sort()).toEqual(names === 'absent' ? [] : [...names].sort())
+      expect(Object.keys(module).sort()).toEqual([...names.values].sort())
     })
   }
-})
 
-/** Subpaths declared in package.json whose modules later issues build; pinned when they land. */
-const pending: Record<string, true> = {
-  'rx-datasync/consul': true,
-}
+  it('each subpath exports exactly its pinned type names', async () => {
+    const found = typeOnlyExports(await subpaths())
+    for (const [specifier, names] of Object.entries(expected)) {
+      expect({ specifier, types: found.get(specifier) }).toEqual({
+        specifier,
+        types: [...names.types].sort(),
+      })
+    }
+  }, 60_000)
+})
