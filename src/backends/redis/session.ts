@@ -201,7 +201,7 @@ class Session {
       const read = this.#read(reads).pipe(
         concatMap((results) => from(this.#readEvents(batch, last, results))),
       )
-      return concat(from(events), read)
+      return events.length === 0 ? read : concat(from(events), read)
     }
   }
 
