@@ -1,5 +1,6 @@
 import { enableMapSet, freeze, produce } from 'immer'
 import { valuesEqual } from './equal.js'
+import { byKey } from './order.js'
 import type { Change, KeyValue } from './events.js'
 import type { Revision } from './revision.js'
 
@@ -64,7 +65,7 @@ export function diffSnapshots<V>(
   for (const [key, old] of before) {
     if (!after.has(key)) changes.push({ op: 'delete', key, prev: old.value, revision })
   }
-  return changes.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+  return changes.sort(byKey)
 }
 
 /** Whether `key` falls under any of `prefixes`. */

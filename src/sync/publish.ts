@@ -24,6 +24,7 @@ import { toMillis } from '../core/duration.js'
 import { CodecError, DatasyncError, isRetryable } from '../core/errors.js'
 import type { KvStore } from '../core/store.js'
 import { asDatasyncError } from '../internal/errors.js'
+import { backoffDelay } from '../internal/backoff.js'
 
 /** One write for {@link publishTo}: a put (with an optional TTL) or a delete of a key. */
 export type Publication<T> =
@@ -137,7 +138,7 @@ export function publishTo<T, R = Uint8Array>(
               count: retries,
               delay: (error: unknown, n) =>
                 isRetryable(error)
-                  ? timer(Math.min(firstDelayMs * 2 ** (n - 1), 30_000), scheduler)
+                  ? timer(backoffDelay({ firstMs: firstDelayMs, maxMs: 30_000 }, n), scheduler)
                   : throwError(() => error),
             }),
             map((): PublishResult<T> => ({ ok: true, publication, attempts })),

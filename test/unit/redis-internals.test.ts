@@ -7,7 +7,7 @@ import { ConfigError, UnavailableError, revision } from '../../src/index.js'
 import { createRedisStore } from '../../src/backends/redis/index.js'
 import { toDatasyncError } from '../../src/backends/redis/errors.js'
 import { escapeGlob, missingFlags, normalizePrefixes } from '../../src/backends/redis/keyspace.js'
-import { parseAddress, resolveSettings } from '../../src/backends/redis/options.js'
+import { parseAddress, resolveOptions } from '../../src/backends/redis/options.js'
 import { RevisionClock, digest } from '../../src/backends/redis/revisions.js'
 import { decodeWriteMessage, messageHead } from '../../src/backends/redis/scripts.js'
 
@@ -34,7 +34,7 @@ describe('options', () => {
     expect(() => createRedisStore({ sentinel: { sentinels: [], masterName: 'm' } })).toThrow(
       /at least one sentinel/,
     )
-    const settings = resolveSettings({ node: 'a:1', reconnectDelay: '250ms' })
+    const settings = resolveOptions({ node: 'a:1', reconnectDelay: '250ms' })
     expect(settings.reconnectDelayMs).toBe(250)
     expect(settings.commandTimeoutMs).toBe(5_000)
   })

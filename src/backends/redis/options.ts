@@ -244,7 +244,7 @@ function millis(value: Duration | undefined, fallback: Duration, what: string): 
 }
 
 /** Checks the options and applies the defaults; throws a TypeError that names the option. */
-export function resolveSettings(options: RedisStoreOptions): Settings {
+export function resolveOptions(options: RedisStoreOptions): Settings {
   if (typeof options !== 'object' || (options as unknown) === null) {
     throw new TypeError(
       `createRedisStore: expected an options object, got ${options === null ? 'null' : typeof options}`,

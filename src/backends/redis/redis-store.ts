@@ -22,7 +22,7 @@ import { copyBytes } from './bytes.js'
 import { Masters, checkClusterTxn } from './cluster.js'
 import { createMainClient, ended } from './connections.js'
 import { NAME, toDatasyncError } from './errors.js'
-import { resolveSettings, type RedisStoreOptions } from './options.js'
+import { resolveOptions, type RedisStoreOptions } from './options.js'
 import { groupKeys, readValues } from './reads.js'
 import { RevisionClock } from './revisions.js'
 import { encodeWrite, messageHead, runWriteScript, writesChannel, type Write } from './scripts.js'
@@ -72,7 +72,7 @@ const CAPABILITIES: Capabilities = Object.freeze({
  * ```
  */
 export function createRedisStore(options: RedisStoreOptions): RedisStore {
-  const settings = resolveSettings(options)
+  const settings = resolveOptions(options)
   const scheduler = options.scheduler ?? asyncScheduler
   const clock = new RevisionClock(settings.revisionCacheSize)
   // ioredis reports the connections' health by its events: the main one and each watch's part.

@@ -7,6 +7,7 @@ import {
 } from 'rxjs'
 import { toMillis, type Duration } from '../../core/duration.js'
 import type { Change, KeyValue } from '../../core/events.js'
+import { byKey } from '../../core/order.js'
 import type { ConsumerEvent, Done } from '../types.js'
 
 /** Options of {@link batchQuiet}. */
@@ -128,7 +129,7 @@ export function mergeEvents<T>(events: readonly ConsumerEvent<T>[]): ConsumerEve
         } else items.delete(change.key)
       }
     }
-    const sorted = [...items.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    const sorted = [...items.values()].sort(byKey)
     return { ...resync, reason: last.reason, revision: last.revision, items: sorted, done }
   }
   return {
