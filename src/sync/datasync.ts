@@ -268,6 +268,13 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     commit: (ops, commitOptions = {}) =>
       defer(() => {
         if (closed) throw new ClosedError('the orchestrator')
+        if (!running) {
+          // Nothing would deliver the write: the caller would wait for its timeout in vain.
+          throw new DatasyncError(
+            'closed',
+            'commit: the orchestrator is not running; start it (sync.start()) before writing through it, or write to the store directly',
+          )
+        }
         return commitAndWait(store, states, commits, settings.scheduler, ops, commitOptions)
       }),
     run$,

@@ -255,6 +255,8 @@ export interface Datasync<R> {
    * `timeout` error, one that leaves meanwhile a `closed` error. Consumers that cover none of the
    * keys, and those nobody listens to, are not waited for. The write itself fails as the store's
    * `txn` does (a transaction the store cannot do atomically is refused, nothing is written).
+   * Before `start()` or after `stop()` nothing would deliver the write: it fails with a `closed`
+   * error and writes nothing.
    *
    * ```
    * commit:     -(w)--------------r|    r: { succeeded, revision, consumers: [a, b] }
