@@ -77,7 +77,7 @@ export class AckTimeoutError extends DatasyncError {
   ) {
     super(
       'ack-timeout',
-      `consumer '${consumer}' did not acknowledge its ${eventKind} event within ${timeoutMs} ms; call event.done() when the event is applied`,
+      `consumer '${consumer}' did not acknowledge its ${eventKind} event within ${timeoutMs} ms; call event.done() when the event is applied (if its events$ handler threw, RxJS reported the throw as unhandled and the event was never acknowledged: handle events with handleEvents(), which acknowledges a throw as done(error))`,
     )
   }
 }

@@ -245,6 +245,9 @@ describe('errors', () => {
     expect(error.message).toContain(`consumer 'interfaces'`)
     expect(error.message).toContain('resync event within 10000 ms')
     expect(error.message).toContain('done()')
+    // A handler that threw is the other common cause: the message says where to look.
+    expect(error.message).toContain('if its events$ handler threw')
+    expect(error.message).toContain('handleEvents()')
   })
 
   it('names the consumer and describes the cause in ConsumerError', () => {
