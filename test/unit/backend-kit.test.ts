@@ -63,15 +63,6 @@ describe('StoreHealth', () => {
     ])
   })
 
-  it('is connecting, carrying the error, while a part is down before any answer', () => {
-    const health = new StoreHealth()
-    const seen = statesOf(health)
-    const watch = health.part()
-    watch.down(down('refused'))
-    watch.gone()
-    expect(seen).toEqual(['connecting', 'connecting:test: refused', 'connecting'])
-  })
-
   it('reports the same failure once, and a part that is gone no longer counts', () => {
     const health = new StoreHealth()
     const seen = statesOf(health)
