@@ -38,6 +38,7 @@ export type {
   DeleteOptions,
   KvStore,
   PutOptions,
+  WatchOptions,
   StoreStatus,
   TxnCondition,
   TxnOp,

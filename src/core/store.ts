@@ -32,6 +32,19 @@ export interface StoreStatus {
   readonly error?: DatasyncError
 }
 
+/**
+ * Options of a watch.
+ *
+ * `after` asks to resume: a store that can (capabilities.resumable) and still holds the history
+ * after that revision emits no snapshot at all, only the change batches with revisions greater
+ * than `after`, as if the watch had never stopped. A store that cannot (history compacted, or
+ * not resumable) starts as without the option, with a snapshot, and the caller diffs it against
+ * what it holds. So a store that ignores `after` is always correct, only slower.
+ */
+export interface WatchOptions {
+  readonly after?: Revision
+}
+
 /** Options of a single put. */
 export interface PutOptions {
   /** The key is deleted this long after the put (rounded up to the backend's precision). */
@@ -94,7 +107,7 @@ export interface KvStore<V = Uint8Array> {
    * watch(['a/']):  S--c--c---S(gap)--c--
    * ```
    */
-  watch(prefixes: readonly string[]): Observable<StoreEvent<V>>
+  watch(prefixes: readonly string[], options?: WatchOptions): Observable<StoreEvent<V>>
   /** The key's value, or `undefined` when it does not exist. */
   get(key: string): Observable<KeyValue<V> | undefined>
   /** Every key under `prefix` with its value, read at one revision, sorted by key. */

@@ -105,6 +105,7 @@ const expected: Record<
       'TxnOptions',
       'TxnResult',
       'TypedStore',
+      'WatchOptions',
     ],
   },
   'rx-datasync/etcd': {
