@@ -24,7 +24,7 @@ import { toMillis } from '../core/duration.js'
 import { CodecError, DatasyncError, isRetryable } from '../core/errors.js'
 import type { KvStore } from '../core/store.js'
 import { asDatasyncError } from '../internal/errors.js'
-import { backoffDelay } from '../internal/backoff.js'
+import { backoffDelay, checkBackoff, DEFAULT_JITTER } from '../internal/backoff.js'
 
 /** One write for {@link publishTo}: a put (with an optional TTL) or a delete of a key. */
 export type Publication<T> =
@@ -51,6 +51,14 @@ export interface PublishOptions<T, R> {
   readonly retries?: number
   /** The first retry's delay; each next one doubles it, up to 30 s. @default '100ms' */
   readonly retryDelay?: Duration
+  /**
+   * The share of each retry delay that is random (0 to 1): a delay `d` becomes a value between
+   * `d * (1 - jitter)` and `d`, so writers that failed together do not retry together.
+   * @default 0.2
+   */
+  readonly jitter?: number
+  /** Where the jitter's randomness comes from (a fixed sequence in tests). @default Math.random */
+  readonly random?: () => number
   /** The scheduler for retry delays. @default asyncScheduler */
   readonly scheduler?: SchedulerLike
 }
@@ -85,6 +93,12 @@ export function publishTo<T, R = Uint8Array>(
   const retries = options.retries ?? 5
   const firstDelayMs = toMillis(options.retryDelay ?? '100ms', 'retryDelay')
   const scheduler = options.scheduler ?? asyncScheduler
+  const backoff = checkBackoff('publishTo', {
+    firstMs: firstDelayMs,
+    maxMs: Math.max(30_000, firstDelayMs),
+    jitter: options.jitter ?? DEFAULT_JITTER,
+    ...(options.random === undefined ? {} : { random: options.random }),
+  })
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new TypeError(
       `publishTo: expected concurrency as an integer of at least 1, got ${concurrency}`,
@@ -138,7 +152,7 @@ export function publishTo<T, R = Uint8Array>(
               count: retries,
               delay: (error: unknown, n) =>
                 isRetryable(error)
-                  ? timer(backoffDelay({ firstMs: firstDelayMs, maxMs: 30_000 }, n), scheduler)
+                  ? timer(backoffDelay(backoff, n), scheduler)
                   : throwError(() => error),
             }),
             map((): PublishResult<T> => ({ ok: true, publication, attempts })),

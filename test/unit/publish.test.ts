@@ -155,7 +155,10 @@ function publish(
   publications: readonly Pub[],
   options: PublishOptions<string, string> = {},
 ) {
-  return collect(from(publications).pipe(publishTo<string, string>(store, options)))
+  // No jitter unless a test asks for it: the delays below are exact.
+  return collect(
+    from(publications).pipe(publishTo<string, string>(store, { jitter: 0, ...options })),
+  )
 }
 
 describe('publishTo', () => {
@@ -362,6 +365,22 @@ describe('publishTo', () => {
     scheduler.flush()
     expect(attempts).toEqual([0, 1_000, 3_000, 7_000])
     expect(run.values.map(describeResult)).toEqual(['put a=1 ok x4'])
+  })
+
+  it('shortens each retry delay by up to its jitter share, from the random source', () => {
+    const scheduler = new VirtualTimeScheduler()
+    const { faults, store, attempts } = countingFaultStore(scheduler)
+    faults.failWrites(2)
+    const random = [0.5, 1]
+    publish(store, [put('a', '1')], {
+      scheduler,
+      retryDelay: '1s',
+      jitter: 0.2,
+      random: () => random.shift() ?? 0,
+    })
+    scheduler.flush()
+    // 1000 * (1 - 0.2 * 0.5) = 900, then 2000 * (1 - 0.2) = 1600.
+    expect(attempts).toEqual([0, 900, 2_500])
   })
 
   it('caps the retry delay at 30 s', () => {

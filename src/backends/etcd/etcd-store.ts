@@ -20,6 +20,7 @@ import type {
   StoreStatus,
   TxnOptions,
   TxnResult,
+  WatchOptions,
 } from '../../core/store.js'
 import { show } from '../../internal/checks.js'
 import { StoreEdge } from '../../internal/edge.js'
@@ -184,11 +185,11 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
     capabilities: CAPABILITIES,
     status$,
 
-    watch(prefixes: readonly string[]): Observable<StoreEvent<Uint8Array>> {
+    watch(prefixes: readonly string[], options?: WatchOptions): Observable<StoreEvent<Uint8Array>> {
       return edge.watch(
         defer(() => {
           assertPrefixes(prefixes)
-          return merge(watchPrefixes(watchContext, prefixes), background$)
+          return merge(watchPrefixes(watchContext, prefixes, options), background$)
         }),
       )
     },

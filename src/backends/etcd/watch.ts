@@ -13,19 +13,14 @@ import {
   timer,
   type SchedulerLike,
 } from 'rxjs'
-import {
-  EtcdWatchStreamEnded,
-  castGrpcError,
-  castGrpcErrorMessage,
-  type Etcd3,
-  type IEvent,
-  type IWatchResponse,
-} from 'etcd3'
+import type { Etcd3, IEvent, IWatchResponse } from 'etcd3'
 import { DatasyncError, UnavailableError } from '../../core/errors.js'
+import { EtcdWatchStreamEnded, castGrpcError, castGrpcErrorMessage } from './etcd3.js'
 import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
 import { revision, ZERO_REVISION, type Revision } from '../../core/revision.js'
 import { matchesAny } from '../../core/snapshot.js'
-import { backoffDelay } from '../../internal/backoff.js'
+import type { WatchOptions } from '../../core/store.js'
+import { backoffDelay, DEFAULT_JITTER } from '../../internal/backoff.js'
 import { isFatalToWatch, type ErrorMapper, type Mapped } from '../../internal/errors.js'
 import type { HealthPart } from '../../internal/store-health.js'
 import { openWatchStream, type WatchStream } from './client.js'
@@ -71,15 +66,24 @@ const FIRST_BACKOFF_MS = 50
  * `degraded` and the watch resumes from the last revision it delivered + 1, on whichever member
  * answers: nothing lost, nothing twice, no snapshot. A new snapshot comes only when etcd no longer
  * has that history (`compacted`), or after every reconnection with `resyncAfterReconnect`
- * (`reconnect`).
+ * (`reconnect`). The pause between attempts doubles from 50 ms up to the reconnect interval, each
+ * shortened at random by up to a fifth (jitter), so many clients cut off together do not return
+ * together.
+ *
+ * With `options.after` the watch starts as if it had already delivered everything up to that
+ * revision: no snapshot, a watch from `after` + 1. When etcd no longer holds that history
+ * (compacted), or its current revision is below `after` (another cluster, or etcd's data was
+ * wiped: the revision belongs to other data), it lists instead and the snapshot says `startup`.
  *
  * ```
  * watch(['a/']):  S(R)--c(R+1)--c--x(stream broke)....c(resumed)--c--...x....S(compacted)--c--
+ * watch(['a/'], { after: R }):  --c(R+1)--c--   (or S(startup) when R cannot be resumed)
  * ```
  */
 export function watchPrefixes(
   context: WatchContext,
   prefixes: readonly string[],
+  options: WatchOptions = {},
 ): Observable<StoreEvent<Uint8Array>> {
   return defer(() => {
     const kept = normalizePrefixes(prefixes)
@@ -95,11 +99,17 @@ export function watchPrefixes(
     const what = `watch of ${kept.map((prefix) => JSON.stringify(prefix)).join(', ')}`
     const hull = hullOf(kept)
     const health = context.part()
-    const backoff = { firstMs: FIRST_BACKOFF_MS, maxMs: context.reconnectIntervalMs }
+    const backoff = {
+      firstMs: FIRST_BACKOFF_MS,
+      maxMs: context.reconnectIntervalMs,
+      jitter: DEFAULT_JITTER,
+    }
     const started = context.scheduler.now()
     /** The revision the watch delivered last: everything up to it is known. */
-    let last: bigint | undefined
-    let relist = true
+    let last: bigint | undefined = options.after
+    let relist = options.after === undefined
+    /** Resuming from `after` until etcd answered: its revision must not be below `after`. */
+    let resuming = options.after !== undefined
     let cause: SnapshotCause = 'startup'
     let failures = 0
 
@@ -107,6 +117,7 @@ export function watchPrefixes(
       map(({ revision: at, items }): StoreEvent<Uint8Array> => {
         last = at
         relist = false
+        resuming = false
         return { type: 'snapshot', revision: revision(at), items, cause }
       }),
     )
@@ -115,6 +126,13 @@ export function watchPrefixes(
       if (response.created) {
         failures = 0
         health.up()
+        if (resuming && options.after !== undefined) {
+          resuming = false
+          if (BigInt(response.header.revision) < options.after) {
+            // Not the history `after` came from: nothing can be resumed, list as at a start.
+            return throwError(() => new ForeignRevision())
+          }
+        }
         return EMPTY
       }
       if (response.events.length === 0) {
@@ -144,12 +162,18 @@ export function watchPrefixes(
     return cycle.pipe(
       retry({
         delay: (raw: unknown) => {
+          if (raw instanceof ForeignRevision) {
+            relist = true
+            return timer(0, context.scheduler)
+          }
           const mapped = context.fail(raw, what, health)
           const { error } = mapped
           if (mapped.scope === 'operation' && error.code === 'compacted') {
-            // The revision to resume from is gone: relist, and the orchestrator diffs (P4).
+            // The revision to resume from is gone: relist, and the orchestrator diffs (P4). A
+            // resume from `after` that never delivered anything starts as a fresh watch.
             relist = true
-            cause = 'compacted'
+            cause = resuming || last === options.after ? 'startup' : 'compacted'
+            resuming = false
             return timer(0, context.scheduler)
           }
           if (isFatalToWatch(mapped)) return throwError(() => error)
@@ -180,6 +204,13 @@ export function watchPrefixes(
       }),
     )
   })
+}
+
+/** etcd's revision is below the `after` a watch was asked to resume from. */
+class ForeignRevision extends Error {
+  constructor() {
+    super('the store revision is below the revision to resume after')
+  }
 }
 
 interface Batch {

@@ -14,6 +14,7 @@ import type {
   TxnOp,
   TxnOptions,
   TxnResult,
+  WatchOptions,
 } from '../../core/store.js'
 import type { CheckedWrite } from '../../internal/checks.js'
 import { byKey, compareKeys } from '../../internal/order.js'
@@ -88,6 +89,8 @@ export function createMemoryStore<V = Uint8Array>(
   const entries = new Map<string, Entry<V>>()
   const watchers = new Watchers<V>()
   let current: Revision = ZERO_REVISION
+  /** The latest writes, oldest first, at most `settings.history` of them (for `after`). */
+  const history: { readonly revision: Revision; readonly changes: readonly Change<V>[] }[] = []
   // No server: the store is ready from the start, until it is closed.
   const health = new StoreHealth()
   health.part().up()
@@ -153,6 +156,10 @@ export function createMemoryStore<V = Uint8Array>(
         expire(key, entry)
       })
     }
+    if (settings.history > 0) {
+      history.push({ revision: next, changes })
+      if (history.length > settings.history) history.shift()
+    }
     watchers.publish(next, changes)
     return { revision: next, changed: changes.length }
   }
@@ -165,6 +172,27 @@ export function createMemoryStore<V = Uint8Array>(
     return entry !== undefined && valuesEqual(entry.kv.value, condition.value)
   }
 
+  /**
+   * The change events a watch resuming after `after` missed, or undefined when it cannot resume
+   * (no `after`, a revision ahead of the store's, or history no longer held).
+   */
+  function resumable(
+    prefixes: readonly string[],
+    after: Revision | undefined,
+  ): StoreEvent<V>[] | undefined {
+    if (after === undefined || after > current) return undefined
+    if (after < current && (history[0] === undefined || history[0].revision > after + 1n)) {
+      return undefined
+    }
+    const missed: StoreEvent<V>[] = []
+    for (const write of history) {
+      if (write.revision <= after) continue
+      const changes = write.changes.filter((change) => matchesAny(change.key, prefixes))
+      if (changes.length > 0) missed.push({ type: 'changes', revision: write.revision, changes })
+    }
+    return missed
+  }
+
   if (settings.initial.size > 0) {
     commit([...settings.initial].map(([key, value]) => ({ op: 'put' as const, key, value })))
   }
@@ -174,7 +202,7 @@ export function createMemoryStore<V = Uint8Array>(
     capabilities: CAPABILITIES,
     status$: health.status$,
 
-    watch(prefixes: readonly string[]): Observable<StoreEvent<V>> {
+    watch(prefixes: readonly string[], watchOptions?: WatchOptions): Observable<StoreEvent<V>> {
       return new Observable<StoreEvent<V>>((subscriber) => {
         try {
           assertOpen()
@@ -184,12 +212,14 @@ export function createMemoryStore<V = Uint8Array>(
           return undefined
         }
         const watched = [...prefixes]
-        return watchers.add(watched, subscriber, {
-          type: 'snapshot',
-          revision: current,
-          items: itemsUnder(watched),
-          cause: 'startup',
-        })
+        const missed = resumable(watched, watchOptions?.after)
+        return watchers.add(
+          watched,
+          subscriber,
+          missed ?? [
+            { type: 'snapshot', revision: current, items: itemsUnder(watched), cause: 'startup' },
+          ],
+        )
       })
     },
 

@@ -23,6 +23,14 @@ export interface MemoryStoreOptions<V = Uint8Array> {
    * @default no data
    */
   readonly initial?: Iterable<readonly [string, V]> | Readonly<Record<string, V>>
+  /**
+   * How many of the latest revisions the store keeps as history, for watches that resume with
+   * `after` (`watch(prefixes, { after })`): a watch resuming after a revision still held gets
+   * only the changes after it; older, it starts with a snapshot. 0 keeps none.
+   *
+   * @default 1000
+   */
+  readonly history?: number
 }
 
 /** The options, checked and resolved. */
@@ -30,6 +38,8 @@ export interface Settings<V> {
   readonly scheduler: SchedulerLike
   /** The initial data, each key once with its later value; empty when there is none. */
   readonly initial: ReadonlyMap<string, V>
+  /** How many revisions of history are kept. */
+  readonly history: number
 }
 
 /**
@@ -47,7 +57,13 @@ export function resolveOptions<V>(options: MemoryStoreOptions<V>): Settings<V> {
       initial.set(key, value)
     }
   }
-  return { scheduler: options.scheduler ?? asyncScheduler, initial }
+  const history = options.history ?? 1000
+  if (!Number.isInteger(history) || history < 0) {
+    throw new TypeError(
+      `${NAME}: history: expected a whole number of revisions, at least 0, got ${String(history)}`,
+    )
+  }
+  return { scheduler: options.scheduler ?? asyncScheduler, initial, history }
 }
 
 function isIterable<T>(value: object): value is Iterable<T> {

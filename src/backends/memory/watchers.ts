@@ -22,18 +22,19 @@ export class Watchers<V> {
   #draining = false
 
   /**
-   * Adds a watch of `prefixes` whose first event is `snapshot`. Through the queue: a watch
-   * started from another watcher's handler gets its snapshot right after that handler returns,
-   * before any later event. Returns what removes the watch.
+   * Adds a watch of `prefixes` whose first events are `first` (a snapshot, or the history a
+   * resumed watch missed). Through the queue: a watch started from another watcher's handler
+   * gets them right after that handler returns, before any later event. Returns what removes
+   * the watch.
    */
   add(
     prefixes: readonly string[],
     subscriber: Subscriber<StoreEvent<V>>,
-    snapshot: StoreEvent<V>,
+    first: readonly StoreEvent<V>[],
   ): () => void {
     const watcher: Watcher<V> = { prefixes, subscriber }
     this.#watchers.add(watcher)
-    this.#queue.push({ watcher, event: snapshot })
+    for (const event of first) this.#queue.push({ watcher, event })
     this.#drain()
     return () => {
       this.#watchers.delete(watcher)
