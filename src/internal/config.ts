@@ -11,6 +11,7 @@ import {
 } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from '../core/errors.js'
+import { firstUnknownField, unknownFieldMessage } from './config-fields.js'
 
 /** Where a backend's configuration file may be named: a CLI flag and an environment variable. */
 export interface ConfigLocation {
@@ -158,6 +159,15 @@ export function parseConfig<S extends z.ZodType>(
     })
   }
   const value: unknown = document.toJS() ?? {}
+  // Unknown fields first: a misspelt required field would otherwise be reported as the correct
+  // field missing, at the top of the file, which points away from the typo.
+  const unknown = firstUnknownField(value, schema, (path) => {
+    const offset = fieldOffset(document, path)
+    return offset === undefined ? undefined : lineCounter.linePos(offset).line
+  })
+  if (unknown !== undefined) {
+    throw new ConfigError(at(source, unknown.line), unknown.path.join('.'), unknown.message)
+  }
   const result = schema.safeParse(value)
   if (result.success) return result.data
   const issue = result.error.issues[0]
@@ -166,7 +176,7 @@ export function parseConfig<S extends z.ZodType>(
   let message = issue.message
   if (issue.code === 'unrecognized_keys') {
     path.push(issue.keys[0] ?? '')
-    message = 'unknown field; check its spelling against the documented fields'
+    message = unknownFieldMessage(issue.keys[0] ?? '', [])
   }
   const offset = fieldOffset(document, path)
   const line = offset === undefined ? undefined : lineCounter.linePos(offset).line

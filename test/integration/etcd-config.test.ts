@@ -123,7 +123,7 @@ describe('loadEtcdConfig', () => {
     const file = await configFile(['endpoints: [a:1]', 'dial-timout: 1s'])
     const error = await failure(loadEtcdConfig({ file, env: noEnv }))
     expect(error.message).toBe(
-      `${file}:2: field 'dial-timout': unknown field; check its spelling against the documented fields`,
+      `${file}:2: field 'dial-timout': unknown field; did you mean 'dial-timeout'?`,
     )
   })
 

@@ -357,7 +357,7 @@ describe('the command, in process', () => {
     const typo = await cli(['list', '--filedb-config', 'typo.yaml'])
     expect(typo.code).toBe(4)
     expect(typo.stderr).toBe(
-      `rx-datasync: ${join(dir, 'typo.yaml')}:2: field 'status-pth': unknown field; check its spelling against the documented fields\n`,
+      `rx-datasync: ${join(dir, 'typo.yaml')}:2: field 'status-pth': unknown field; did you mean 'status-path'?\n`,
     )
     const several = await cli(['list'], { env: { ETCD_CONFIG: 'e.yaml', FILEDB_CONFIG: 'f.yaml' } })
     expect(several.code).toBe(2)

@@ -219,7 +219,7 @@ describe('parseConfig', () => {
     expect(error.source).toBe('x.yaml:3')
     expect(error.field).toBe('dial-timout')
     expect(error.message).toBe(
-      `x.yaml:3: field 'dial-timout': unknown field; check its spelling against the documented fields`,
+      `x.yaml:3: field 'dial-timout': unknown field; did you mean 'dial-timeout'?`,
     )
   })
 

@@ -102,6 +102,58 @@ const shape = z.looseObject({
 })
 
 /**
+ * Every field of every shape, checked before the shape is picked: a misspelt `endpont` is an
+ * unknown field (did you mean 'endpoint'?), not a Cluster configuration missing `endpoints`.
+ */
+const anyShape = z.strictObject(
+  Object.fromEntries(
+    [nodeSchema.shape, sentinelSchema.shape, clusterSchema.shape].flatMap((fields) =>
+      Object.entries(fields).map(([name, type]) => [
+        name,
+        name === 'tls' || name === 'pool' ? type : z.unknown().optional(),
+      ]),
+    ),
+  ),
+)
+
+const SHAPES = {
+  sentinel: { schema: sentinelSchema, why: 'master-name is set' },
+  node: { schema: nodeSchema, why: 'endpoint is set and master-name is not' },
+  cluster: { schema: clusterSchema, why: 'neither master-name nor endpoint is set' },
+} as const
+
+/**
+ * Parses `text` as the `kind` shape; a field of another shape is refused saying which shape was
+ * picked and why (`db` in a Cluster configuration).
+ */
+function parseShape<K extends keyof typeof SHAPES>(
+  kind: K,
+  text: string,
+  source: string,
+  lookup: ConfigLookup,
+): z.infer<(typeof SHAPES)[K]['schema']> {
+  const { schema, why } = SHAPES[kind]
+  try {
+    return parseConfig(text, source, schema, lookup) as z.infer<(typeof SHAPES)[K]['schema']>
+  } catch (error) {
+    const field = error instanceof ConfigError ? error.field : undefined
+    if (
+      field === undefined ||
+      !(field in anyShape.shape) ||
+      !(error as ConfigError).message.includes('unknown field')
+    ) {
+      throw error
+    }
+    const { source: at } = error as ConfigError
+    throw new ConfigError(
+      at,
+      field,
+      `not a field of a ${kind} configuration (the shape is ${kind} because ${why})`,
+    )
+  }
+}
+
+/**
  * Loads the Redis configuration named by `--redis-config <file>` (or `--redis-config=<file>`), or
  * else by the `REDIS_CONFIG` environment variable, and turns it into {@link RedisStoreOptions}.
  * Resolves `undefined` when neither names a file (the backend is then disabled, as in the Go
@@ -146,10 +198,11 @@ async function parseRedisConfig(
   source: string,
   lookup: ConfigLookup,
 ): Promise<RedisStoreOptions> {
+  parseConfig(text, source, anyShape, lookup)
   const detected = parseConfig(text, source, shape, lookup)
   const given = (value: unknown) => value !== undefined && value !== null && value !== ''
   if (given(detected['master-name'])) {
-    const config = parseConfig(text, source, sentinelSchema, lookup)
+    const config = parseShape('sentinel', text, source, lookup)
     return {
       sentinel: { sentinels: config.endpoints, masterName: config['master-name'] },
       ...(config.db !== undefined ? { db: config.db } : {}),
@@ -157,14 +210,14 @@ async function parseRedisConfig(
     }
   }
   if (given(detected.endpoint)) {
-    const config = parseConfig(text, source, nodeSchema, lookup)
+    const config = parseShape('node', text, source, lookup)
     return {
       node: config.endpoint,
       ...(config.db !== undefined ? { db: config.db } : {}),
       ...(await commonOptions(config, source)),
     }
   }
-  const config = parseConfig(text, source, clusterSchema, lookup)
+  const config = parseShape('cluster', text, source, lookup)
   const maxRedirects = config['max-redirects'] ?? config['max-rediects']
   const scaleReads = config['route-by-latency']
     ? 'all'
