@@ -58,3 +58,4 @@ export {
   type RedisClusterOptions,
 } from './redis.js'
 export { useServer, withServer, cleanupServersAfterAll, type Cleanable } from './vitest.js'
+export { PostgresServer, startPostgres, type PostgresOptions } from './postgres.js'

@@ -1,0 +1,314 @@
+import pg from 'pg'
+import {
+  EMPTY,
+  Observable,
+  defer,
+  expand,
+  finalize,
+  from,
+  map,
+  merge,
+  mergeMap,
+  retry,
+  throwError,
+  timer,
+  type SchedulerLike,
+} from 'rxjs'
+import { DatasyncError } from '../../core/errors.js'
+import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
+import { revision, type Revision } from '../../core/revision.js'
+import { backoffDelay } from '../../internal/backoff.js'
+import { isFatalToWatch, type Mapped } from '../../internal/errors.js'
+import type { HealthPart } from '../../internal/store-health.js'
+import { NAME } from './errors.js'
+import type { TableName } from './options.js'
+import { bytesOf, prefixEnd } from './sql.js'
+
+/** What a watch needs from its store. */
+export interface WatchContext {
+  readonly table: TableName
+  readonly scheduler: SchedulerLike
+  readonly pollIntervalMs: number
+  readonly reconnectIntervalMs: number
+  readonly resyncAfterReconnect: boolean
+  /** Opens a dedicated connection for LISTEN (the schema ensured). */
+  listener(): Promise<pg.Client>
+  /** Runs `fn` on a pooled connection, as one operation with the store's timeout. */
+  read<T>(what: string, fn: (client: pg.ClientBase) => Promise<T>): Observable<T>
+  /** The snapshot of the prefixes at one revision. */
+  snapshot(prefixes: readonly string[]): Observable<{ head: bigint; items: KeyValue<Uint8Array>[] }>
+  fail(raw: unknown, what: string, part: HealthPart): Mapped
+  part(): HealthPart
+}
+
+/** How many revisions one read of the log covers at most. */
+const WINDOW = 1000
+const FIRST_BACKOFF_MS = 50
+
+interface LogRow {
+  head: string
+  compacted: string
+  revision: string | null
+  key: string | null
+  deleted: boolean | null
+  value: Buffer | null
+  prev: Buffer | null
+}
+
+/** One read: the events it found, and whether the log holds more after it. */
+interface Pass {
+  readonly events: StoreEvent<Uint8Array>[]
+  readonly more: boolean
+}
+
+/**
+ * Watches the keys under `prefixes`: a snapshot at revision R (unless resuming `after`), then
+ * the log rows after the last revision delivered, read whenever a NOTIFY arrives on the table's
+ * channel, every `pollInterval` anyway, and at once after each (re)connection. Reads never
+ * depend on the notification itself (it only wakes the watch), so a lost NOTIFY or connection
+ * loses nothing: the next read starts after the last revision delivered. Revisions are committed
+ * in order (writes.ts), so a read never passes a revision that commits later.
+ *
+ * When the compaction point is past the last revision delivered, the watch relists (a snapshot
+ * with cause `compacted`); with `resyncAfterReconnect` it relists after every reconnection.
+ */
+export function watchLog(
+  context: WatchContext,
+  prefixes: readonly string[],
+  after: Revision | undefined,
+): Observable<StoreEvent<Uint8Array>> {
+  return defer(() => {
+    const what = `watch of ${prefixes.map((prefix) => JSON.stringify(prefix)).join(', ')}`
+    const health = context.part()
+    const lows = [...prefixes]
+    const highs = prefixes.map(prefixEnd)
+    let last: bigint | undefined = after
+    let relist = after === undefined
+    let cause: SnapshotCause = 'startup'
+    let failures = 0
+
+    const snapshot$ = context.snapshot(prefixes).pipe(
+      map(({ head, items }): Pass => {
+        last = head
+        relist = false
+        return {
+          events: [{ type: 'snapshot', revision: revision(head), items, cause }],
+          more: false,
+        }
+      }),
+    )
+
+    const changes$ = defer(() => {
+      const from = last ?? 0n
+      return context
+        .read(what, (client) =>
+          client.query<LogRow>(
+            `SELECT m.revision AS head, m.compacted, c.revision, c.key, c.deleted, c.value,
+             CASE WHEN p.deleted THEN NULL ELSE p.value END AS prev
+           FROM ${context.table.meta} m
+           LEFT JOIN LATERAL (
+             SELECT revision, key, deleted, value FROM ${context.table.log} c
+             WHERE c.revision > $1 AND c.revision <= LEAST(m.revision, $1 + $2)
+               AND EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS r(lo, hi)
+                           WHERE c.key >= r.lo AND (r.hi IS NULL OR c.key < r.hi))
+           ) c ON true
+           LEFT JOIN ${context.table.log} p ON p.key = c.key AND p.superseded_at = c.revision
+           WHERE m.id = 1
+           ORDER BY c.revision, c.key`,
+            [from.toString(), WINDOW, lows, highs],
+          ),
+        )
+        .pipe(
+          map((result): Pass => {
+            const first = result.rows[0]
+            if (first === undefined) throw new Error(`${context.table.meta} has no meta row`)
+            const head = BigInt(first.head)
+            const compacted = BigInt(first.compacted)
+            if (compacted > from || from > head) {
+              // The history after `from` is gone (or the log is not the one we knew): relist.
+              relist = true
+              cause = compacted > from ? 'compacted' : 'startup'
+              return { events: [], more: true }
+            }
+            const upTo = head < from + BigInt(WINDOW) ? head : from + BigInt(WINDOW)
+            last = upTo
+            return { events: batches(result.rows), more: upTo < head }
+          }),
+        )
+    })
+
+    const pass$ = defer(() => (relist ? snapshot$ : changes$))
+    /** Reads until caught up with the log. */
+    const drain$ = pass$.pipe(expand((pass) => (pass.more ? pass$ : EMPTY)))
+
+    const cycle$ = connected(context).pipe(
+      wakeOnce((wake) =>
+        drain$.pipe(
+          mergeMap((pass) => {
+            if (wake === 'connected') {
+              failures = 0
+              health.up()
+            }
+            return from(pass.events)
+          }),
+        ),
+      ),
+    )
+
+    return cycle$.pipe(
+      retry({
+        delay: (raw: unknown) => {
+          const mapped = context.fail(raw, what, health)
+          if (isFatalToWatch(mapped)) return throwError(() => mapped.error)
+          if (last !== undefined && context.resyncAfterReconnect && !relist) {
+            relist = true
+            cause = 'reconnect'
+          }
+          failures++
+          return timer(
+            backoffDelay(
+              { firstMs: FIRST_BACKOFF_MS, maxMs: context.reconnectIntervalMs },
+              failures,
+            ),
+            context.scheduler,
+          )
+        },
+      }),
+      finalize(() => {
+        health.gone()
+      }),
+    )
+  })
+}
+
+/**
+ * The wake-ups of one connection: `connected` once LISTEN is in place, `notified` on each
+ * NOTIFY, `poll` every poll interval. Errors when the connection is lost; unsubscribing ends it.
+ */
+function connected(context: WatchContext): Observable<'connected' | 'notified' | 'poll'> {
+  const listen$ = new Observable<'connected' | 'notified'>((subscriber) => {
+    let client: pg.Client | undefined
+    let done = false
+    const fail = (error: unknown) => {
+      if (done) return
+      done = true
+      subscriber.error(error)
+    }
+    context.listener().then(
+      async (opened) => {
+        client = opened
+        if (subscriber.closed) {
+          await opened.end().catch(() => undefined)
+          return
+        }
+        opened.on('error', fail)
+        opened.on('end', () => {
+          fail(new DatasyncError('unavailable', `${NAME}: the watch's connection ended`))
+        })
+        opened.on('notification', () => {
+          if (!done) subscriber.next('notified')
+        })
+        try {
+          await opened.query(`LISTEN "${context.table.channel}"`)
+          if (!done) subscriber.next('connected')
+        } catch (error) {
+          fail(error)
+        }
+      },
+      (error: unknown) => {
+        fail(error)
+      },
+    )
+    return () => {
+      done = true
+      const opened = client
+      if (opened) {
+        opened.removeAllListeners('notification')
+        opened.on('error', () => undefined)
+        void opened.end().catch(() => undefined)
+      }
+    }
+  })
+  const poll$ = timer(context.pollIntervalMs, context.pollIntervalMs, context.scheduler).pipe(
+    map(() => 'poll' as const),
+  )
+  return merge(listen$, poll$)
+}
+
+/**
+ * Runs `work` for each wake-up, one at a time: a wake-up that comes while `work` runs makes it
+ * run once more afterwards (several such collapse into one), so no wake-up is lost and reads
+ * never overlap. Errors of either side end the stream.
+ */
+function wakeOnce<W, T>(work: (wake: W) => Observable<T>) {
+  return (wakes: Observable<W>): Observable<T> =>
+    new Observable<T>((subscriber) => {
+      let running = false
+      let pending: W | undefined
+      let hasPending = false
+      const start = (wake: W) => {
+        running = true
+        subscriber.add(
+          work(wake).subscribe({
+            next: (value) => {
+              subscriber.next(value)
+            },
+            error: (error: unknown) => {
+              subscriber.error(error)
+            },
+            complete: () => {
+              running = false
+              if (hasPending) {
+                hasPending = false
+                start(pending as W)
+              }
+            },
+          }),
+        )
+      }
+      subscriber.add(
+        wakes.subscribe({
+          next: (wake) => {
+            if (running) {
+              // 'connected' must not be lost behind a 'notified' that came first.
+              if (!hasPending || wake === ('connected' as W)) pending = wake
+              hasPending = true
+            } else start(wake)
+          },
+          error: (error: unknown) => {
+            subscriber.error(error)
+          },
+        }),
+      )
+    })
+}
+
+/** Log rows (ordered by revision, key) to one `changes` event per revision. */
+function batches(rows: readonly LogRow[]): StoreEvent<Uint8Array>[] {
+  const events: StoreEvent<Uint8Array>[] = []
+  let current: { revision: Revision; changes: Change<Uint8Array>[] } | undefined
+  for (const row of rows) {
+    if (row.revision === null || row.key === null) continue
+    if (current?.revision !== BigInt(row.revision)) {
+      current = { revision: revision(row.revision), changes: [] }
+      events.push({ type: 'changes', revision: current.revision, changes: current.changes })
+    }
+    const prev = row.prev === null ? undefined : bytesOf(row.prev)
+    const at = current.revision
+    if (row.deleted === true) {
+      current.changes.push(
+        prev === undefined
+          ? { op: 'delete', key: row.key, revision: at }
+          : { op: 'delete', key: row.key, prev, revision: at },
+      )
+    } else {
+      const value = row.value === null ? new Uint8Array(0) : bytesOf(row.value)
+      current.changes.push(
+        prev === undefined
+          ? { op: 'put', key: row.key, value, revision: at }
+          : { op: 'put', key: row.key, value, prev, revision: at },
+      )
+    }
+  }
+  return events
+}
