@@ -9,7 +9,7 @@ import { DatasyncError } from '../core/errors.js'
  * | 1 | the operation failed (refused by the backend, a write to a read-only store, a mirror write that failed) |
  * | 2 | usage error: unknown command or option, missing or extra argument, malformed store URL |
  * | 3 | not found: `get` of a key that does not exist |
- * | 4 | configuration error: a configuration file missing or invalid, an unset variable under `--expand-env`, credentials refused |
+ * | 4 | configuration error: a configuration file missing or invalid, an unset variable under `--expand-env`, credentials refused, the backend's client package (etcd3, ioredis, consul, chokidar) not installed |
  * | 5 | backend unavailable: the store could not be reached, or did not answer within `--timeout` |
  * | 130 | interrupted (SIGINT or SIGTERM) during `get`, `put`, `del` or `list` |
  */

@@ -67,7 +67,8 @@ const EXIT_HELP = `Exit codes:
   2    usage error (unknown command or option, wrong arguments, malformed store URL)
   3    not found (get of a key that does not exist)
   4    configuration error (a configuration file missing or invalid, an unset variable
-       under --expand-env, credentials refused)
+       under --expand-env, credentials refused, the backend's client package not
+       installed: the message says what to npm install)
   5    store unavailable (cannot connect, or no answer within --timeout)
   130  interrupted (SIGINT or SIGTERM during get, put, del or list)`
 

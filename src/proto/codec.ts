@@ -1,7 +1,6 @@
-import protobuf from 'protobufjs'
-import type { Field, Type } from 'protobufjs'
-import protojson from 'protobufjs/ext/protojson.js'
+import type { Enum, Field, ReflectionObject, Type } from 'protobufjs'
 import type { Codec } from '../core/codec.js'
+import { protobuf, protojson } from './protobufjs.js'
 
 /**
  * How a message is written in the store:
@@ -275,7 +274,7 @@ function normalize(
         : Array.isArray(value)
           ? (value as unknown[])
           : [value]
-      const enumType = field.resolvedType as protobuf.Enum
+      const enumType = field.resolvedType as Enum
       for (const item of values) {
         if (typeof item === 'number' && enumType.valuesById[item] === undefined) {
           problems.push(`${path}${field.name}: ${item} is not a value of ${nameOf(enumType)}`)
@@ -376,7 +375,7 @@ function summarize(problems: readonly string[]): string {
 }
 
 /** `pkg.Msg`, without protobufjs's leading dot. */
-function nameOf(type: protobuf.ReflectionObject): string {
+function nameOf(type: ReflectionObject): string {
   return type.fullName.startsWith('.') ? type.fullName.slice(1) : type.fullName
 }
 

@@ -1,7 +1,7 @@
-import protobuf from 'protobufjs'
 import type { ReflectionObject, Root } from 'protobufjs'
 import { ConfigError } from '../core/errors.js'
 import { protoCodec, type ProtoCodec, type ProtoCodecOptions } from './codec.js'
+import { protobuf } from './protobufjs.js'
 
 /**
  * Loads .proto files at run time and makes a {@link protoCodec} for one message type of them.

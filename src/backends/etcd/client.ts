@@ -1,16 +1,9 @@
 import { createRequire } from 'node:module'
 import type * as Grpc from '@grpc/grpc-js'
 import type { IPolicy } from 'cockatiel'
-import {
-  Etcd3,
-  castGrpcError,
-  isRecoverableError,
-  type IDuplexStream,
-  type IOptions,
-  type IWatchRequest,
-  type IWatchResponse,
-} from 'etcd3'
+import type { IDuplexStream, IOptions, IWatchRequest, IWatchResponse } from 'etcd3'
 import { describe } from '../../core/errors.js'
+import { Etcd3, castGrpcError, isRecoverableError } from './etcd3.js'
 import { NAME } from './errors.js'
 
 /** TLS material, already read from files. */

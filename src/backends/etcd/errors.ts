@@ -7,7 +7,7 @@ import {
   GRPCUnauthenticatedError,
   ClientClosedError,
   isRecoverableError,
-} from 'etcd3'
+} from './etcd3.js'
 import {
   AuthError,
   ClosedError,

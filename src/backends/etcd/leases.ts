@@ -17,7 +17,8 @@ import {
   type SchedulerLike,
   type Subscription,
 } from 'rxjs'
-import { EtcdLeaseInvalidError, type Etcd3, type ILeaseKeepAliveResponse } from 'etcd3'
+import type { Etcd3, ILeaseKeepAliveResponse } from 'etcd3'
+import { EtcdLeaseInvalidError } from './etcd3.js'
 import type { Duration } from '../../core/duration.js'
 import { DatasyncError, isRetryable } from '../../core/errors.js'
 import { ttlMillis } from './checks.js'

@@ -1,4 +1,4 @@
-import { FSWatcher } from 'chokidar'
+import { FSWatcher } from './chokidar.js'
 import type { Stats } from 'node:fs'
 import { resolve, sep } from 'node:path'
 import { timer, type Subscription } from 'rxjs'

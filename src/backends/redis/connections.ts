@@ -1,5 +1,6 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import type { RedisOptions } from 'ioredis'
 import { backoffDelay } from '../../internal/backoff.js'
+import { Cluster, Redis } from './ioredis.js'
 import type { HostPort, Settings } from './options.js'
 
 /** ioredis options without `replyMapping` (which only RESP3 knows). */
