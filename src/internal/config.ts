@@ -10,6 +10,7 @@ import {
   type Scalar,
 } from 'yaml'
 import { z } from 'zod'
+import { isDurationText, type Duration } from '../core/duration.js'
 import { ConfigError } from '../core/errors.js'
 import { firstUnknownField, unknownFieldMessage } from './config-fields.js'
 
@@ -85,12 +86,15 @@ function nonEmpty(value: string | undefined, flag: string): string {
   return value
 }
 
-/** A duration in a configuration file: `'250ms'`, `'10s'`, `'5m'`, `'1h'` or milliseconds. */
+/**
+ * A duration in a configuration file: milliseconds, or Go's `time.Duration` form (`'250ms'`,
+ * `'10s'`, `'1m30s'`, `'1h2m3.5s'`, `'100us'`), since the files come from the Go original.
+ */
 const DURATION_EXPECTED = "expected a duration such as '500ms', '10s' or '1m'"
 export const durationField = z.union(
-  [z.number().nonnegative(), z.string().regex(/^\d+(\.\d+)?(ms|s|m|h)$/, DURATION_EXPECTED)],
+  [z.number().nonnegative(), z.string().refine(isDurationText, DURATION_EXPECTED)],
   { error: DURATION_EXPECTED },
-) as z.ZodType<number | `${number}${'ms' | 's' | 'm' | 'h'}`>
+) as z.ZodType<Duration>
 
 /**
  * Reads and validates a YAML (or JSON) configuration file. Every error names the file, the line

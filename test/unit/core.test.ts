@@ -65,7 +65,8 @@ describe('toMillis', () => {
   })
 
   it('refuses malformed strings, naming the field and quoting the value', () => {
-    const bad = ['10', '10 s', 's', '-1s', '1d', '10sec', '1.s', '.5s', ' 1s', '1s ', '1e3ms', '']
+    // ('1.s' and '.5s' are Go durations, read as Go's time.ParseDuration reads them.)
+    const bad = ['10', '10 s', 's', '-1s', '1d', '10sec', '.s', '1m30', ' 1s', '1s ', '1e3ms', '']
     for (const value of bad) {
       const call = () => toMillis(value as Duration, 'retryDelay')
       expect(call).toThrow(TypeError)

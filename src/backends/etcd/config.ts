@@ -42,7 +42,22 @@ const schema = z.strictObject({
     .int('expected a whole number of seconds')
     .nonnegative('expected a whole number of seconds')
     .optional(),
+  // Read so that the Go original's files load; `true` is refused (see EXPAND_ENV_REFUSED).
+  'expand-env-variables': z.boolean().optional(),
 })
+
+/**
+ * Why `expand-env-variables: true` (or `ETCD_EXPAND_ENV_VARS`) is refused: in the Go original it
+ * made the JSON serializer replace `${VAR}` and `$VAR` in every value read from etcd, which is the
+ * codec's business here, and a store that silently changed values would break `prev` and the
+ * equality checks. Refused rather than ignored, so a value that relied on it does not quietly
+ * arrive unexpanded.
+ */
+const EXPAND_ENV_REFUSED =
+  'not supported: the Go original expanded ${VAR} and $VAR in the JSON values it read from etcd; ' +
+  'rx-datasync hands values to your codec as stored. Expand them in the codec that decodes ' +
+  'them, and remove this (false is accepted). To expand ${VAR} in this configuration file, ' +
+  "use the loader's expandEnv option (--expand-env in the CLI)"
 
 /** The configuration file as written: the Go original's kebab-case fields. */
 type EtcdConfigFile = z.infer<typeof schema>
@@ -67,10 +82,14 @@ type EtcdConfigFile = z.infer<typeof schema>
  * allow-delayed-start: false
  * reconnect-interval: 2s
  * session-ttl: 5                              # whole seconds
+ * expand-env-variables: false                 # true is refused: see below
  * ```
  *
- * Durations are strings such as `'500ms'`, `'10s'`, `'5m'`, or milliseconds as numbers; a 0
- * keeps the default, as in the Go original. The certificate files are read here.
+ * Durations are strings in Go's form such as `'500ms'`, `'10s'`, `'5m'`, `'1m30s'`, or
+ * milliseconds as numbers; a 0 keeps the default, as in the Go original. The certificate files
+ * are read here. `expand-env-variables: true` (and a non-empty `ETCD_EXPAND_ENV_VARS`) is refused
+ * with the reason: the Go original expanded variables in the values read from etcd, which is a
+ * codec's job here; `${VAR}` in this file is expanded with the lookup's `expandEnv`.
  *
  * Resolves to `undefined` when neither the flag nor the variable names a file (the Go original
  * then leaves etcd disabled).
@@ -97,6 +116,12 @@ export async function loadEtcdConfig(
     return line === undefined ? file : `${file}:${line}`
   }
   const env = lookup.env ?? process.env
+  if (config['expand-env-variables'] === true) {
+    throw new ConfigError(at('expand-env-variables'), 'expand-env-variables', EXPAND_ENV_REFUSED)
+  }
+  if ((env.ETCD_EXPAND_ENV_VARS ?? '') !== '') {
+    throw new ConfigError('ETCD_EXPAND_ENV_VARS', undefined, EXPAND_ENV_REFUSED)
+  }
 
   const endpoints = config.endpoints?.length ? config.endpoints : fromEnv(env)
   for (const [index, endpoint] of (endpoints ?? []).entries()) {
