@@ -132,6 +132,15 @@ export class ConsumerState<R, T> {
     this.#missedRound = true
   }
 
+  /**
+   * The resync handed to the consumer was cancelled before its ack (a new snapshot superseded
+   * the round): the next round owes it a resync again, with the same reason.
+   */
+  oweResync(reason: EventReason): void {
+    this.#needsResync = true
+    this.#firstReason = reason
+  }
+
   /** Whether a round went by without this consumer (its first subscriber needs a fresh one). */
   get missedRound(): boolean {
     return this.#missedRound

@@ -1,4 +1,4 @@
-import { EMPTY, concat, defer, finalize, takeUntil, type Observable } from 'rxjs'
+import { EMPTY, concat, defer, finalize, takeUntil, tap, type Observable } from 'rxjs'
 import type { SnapshotEvent } from '../core/events.js'
 import type { ConsumerState } from './consumer-state.js'
 import type { Courier } from './courier.js'
@@ -59,8 +59,14 @@ function step<R>(
     const owed = state.pendingResync
     if (owed !== undefined || round.full) {
       const reason = owed ?? round.reason
+      // A resync handed out but cancelled before its ack (the next snapshot superseded this
+      // round) is owed again: the next round resyncs this consumer and waits for that ack, so
+      // no delta reaches anyone while the consumer still applies a resync (P3).
+      let handed = false
+      let acknowledged = false
       return awaitAck(
         (done) => {
+          handed = true
           state.enterStep()
           courier.hand(state, {
             kind: 'resync',
@@ -72,6 +78,11 @@ function step<R>(
           })
         },
         courier.ackSettings(state.name, 'resync'),
+      ).pipe(
+        tap({ complete: () => (acknowledged = true) }),
+        finalize(() => {
+          if (handed && !acknowledged && !state.closed && state.listening) state.oweResync(reason)
+        }),
       )
     }
     const changes = state.diffTo(snapshot.items, snapshot.revision)
