@@ -66,6 +66,14 @@ function childrenOf(pid: number): number[] {
   return children
 }
 
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name)
+  } catch {
+    // gone
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)
@@ -87,6 +95,8 @@ export class PostgresServer extends ServerProcess {
   readonly database = 'postgres'
   /** `postgres://postgres@127.0.0.1:<port>/postgres` */
   readonly url: string
+  /** The backends stopped by {@link pause}. */
+  private stoppedBackends: number[] = []
 
   constructor(
     options: PostgresOptions & {
@@ -204,15 +214,27 @@ export class PostgresServer extends ServerProcess {
         description: `the backends of postgres (pid ${pid}) to exit after its kill -9`,
       })
     } catch {
-      for (const child of children) {
-        try {
-          process.kill(child, 'SIGKILL')
-        } catch {
-          // gone
-        }
-      }
+      for (const child of children) signal(child, 'SIGKILL')
     }
     return info
+  }
+
+  /**
+   * SIGSTOP of the postmaster and of every backend (a stopped postmaster alone would still let
+   * open connections answer): the whole server hangs, connections stay open.
+   */
+  override async pause(): Promise<void> {
+    const pid = this.pid
+    this.stoppedBackends = pid === undefined ? [] : childrenOf(pid)
+    await super.pause()
+    for (const child of this.stoppedBackends) signal(child, 'SIGSTOP')
+  }
+
+  /** SIGCONT of the backends stopped by {@link pause}, then of the postmaster. */
+  override resume(): void {
+    for (const child of this.stoppedBackends) signal(child, 'SIGCONT')
+    this.stoppedBackends = []
+    super.resume()
   }
 
   /** Terminates the backends whose `application_name` is `name`; resolves how many. */

@@ -82,14 +82,19 @@ export function onConnection<T>(
     let client: pg.PoolClient | undefined
     let released = false
     let settled = false
+    // A connection error that arrives between two queries is emitted, not thrown: kept here (the
+    // next query fails with it) so that it never becomes an uncaught exception.
+    const ignore = () => undefined
     const release = (broken?: Error) => {
       if (client === undefined || released) return
       released = true
+      client.off('error', ignore)
       client.release(broken ?? false)
     }
     void (async () => {
       try {
         client = await pool.connect()
+        client.on('error', ignore)
         if (subscriber.closed) {
           release()
           return
