@@ -25,6 +25,16 @@ export default defineConfig({
       {
         ...shared,
         test: {
+          name: 'browser',
+          include: ['test/browser/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        ...shared,
+        test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts', 'test/servers/**/*.test.ts'],
           testTimeout: 120_000,

@@ -175,6 +175,21 @@ const expected: Record<
       'TrackedDatasync',
     ],
   },
+  'rx-datasync/http': {
+    values: ['serveStore'],
+    types: [
+      'HttpCorsOptions',
+      'HttpServerMetrics',
+      'HttpServerOptions',
+      'HttpServerTls',
+      'HttpTokenGrant',
+      'StoreServer',
+    ],
+  },
+  'rx-datasync/http-client': {
+    values: ['createHttpStore'],
+    types: ['FetchLike', 'HttpStoreOptions'],
+  },
   'rx-datasync/testing': {
     values: [
       'ackAfter',

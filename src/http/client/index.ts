@@ -1,0 +1,7 @@
+/**
+ * `rx-datasync/http-client`: a store over a server of `rx-datasync/http`, for Node 20 and
+ * browsers. Nothing here imports from Node (test/browser/bundle.test.ts bundles it for the
+ * browser and .dependency-cruiser.json forbids Node built-ins under src/http/client/).
+ */
+export { createHttpStore } from './http-store.js'
+export type { FetchLike, HttpStoreOptions } from './options.js'
