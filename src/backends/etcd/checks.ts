@@ -2,7 +2,7 @@ import type { ICompare, IRequestOp } from 'etcd3'
 import type { Duration } from '../../core/duration.js'
 import type { TxnCondition } from '../../core/store.js'
 import { argumentChecks, noDuplicates, show, type ArgumentChecks } from '../../internal/checks.js'
-import { NAME } from './errors.js'
+import { NAME, tooLarge } from './errors.js'
 import { keyBytes, prefixRange, toBuffer } from './keys.js'
 import type { EtcdTxnOp } from './options.js'
 
@@ -115,4 +115,30 @@ export function toRequestOps(
         : { key: keyBytes(op.key) },
     }
   })
+}
+
+/**
+ * Refuses a write whose keys and values add up to more than `limit` bytes (the store's
+ * `maxRequestBytes`), before it is sent: etcd would refuse it, and a gRPC rejection on the way
+ * costs a reconnect. `what` names the write, `key` its (first) key.
+ *
+ * @throws DatasyncError `invalid-argument`, not retryable, naming the key, the size and the limit.
+ */
+export function assertRequestSize(
+  what: string,
+  entries: readonly { readonly key: string; readonly value?: Uint8Array }[],
+  limit: number,
+): void {
+  let bytes = 0
+  for (const entry of entries) bytes += keyBytes(entry.key).length + (entry.value?.length ?? 0)
+  if (bytes > limit) {
+    const largest = entries.reduce((a, b) =>
+      (b.value?.length ?? 0) > (a.value?.length ?? 0) ? b : a,
+    )
+    throw tooLarge(
+      what,
+      `it is ${bytes} bytes, over the store's maxRequestBytes of ${limit} bytes`,
+      largest.key,
+    )
+  }
 }

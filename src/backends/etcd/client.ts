@@ -4,7 +4,7 @@ import type { IPolicy } from 'cockatiel'
 import type { IDuplexStream, IOptions, IWatchRequest, IWatchResponse } from 'etcd3'
 import { describe } from '../../core/errors.js'
 import { Etcd3, castGrpcError, isRecoverableError } from './etcd3.js'
-import { NAME } from './errors.js'
+import { NAME, isTooLarge } from './errors.js'
 
 /** TLS material, already read from files. */
 export interface ClientTls {
@@ -49,6 +49,35 @@ const MEMBER_PAUSE_MS = 1_000
 /** Consecutive connection faults after which a member is skipped for a while. */
 const MEMBER_FAULTS = 3
 
+/** Retries of a call that failed on a connection fault (etcd3's default). */
+const GLOBAL_RETRIES = 3
+
+/**
+ * etcd3's global fault policy as its default (a call that failed on a connection fault is tried
+ * again at once, up to three times, each on another member), except for a request refused for
+ * its size: gRPC's RESOURCE_EXHAUSTED is a "recoverable" error to etcd3, but the same request
+ * would be refused every time, so it fails at once (issue 16: a 2 MiB put was retried, then
+ * reported as etcd being unreachable).
+ */
+class GlobalRetry {
+  async execute<T>(
+    fn: (context: { signal: AbortSignal; attempt: number }) => PromiseLike<T> | T,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn({ signal: new AbortController().signal, attempt })
+      } catch (error) {
+        const again =
+          attempt < GLOBAL_RETRIES &&
+          error instanceof Error &&
+          isRecoverableError(error) &&
+          !isTooLarge(error)
+        if (!again) throw error
+      }
+    }
+  }
+}
+
 /** Thrown (and caught by etcd3, which moves on to the next member) for a member being skipped. */
 class MemberSkipped extends Error {
   override readonly name = 'MemberSkipped'
@@ -84,7 +113,8 @@ class MemberGuard {
       this.skipUntil = 0
       return result
     } catch (error) {
-      if (error instanceof Error && isRecoverableError(error) && ++this.faults >= MEMBER_FAULTS) {
+      const fault = error instanceof Error && isRecoverableError(error) && !isTooLarge(error)
+      if (fault && ++this.faults >= MEMBER_FAULTS) {
         this.faults = 0
         this.skipUntil = this.now() + this.pauseMs
       }
@@ -103,9 +133,9 @@ function poolOf(client: Etcd3): PoolInternals {
  * - gRPC keepalive pings every 10 s (etcd's default `--grpc-keepalive-min-time` is 5 s) find a
  *   dead peer that never closed its connection; gRPC's reconnect backoff is capped at the
  *   reconnect interval, so a member that comes back is used again soon.
- * - etcd3's global fault handling is kept: a call that failed on a connection fault is retried up
- *   to three times, each on another member, so a dead member is left behind. Authentication
- *   errors are not retried by it.
+ * - etcd3's global fault handling is kept (as GlobalRetry): a call that failed on a connection
+ *   fault is retried up to three times, each on another member, so a dead member is left behind.
+ *   Authentication errors and requests refused for their size are not retried.
  * - A member that failed three times in a row is skipped for up to a second, unless every member
  *   is (see MemberGuard; etcd3's default circuit breaker would fail calls for five seconds even
  *   when the network is back).
@@ -135,6 +165,7 @@ function buildClient(settings: ClientSettings): Etcd3 {
   const options: IOptions = {
     hosts: [...settings.endpoints],
     faultHandling: {
+      global: new GlobalRetry() as unknown as IPolicy,
       host: () => {
         const guard = new MemberGuard(guards, settings.now, pauseMs)
         guards.push(guard)

@@ -29,6 +29,47 @@ export function isStaleToken(error: unknown): boolean {
   )
 }
 
+/** How a write over etcd's size limits is told to raise them. */
+const RAISE =
+  "keep values well under etcd's --max-request-bytes (1.5 MiB by default), or raise it on every member and the store's maxRequestBytes with it"
+
+/**
+ * The error of a write too large for etcd: `invalid-argument`, never retried (it would fail
+ * the same way every time). `what` names the write (`put "a/b"`); `key` is named too when `what`
+ * does not (the largest value of a transaction); `why` gives the size and the limit.
+ */
+export function tooLarge(what: string, why: string, key?: string, cause?: unknown): DatasyncError {
+  const named =
+    key === undefined || what.includes(JSON.stringify(key))
+      ? ''
+      : ` (its largest value is key ${JSON.stringify(key)})`
+  return new DatasyncError(
+    'invalid-argument',
+    `${NAME} ${what}${named}: too large for etcd: ${why}; ${RAISE}`,
+    { retryable: false, ...(cause === undefined ? {} : { cause }) },
+  )
+}
+
+/**
+ * Whether etcd or gRPC refused a request for its size: etcd's "request is too large" (over
+ * `--max-request-bytes`), or gRPC's "received message larger than max" / "sent message larger
+ * than max" (over the server's message limit, `--max-request-bytes` plus 512 KiB, or the
+ * client's). etcd3 takes gRPC's RESOURCE_EXHAUSTED for a connection fault and would retry it.
+ */
+export function isTooLarge(error: unknown): boolean {
+  const message = describe(error).toLowerCase()
+  return message.includes('request is too large') || message.includes('message larger than max')
+}
+
+/** The limit a size rejection names, in words. */
+function sizeLimit(message: string): string {
+  const grpc = /larger than max \((\d+) vs\. (\d+)\)/i.exec(message)
+  if (grpc) {
+    return `the request is ${grpc[1]} bytes, over gRPC's message limit of ${grpc[2]} bytes (etcd's --max-request-bytes plus 512 KiB) (${message})`
+  }
+  return `over etcd's request limit, --max-request-bytes (1572864 bytes unless the members set another) (${message})`
+}
+
 /** What the mapper knows about the store, to name things in messages. */
 export interface ErrorContext {
   readonly endpoints: readonly string[]
@@ -131,6 +172,10 @@ const RULES: readonly Rule[] = [
     scope: 'store',
   },
   {
+    when: (error) => isTooLarge(error),
+    map: (message, cause, _context, what) => tooLarge(what, sizeLimit(message), undefined, cause),
+  },
+  {
     when: includes('required revision has been compacted'),
     map: (message, cause, _context, what) =>
       new DatasyncError('compacted', `${NAME} ${what}: ${message}`, { cause }),
@@ -139,7 +184,6 @@ const RULES: readonly Rule[] = [
     when: includes(
       'duplicate key given in txn request',
       'too many operations in txn request',
-      'request is too large',
       'required revision is a future revision',
       'key is not provided',
       'invalid argument',

@@ -30,6 +30,7 @@ import {
   assertNoDuplicates,
   assertPrefix,
   assertPrefixes,
+  assertRequestSize,
   assertValue,
   checkOps,
   toCompare,
@@ -238,6 +239,7 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
       return edge.op(what, () => {
         assertKey('put', key)
         assertValue('put', key, value)
+        assertRequestSize(what, [{ key, value }], settings.maxRequestBytes)
         const lease$ = leases.forPut(putOptions?.ttl, putOptions?.session, what)
         return writes
           .run(
@@ -288,6 +290,7 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
         const compare = (txnOptions?.conditions ?? []).map(toCompare)
         assertNoDuplicates(checked)
         const what = `transaction of ${checked.length} operations`
+        assertRequestSize(what, checked, settings.maxRequestBytes)
         const needs = checked.map((op) =>
           op.op === 'put' ? leases.forPut(op.ttl, op.session, what) : of(undefined),
         )

@@ -98,6 +98,17 @@ export interface EtcdStoreOptions {
    */
   readonly maxWritesInFlight?: number
   /**
+   * The largest write the store sends, in bytes of keys and values (a transaction counts all its
+   * operations): a larger one fails at once with an `invalid-argument` error naming the key and
+   * this limit, never sent and never retried. It is etcd's own default `--max-request-bytes`
+   * (1.5 MiB); raise it with that flag on every member. A write under it that etcd still refuses
+   * (a member with a lower limit, or gRPC's message limit of that flag plus 512 KiB) fails the
+   * same way.
+   *
+   * @default 1572864
+   */
+  readonly maxRequestBytes?: number
+  /**
    * The most keys one page of a listing asks for. Pages are also sized from the bytes seen so
    * far to stay near 2 MiB, far below gRPC's reply limit, and every page reads the same
    * revision.
@@ -169,10 +180,14 @@ export interface ResolvedOptions {
   readonly sessionTtlSeconds: number
   readonly statusIntervalMs: number
   readonly maxWritesInFlight: number
+  readonly maxRequestBytes: number
   readonly pageSize: number
   readonly leaseWindowMs: number
   readonly scheduler: SchedulerLike
 }
+
+/** etcd's default `--max-request-bytes`: 1.5 MiB. */
+export const ETCD_MAX_REQUEST_BYTES = 1_572_864
 
 /** An endpoint: `host:port`, `http://host:port` or `https://host:port` (IPv6 in brackets). */
 export const ENDPOINT =
@@ -251,6 +266,7 @@ export function resolveOptions(options: EtcdStoreOptions): ResolvedOptions {
     sessionTtlSeconds: Math.ceil(positive('sessionTtl', options.sessionTtl, '5s') / 1000),
     statusIntervalMs: positive('statusInterval', options.statusInterval, '5s'),
     maxWritesInFlight: count('maxWritesInFlight', options.maxWritesInFlight, 64),
+    maxRequestBytes: count('maxRequestBytes', options.maxRequestBytes, ETCD_MAX_REQUEST_BYTES),
     pageSize: count('pageSize', options.pageSize, 1000),
     leaseWindowMs: ms('leaseWindow', options.leaseWindow, '1s'),
     scheduler: options.scheduler ?? asyncScheduler,

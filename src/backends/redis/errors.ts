@@ -20,6 +20,25 @@ const invalid: Make = (message, cause) =>
 const tls: Make = (message, cause) =>
   new ConfigError(NAME, 'tls', `${message}; check the certificate files and skip-verify`, { cause })
 
+/**
+ * The error of a write with a key or value over the server's bulk limit: `invalid-argument`,
+ * never retried (it would be refused every time), naming the key, its size and the limit.
+ */
+export function tooLarge(what: string, key: string, bytes: number, limit: number): DatasyncError {
+  return new DatasyncError(
+    'invalid-argument',
+    `${NAME}: ${what} ${JSON.stringify(key)}: ${bytes} bytes is over the store's maxValueBytes of ${limit} bytes; Redis refuses a key or value over its proto-max-bulk-len (512 MiB by default) and drops the connection; keep values under it, or raise it and maxValueBytes together`,
+    { retryable: false },
+  )
+}
+
+const bulkTooLarge: Make = (message, cause) =>
+  new DatasyncError(
+    'invalid-argument',
+    `${NAME}: ${message}: a key or value is over the server's proto-max-bulk-len; set the store's maxValueBytes to it, so such a write is refused before it is sent`,
+    { cause, retryable: false },
+  )
+
 /** Server reply errors by their first word (the Redis error code). */
 const REPLY_CODES: Readonly<Record<string, Make>> = {
   NOAUTH: auth,
@@ -59,10 +78,10 @@ const SOCKET_CODES: Readonly<Record<string, Make>> = {
 
 /** ioredis's own errors, by a fragment of their message. */
 const CLIENT_MESSAGES: readonly (readonly [string, Make])[] = [
+  ['invalid bulk length', bulkTooLarge],
   ['Connection is closed', unavailable],
   ['Command timed out', unavailable],
   ["Stream isn't writeable", unavailable],
-  ['max retries per request', unavailable],
   ['All sentinels are unreachable', unavailable],
   ['Failed to refresh slots cache', unavailable],
   ['None of startup nodes is available', unavailable],
@@ -86,6 +105,27 @@ const CLIENT_MESSAGES: readonly (readonly [string, Make])[] = [
  * store.
  */
 export const toDatasyncError: ErrorMapper = (raw, what) => inOperation(mapRaw(raw, what))
+
+/**
+ * The mapper of a store whose connection failed with `lastConnectionError()`: a command that
+ * ioredis gave up on because it could not connect ("Reached the max retries per request
+ * limit") says the server is unreachable, with the connection's own error (`connect
+ * ECONNREFUSED 127.0.0.1:6379`), instead of the client's retry internals.
+ */
+export function storeErrorMapper(lastConnectionError: () => unknown): ErrorMapper {
+  return (raw, what) => {
+    if (describe(raw).includes('max retries per request')) {
+      const last = lastConnectionError()
+      return inOperation(
+        unavailable(
+          `${what}: cannot reach the server${last === undefined ? '' : ` (${describe(last)})`}; the command was not sent`,
+          raw,
+        ),
+      )
+    }
+    return toDatasyncError(raw, what)
+  }
+}
 
 function mapRaw(error: unknown, what: string): DatasyncError {
   if (error instanceof DatasyncError) return error

@@ -73,6 +73,16 @@ export interface RedisStoreOptions {
    */
   readonly commandTimeout?: Duration
   /**
+   * The largest key or value a write sends, in bytes: a larger one fails at once with an
+   * `invalid-argument` error naming the key and this limit, never sent and never retried. Set
+   * it to the server's `proto-max-bulk-len` when that is lowered (512 MiB by default, also
+   * Redis's limit on a string): a larger argument makes the server drop the connection with
+   * "Protocol error: invalid bulk length", which every command on it then pays for.
+   *
+   * @default 536870912
+   */
+  readonly maxValueBytes?: number
+  /**
    * What a watch does about `notify-keyspace-events`, which must include the classes `K`, `g`,
    * `$`, `x` and `e`: `'configure'` reads it and adds what is missing with CONFIG SET;
    * `'verify'` reads it and leaves the server alone, failing the watch with a `ConfigError` that
@@ -82,6 +92,17 @@ export interface RedisStoreOptions {
    * @default 'configure'
    */
   readonly keyspaceEvents?: 'configure' | 'verify' | 'assume'
+  /**
+   * Called after a watch changed a server's `notify-keyspace-events` (`keyspaceEvents:
+   * 'configure'` and classes were missing), with the server and the setting before and after: a
+   * change to a shared server's configuration should be logged, not silent. The command line
+   * prints it on stderr.
+   */
+  readonly onKeyspaceEventsSet?: (change: {
+    readonly server: string
+    readonly before: string
+    readonly after: string
+  }) => void
   /**
    * How often a watch pings its subscriber connections: a connection that stops answering (a
    * paused or partitioned server) is dropped and the watch relists once it is back.
@@ -174,7 +195,9 @@ export interface Settings {
   readonly natMap: Readonly<Record<string, HostPort>>
   readonly connectTimeoutMs: number
   readonly commandTimeoutMs: number
+  readonly maxValueBytes: number
   readonly keyspaceEvents: 'configure' | 'verify' | 'assume'
+  readonly onKeyspaceEventsSet: NonNullable<RedisStoreOptions['onKeyspaceEventsSet']>
   readonly heartbeatMs: number
   readonly topologyCheckMs: number
   readonly reconnectDelayMs: number
@@ -276,7 +299,9 @@ export function resolveOptions(options: RedisStoreOptions): Settings {
     natMap,
     connectTimeoutMs: millis(options.connectTimeout, '10s', 'connectTimeout'),
     commandTimeoutMs: millis(options.commandTimeout, '5s', 'commandTimeout'),
+    maxValueBytes: positive(options.maxValueBytes, 512 * 1024 * 1024, 'maxValueBytes'),
     keyspaceEvents: keyspaceEvents(options.keyspaceEvents),
+    onKeyspaceEventsSet: options.onKeyspaceEventsSet ?? (() => undefined),
     heartbeatMs: millis(options.heartbeatInterval, '2s', 'heartbeatInterval'),
     topologyCheckMs: millis(options.topologyCheckInterval, '1s', 'topologyCheckInterval'),
     reconnectDelayMs: millis(options.reconnectDelay, '100ms', 'reconnectDelay'),

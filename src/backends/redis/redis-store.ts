@@ -21,7 +21,7 @@ import { byKey, compareKeys } from '../../internal/order.js'
 import { copyBytes } from './bytes.js'
 import { Masters, checkClusterTxn } from './cluster.js'
 import { createMainClient, ended } from './connections.js'
-import { NAME, toDatasyncError } from './errors.js'
+import { NAME, storeErrorMapper, toDatasyncError, tooLarge } from './errors.js'
 import { resolveOptions, type RedisStoreOptions } from './options.js'
 import { groupKeys, readValues } from './reads.js'
 import { RevisionClock } from './revisions.js'
@@ -73,12 +73,26 @@ const CAPABILITIES: Capabilities = Object.freeze({
  */
 export function createRedisStore(options: RedisStoreOptions): RedisStore {
   const settings = resolveOptions(options)
+  /** Refuses a key or value over `maxValueBytes` before it is sent (the server would drop us). */
+  const assertSizes = (what: string, writes: readonly Write[]) => {
+    const limit = settings.maxValueBytes
+    for (const item of writes) {
+      const bytes = Math.max(
+        Buffer.byteLength(item.key),
+        item.op === 'put' ? item.value.byteLength : 0,
+      )
+      if (bytes > limit) throw tooLarge(what, item.key, bytes, limit)
+    }
+  }
   const scheduler = options.scheduler ?? asyncScheduler
   const clock = new RevisionClock(settings.revisionCacheSize)
+  /** The main connection's last error, for the message of a command it could not send. */
+  let connectionError: unknown
+  const mapError = storeErrorMapper(() => connectionError)
   // ioredis reports the connections' health by its events: the main one and each watch's part.
   const edge = new StoreEdge({
     name: NAME,
-    mapError: toDatasyncError,
+    mapError,
     operationsReportHealth: false,
   })
   const connections = new Set<Redis | Cluster>()
@@ -91,11 +105,13 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
   connections.add(main)
   const mainHealth = edge.health.part()
   main.on('error', (error: unknown) => {
+    connectionError = error
     // Lost connections show as close/reconnecting; a refused password or bad TLS stays visible.
     const mapped = toDatasyncError(error, 'the connection').error
     if (mapped.code === 'auth' || mapped.code === 'config') mainHealth.down(mapped)
   })
   main.on('ready', () => {
+    connectionError = undefined
     mainHealth.up()
   })
   const lost = () => {
@@ -167,7 +183,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     scheduler,
     clock,
     health: edge.health,
-    mapError: toDatasyncError,
+    mapError,
     cluster,
     track: (connection: Redis) => {
       connections.add(connection)
@@ -224,6 +240,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
         const ttl = putOptions?.ttl === undefined ? undefined : ttlMillis('put', putOptions.ttl)
         const item: Write =
           ttl === undefined ? { op: 'put', key, value } : { op: 'put', key, value, ttl }
+        assertSizes('put', [item])
         return write([item], []).then(() => undefined)
       })
     },
@@ -249,6 +266,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
         const conditions = txnOptions?.conditions ?? []
         const writes = check.writes(ops, ttlMillis)
         check.conditions(conditions)
+        assertSizes('txn put', writes)
         if (cluster) checkClusterTxn(writes, conditions)
         return write(writes, conditions).then(({ succeeded, revision }) => ({
           succeeded,
