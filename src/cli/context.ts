@@ -43,12 +43,34 @@ export interface CliIo {
   readonly signals: Observable<string>
   /** Where timeouts and progress take their time. */
   readonly scheduler: SchedulerLike
+  /**
+   * Sends what client libraries and Node print on their own (console warnings, process
+   * warnings) to `sink` instead, until the returned function is called; under `--json` stderr
+   * then stays one JSON object per line. The process's io does it; a test's may not.
+   */
+  readonly captureWarnings?: (sink: (message: string) => void) => () => void
+}
+
+/**
+ * A line for stderr: plain `rx-datasync: message`, or under `--json` one JSON object
+ * `{"level","message"}` (with `code`, the exit code, for the error that ends the command).
+ */
+export function stderrLine(
+  json: boolean,
+  level: 'error' | 'warning' | 'notice',
+  message: string,
+  code?: number,
+): string {
+  if (!json) return `rx-datasync: ${level === 'warning' ? 'warning: ' : ''}${message}\n`
+  return `${JSON.stringify({ level, message, ...(code === undefined ? {} : { code }) })}\n`
 }
 
 /** What every command gets: output, its stores, the timeout, progress on stderr. */
 export class CommandContext {
   readonly progress: Progress
   private readonly opened: OpenedStore[] = []
+  /** Whether `--timeout` already ran out: closing then waits for nothing. */
+  private expired = false
 
   constructor(
     readonly io: CliIo,
@@ -57,6 +79,8 @@ export class CommandContext {
     readonly timeoutMs: number,
     /** `--store`, when given. */
     private readonly storeOption: string | undefined,
+    /** `--json`: stderr is JSON lines too. */
+    readonly json = false,
   ) {
     this.progress = createProgress(io.stderr, io.scheduler)
   }
@@ -67,10 +91,16 @@ export class CommandContext {
     this.io.stdout.write(`${line}\n`)
   }
 
-  /** Writes a line to stderr, after the progress line. */
+  /**
+   * Writes a notice to stderr, after the progress line (a JSON object under `--json`); a line
+   * starting `warning: ` is a warning.
+   */
   err(line: string): void {
     this.progress.clear()
-    this.io.stderr.write(`rx-datasync: ${line}\n`)
+    const warning = line.startsWith('warning: ')
+    this.io.stderr.write(
+      stderrLine(this.json, warning ? 'warning' : 'notice', warning ? line.slice(9) : line),
+    )
   }
 
   /** The spec of the store of a one-store command (see {@link chooseStore}). */
@@ -78,9 +108,20 @@ export class CommandContext {
     return chooseStore(this.storeOption, this.stores)
   }
 
-  /** Opens the store a spec names; every store opened is closed by {@link closeAll}. */
-  async open(spec: string): Promise<OpenedStore> {
-    const opened = await openTarget(await resolveTarget(spec, this.stores))
+  /**
+   * Opens the store a spec names; every store opened is closed by {@link closeAll}. Notices of
+   * the store (a Redis server's keyspace events set) go to stderr.
+   */
+  async open(
+    spec: string,
+    settings: { verifyKeyspaceEvents?: boolean } = {},
+  ): Promise<OpenedStore> {
+    const opened = await openTarget(await resolveTarget(spec, this.stores), {
+      ...settings,
+      notice: (message) => {
+        this.err(message)
+      },
+    })
     this.opened.push(opened)
     return opened
   }
@@ -97,10 +138,12 @@ export class CommandContext {
           timeout({
             first: ms,
             scheduler: this.io.scheduler,
-            with: () =>
-              throwError(
+            with: () => {
+              this.expire()
+              return throwError(
                 () => new UnavailableError(label, `no answer within ${ms} ms (--timeout)`),
-              ),
+              )
+            },
           }),
         ),
         this.interrupted(),
@@ -118,15 +161,27 @@ export class CommandContext {
     )
   }
 
-  /** Closes every store opened, each bounded by the timeout; a failure to close is ignored. */
+  /**
+   * Records that `--timeout` ran out: a store that did not answer is not waited for again when
+   * it closes, so the command ends at `--timeout`, not at twice it.
+   */
+  expire(): void {
+    this.expired = true
+  }
+
+  /**
+   * Closes every store opened, each bounded by the timeout (by nothing once it ran out, see
+   * {@link expire}); a failure to close is ignored.
+   */
   async closeAll(): Promise<void> {
     const stores = this.opened.splice(0)
+    const bound = this.expired ? 0 : this.timeoutMs
     await Promise.all(
       stores.map((opened) =>
         lastValueFrom(
           race(
             defer(() => opened.store.close()),
-            timer(this.timeoutMs, this.io.scheduler),
+            timer(bound, this.io.scheduler),
           ),
           { defaultValue: undefined },
         ).catch(() => undefined),

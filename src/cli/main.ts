@@ -1,6 +1,7 @@
 import { asyncScheduler, fromEvent, map, merge, share } from 'rxjs'
 import type { CliIo } from './context.js'
 import { run } from './run.js'
+import { captureWarnings } from './warnings.js'
 
 /** The process's own streams, environment and signals. */
 function processIo(): CliIo {
@@ -14,6 +15,7 @@ function processIo(): CliIo {
     cwd: process.cwd(),
     signals: merge(signal('SIGINT'), signal('SIGTERM')).pipe(share()),
     scheduler: asyncScheduler,
+    captureWarnings,
   }
 }
 

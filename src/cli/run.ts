@@ -2,16 +2,18 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { toMillis } from '../core/duration.js'
 import { describe } from '../core/errors.js'
+import { closeNames } from '../internal/config-fields.js'
 import { flag, stringOption, type Command, type OptionSpec, type OptionValues } from './command.js'
 import { del, duration, get, list, put } from './commands/kv.js'
 import { mirror } from './commands/mirror.js'
+import { ping } from './commands/ping.js'
 import { watch } from './commands/watch.js'
-import { CommandContext, type CliIo } from './context.js'
+import { CommandContext, stderrLine, type CliIo } from './context.js'
 import { EXIT, UsageError, exitCodeOf } from './errors.js'
 import { BACKENDS, CONFIG_SOURCES, STORE_ENV, type Backend } from './stores.js'
 
 /** Every subcommand, in the order help lists them. */
-export const COMMANDS: readonly Command[] = [watch, get, put, del, list, mirror]
+export const COMMANDS: readonly Command[] = [watch, get, put, del, list, mirror, ping]
 
 const DEFAULT_TIMEOUT = '10s'
 
@@ -42,9 +44,14 @@ const COMMON_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   timeout: {
     type: 'string',
     arg: '<duration>',
-    help: `how long to wait for a store to answer, e.g. '30s' (default ${DEFAULT_TIMEOUT})`,
+    help: `how long to wait for a store, with a unit: '500ms', '30s', '1m30s' (default ${DEFAULT_TIMEOUT})`,
   },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
+}
+
+/** `rx-datasync --version`: read before any command, so only the global help lists it. */
+const VERSION_OPTION: Readonly<Record<string, OptionSpec>> = {
+  version: { type: 'boolean', short: 'v', help: 'print the version and exit' },
 }
 
 const STORES_HELP = `Stores:
@@ -79,6 +86,9 @@ const EXIT_HELP = `Exit codes:
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   let context: CommandContext | undefined
   let command: Command | undefined
+  // Under --json stderr is JSON lines too (read again once the options are parsed).
+  let json = argv.includes('--json')
+  let release: (() => void) | undefined
   try {
     const [name, ...rest] = argv
     if (name === undefined) {
@@ -97,7 +107,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       const topic = rest[0]
       const about = COMMANDS.find((c) => c.name === topic)
       if (topic !== undefined && about === undefined) {
-        throw new UsageError(`unknown command '${topic}'`)
+        throw new UsageError(`unknown command '${topic}'${didYouMean(topic)}`)
       }
       io.stdout.write(about ? commandHelp(about) : globalHelp())
       return EXIT.ok
@@ -107,7 +117,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       throw new UsageError(
         name.startsWith('-')
           ? `expected a command before '${name}'`
-          : `unknown command '${name}'; the commands are ${COMMANDS.map((c) => c.name).join(', ')}`,
+          : `unknown command '${name}'${didYouMean(name) || `; the commands are ${COMMANDS.map((c) => c.name).join(', ')}`}`,
       )
     }
     const options = optionsOf(command)
@@ -128,8 +138,13 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       values = parsed.values
       positionals = parsed.positionals
     } catch (error) {
+      const message = describe(error).split('. To specify')[0] ?? describe(error)
+      const unknown = /^Unknown option '--([^']+)'/.exec(message)?.[1]
+      const close = unknown === undefined ? [] : closeNames(unknown, Object.keys(options))
       throw new UsageError(
-        describe(error).split('. To specify')[0] ?? describe(error),
+        close.length === 0
+          ? message
+          : `${message}; did you mean ${close.map((name) => `'--${name}'`).join(' or ')}?`,
         command.name,
       )
     }
@@ -148,25 +163,32 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     }
     const timeoutText = stringOption(values, 'timeout') ?? DEFAULT_TIMEOUT
     const timeoutMs = toMillis(duration('--timeout', timeoutText))
+    if (timeoutMs === 0) throw new UsageError('--timeout: expected a duration above 0')
     const configFiles: Partial<Record<Backend, string>> = {}
     for (const backend of BACKENDS) {
       const file = stringOption(values, CONFIG_SOURCES[backend].flag.slice(2))
       if (file === '') throw new UsageError(`${CONFIG_SOURCES[backend].flag}: expected a file path`)
       if (file !== undefined) configFiles[backend] = file
     }
+    json = flag(values, 'json')
+    if (json && io.captureWarnings) {
+      release = io.captureWarnings((message) => {
+        io.stderr.write(stderrLine(true, 'warning', message))
+      })
+    }
     context = new CommandContext(
       io,
       { env: io.env, cwd: io.cwd, configFiles, expandEnv: flag(values, 'expand-env') },
       timeoutMs,
       stringOption(values, 'store'),
+      json,
     )
     return await command.run(context, values, positionals)
   } catch (error) {
     const code = exitCodeOf(error)
-    const message = `rx-datasync: ${describe(error)}\n`
     if (context) context.progress.clear()
-    io.stderr.write(message)
-    if (code === EXIT.usage) {
+    io.stderr.write(stderrLine(json, 'error', describe(error), code))
+    if (code === EXIT.usage && !json) {
       const about = error instanceof UsageError ? (error.command ?? command?.name) : command?.name
       io.stderr.write(
         about === undefined
@@ -177,7 +199,17 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     return code
   } finally {
     await context?.closeAll()
+    release?.()
   }
+}
+
+/** "; did you mean 'get'?" for a misspelt command name, or '' when none is close. */
+function didYouMean(name: string): string {
+  const close = closeNames(
+    name,
+    COMMANDS.map((c) => c.name),
+  )
+  return close.length === 0 ? '' : `; did you mean ${close.map((c) => `'${c}'`).join(' or ')}?`
 }
 
 function optionsOf(command: Command): Readonly<Record<string, OptionSpec>> {
@@ -200,7 +232,7 @@ Commands:
 ${COMMANDS.map((c) => `  ${usage(c).padEnd(width)}${c.summary}`).join('\n')}
 
 Options of every command (mirror takes --from and --to instead of --store):
-${optionLines({ ...STORE_OPTION, ...COMMON_OPTIONS })}
+${optionLines({ ...STORE_OPTION, ...COMMON_OPTIONS, ...VERSION_OPTION })}
 
 ${STORES_HELP}
 

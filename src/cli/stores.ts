@@ -227,15 +227,26 @@ async function loadOptions(backend: Backend, lookup: ConfigLookup) {
   }
 }
 
+/** What a command adds to a store's own options. */
+export interface OpenSettings {
+  /** Redis: only check `notify-keyspace-events`, never set it (`--verify-keyspace-events`). */
+  readonly verifyKeyspaceEvents?: boolean
+  /** Where a notice for the user goes (stderr). */
+  readonly notice?: (message: string) => void
+}
+
 /**
  * Opens the store of a target, loading only its backend's module (and client library).
  *
  * @throws UsageError or ConfigError (by the target's origin) when the factory refuses the options.
  */
-export async function openTarget(target: StoreTarget): Promise<OpenedStore> {
+export async function openTarget(
+  target: StoreTarget,
+  settings: OpenSettings = {},
+): Promise<OpenedStore> {
   let store: KvStore
   try {
-    store = await create(target)
+    store = await create(withSettings(target, settings))
   } catch (error) {
     if (!(error instanceof TypeError)) throw error
     throw target.origin.kind === 'url'
@@ -243,6 +254,29 @@ export async function openTarget(target: StoreTarget): Promise<OpenedStore> {
       : new ConfigError(target.origin.file, undefined, error.message, { cause: error })
   }
   return { store, label: target.label, resyncAfterReconnect: target.resyncAfterReconnect }
+}
+
+/**
+ * A Redis watch that sets `notify-keyspace-events` says so (a shared server's configuration
+ * changes); with `verifyKeyspaceEvents` it only checks.
+ */
+function withSettings(target: StoreTarget, settings: OpenSettings): StoreTarget {
+  if (target.backend !== 'redis') return target
+  const { notice } = settings
+  const options: RedisStoreOptions = {
+    ...target.options,
+    ...(settings.verifyKeyspaceEvents === true ? { keyspaceEvents: 'verify' as const } : {}),
+    ...(notice
+      ? {
+          onKeyspaceEventsSet: ({ server, before, after }) => {
+            notice(
+              `${target.label}: set notify-keyspace-events on ${server} from '${before}' to '${after}' (the watch needs keyspace events; --verify-keyspace-events only checks)`,
+            )
+          },
+        }
+      : {}),
+  }
+  return { ...target, options }
 }
 
 async function create(target: StoreTarget): Promise<KvStore> {

@@ -51,8 +51,9 @@ export const put: Command = {
   summary: "write a key's value (from stdin when the value is absent or '-')",
   description: [
     "Writes a value. Without a value argument, or with '-', the value is read from stdin as",
-    'it is (a trailing newline included). Prints nothing on success. A store that cannot be',
-    'written (FileDB) fails with exit code 1.',
+    'it is (a trailing newline included); an empty stdin is refused (exit code 2), as it is',
+    'most often a mistake upstream in a pipe, unless --allow-empty. Prints nothing on',
+    'success. A store that cannot be written (FileDB) fails with exit code 1.',
   ].join('\n'),
   options: {
     encoding: {
@@ -64,6 +65,10 @@ export const put: Command = {
       type: 'string',
       arg: '<duration>',
       help: "delete the key after this long, e.g. '30s' (etcd, Redis, Consul)",
+    },
+    'allow-empty': {
+      type: 'boolean',
+      help: 'write an empty value when stdin is empty (refused otherwise)',
     },
   },
   store: 'one',
@@ -82,6 +87,12 @@ export const put: Command = {
         throw new UsageError('give the value as an argument, or pipe it on stdin', 'put')
       }
       input = await readAll(context)
+      if (input.length === 0 && !flag(values, 'allow-empty')) {
+        throw new UsageError(
+          `stdin was empty: refusing to write an empty value to '${key}' (--allow-empty writes it)`,
+          'put',
+        )
+      }
     }
     const bytes = ValueFormat.encode(enc, input)
     const { store, label } = await context.open(context.storeSpec())
@@ -157,13 +168,24 @@ export const list: Command = {
   },
 }
 
-/** Parses a duration option. */
+/**
+ * Parses a duration option: a number with a unit (`500ms`, `30s`, `5m`, `1h`, or Go's compound
+ * form `1m30s`). A bare number other than 0 is refused: `--timeout 5` could mean seconds or
+ * milliseconds.
+ */
 export function duration(option: string, text: string): Duration {
-  const value: Duration = /^\d+(\.\d+)?$/.test(text) ? Number(text) : (text as Duration)
+  if (/^\d+(\.\d+)?$/.test(text) && Number(text) !== 0) {
+    throw new UsageError(
+      `${option}: '${text}' has no unit; write '${text}s' for seconds or '${text}ms' for milliseconds (units: ms, s, m, h; also 1m30s)`,
+    )
+  }
+  const value: Duration = /^0+(\.0+)?$/.test(text) ? 0 : (text as Duration)
   try {
     toMillis(value, option)
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error))
+  } catch {
+    throw new UsageError(
+      `${option}: expected a duration with a unit, such as '500ms', '30s', '5m', '1h' or '1m30s', got '${text}'`,
+    )
   }
   return value
 }

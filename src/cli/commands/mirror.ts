@@ -60,6 +60,10 @@ export const mirror: Command = {
     concurrency: { type: 'string', arg: '<n>', help: 'writes in flight at once (default 16)' },
     quiet: { type: 'boolean', short: 'q', help: 'print the SYNCED lines only' },
     json: { type: 'boolean', help: 'one JSON object per line' },
+    'verify-keyspace-events': {
+      type: 'boolean',
+      help: 'Redis: only check notify-keyspace-events (exit 4 when classes are missing), never set it',
+    },
   },
   store: 'two',
   positionals: { min: 0, max: 0, names: '' },
@@ -88,7 +92,9 @@ export const mirror: Command = {
       json: flag(values, 'json'),
     }
 
-    const source = await context.open(fromSpec)
+    const source = await context.open(fromSpec, {
+      verifyKeyspaceEvents: flag(values, 'verify-keyspace-events'),
+    })
     const target = await context.open(toSpec)
     if (!target.store.capabilities.write) {
       throw new CapabilityError(target.store.name, 'writes', `--to ${target.label} is read-only`)

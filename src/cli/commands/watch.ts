@@ -33,6 +33,10 @@ export const watch: Command = {
     'After an outage the changes missed are printed (reason "reconnect" or "gap"), or a whole',
     'new resync with --resync-after-reconnect. Outages are reported on stderr. The command',
     'fails with exit code 5 when the first resync does not come within --timeout.',
+    '',
+    'Redis: the watch needs keyspace events (notify-keyspace-events with the classes K, g, $,',
+    'x and e). When the server lacks some, the watch sets them with CONFIG SET and says so on',
+    'stderr; with --verify-keyspace-events it only checks, and exits 4 naming what is missing.',
   ].join('\n'),
   options: {
     json: { type: 'boolean', help: 'one JSON object per line' },
@@ -45,6 +49,10 @@ export const watch: Command = {
       type: 'boolean',
       help: 'after an outage, print a whole resync instead of the changes missed',
     },
+    'verify-keyspace-events': {
+      type: 'boolean',
+      help: 'Redis: only check notify-keyspace-events (exit 4 when classes are missing), never set it',
+    },
   },
   store: 'one',
   positionals: { min: 0, max: Infinity, names: '[prefix...]' },
@@ -53,7 +61,9 @@ export const watch: Command = {
       context.err(`warning: ${message}`)
     })
     const print = flag(values, 'json') ? printJson : printLines
-    const { store, label, resyncAfterReconnect } = await context.open(context.storeSpec())
+    const { store, label, resyncAfterReconnect } = await context.open(context.storeSpec(), {
+      verifyKeyspaceEvents: flag(values, 'verify-keyspace-events'),
+    })
     const scheduler = context.io.scheduler
     const sync = createDatasync(store, {
       // The command acknowledges as soon as it has printed: no timeout to wait for.
@@ -109,6 +119,7 @@ export const watch: Command = {
       subscription.add(
         timer(context.timeoutMs, scheduler).subscribe(() => {
           if (synced) return
+          context.expire()
           finish(() => {
             reject(
               new UnavailableError(label, `no snapshot within ${context.timeoutMs} ms (--timeout)`),
