@@ -127,9 +127,14 @@ export function createSessionConnection(settings: Settings, role: Role, address?
   })
 }
 
-/** Resolves once the connection has ended (or was never opened). */
+/**
+ * Resolves once the connection has ended (or was never opened). Called after `disconnect()`: a
+ * connection that was waiting to reconnect has no socket left, and ioredis never reports its
+ * end (it stays 'reconnecting'), so it counts as ended.
+ */
 export function ended(connection: Redis | Cluster): Promise<void> {
-  if (connection.status === 'end' || connection.status === 'wait') return Promise.resolve()
+  const status = connection.status
+  if (status === 'end' || status === 'wait' || status === 'reconnecting') return Promise.resolve()
   return new Promise((resolve) => {
     connection.once('end', () => {
       resolve()

@@ -127,27 +127,6 @@ export function storeErrorMapper(lastConnectionError: () => unknown): ErrorMappe
   }
 }
 
-/**
- * The mapper of a store whose connection failed with `lastConnectionError()`: a command that
- * ioredis gave up on because it could not connect ("Reached the max retries per request
- * limit") says the server is unreachable, with the connection's own error (`connect
- * ECONNREFUSED 127.0.0.1:6379`), instead of the client's retry internals.
- */
-export function storeErrorMapper(lastConnectionError: () => unknown): ErrorMapper {
-  return (raw, what) => {
-    if (describe(raw).includes('max retries per request')) {
-      const last = lastConnectionError()
-      return inOperation(
-        unavailable(
-          `${what}: cannot reach the server${last === undefined ? '' : ` (${describe(last)})`}; the command was not sent`,
-          raw,
-        ),
-      )
-    }
-    return toDatasyncError(raw, what)
-  }
-}
-
 function mapRaw(error: unknown, what: string): DatasyncError {
   if (error instanceof DatasyncError) return error
   const message = describe(error)

@@ -62,12 +62,13 @@ export interface ConfigConnection {
  * Makes sure the server behind `connection` publishes the keyspace events the watch needs.
  * Reads `notify-keyspace-events`; adds the missing classes with CONFIG SET (`configure`), or
  * fails with a `ConfigError` naming them (`verify`); `assume` does nothing. `where` names the
- * server for messages.
+ * server for messages; `changed` hears of a CONFIG SET done.
  */
 export async function ensureKeyspaceEvents(
   connection: ConfigConnection,
   mode: 'configure' | 'verify' | 'assume',
   where: string,
+  changed: (change: { server: string; before: string; after: string }) => void = () => undefined,
 ): Promise<void> {
   if (mode === 'assume') return
   let current: string
@@ -92,6 +93,7 @@ export async function ensureKeyspaceEvents(
   } catch (error) {
     throw refused(error, where, 'set', missing)
   }
+  changed({ server: where, before: current, after: wanted })
 }
 
 function refused(

@@ -107,7 +107,12 @@ export class SessionLinks {
         Promise.all([
           serverRunId(endpoint.sub),
           serverRunId(endpoint.reader),
-          ensureKeyspaceEvents(endpoint.reader, settings.keyspaceEvents, endpoint.name),
+          ensureKeyspaceEvents(
+            endpoint.reader,
+            settings.keyspaceEvents,
+            endpoint.name,
+            settings.onKeyspaceEventsSet,
+          ),
           endpoint.sub.subscribe(channel),
           endpoint.sub.psubscribe(...patterns),
         ]),
