@@ -136,9 +136,22 @@ const expected: Record<
     values: ['createConsulStore', 'loadConsulConfig'],
     types: ['ConfigLookup', 'ConsulStore', 'ConsulStoreOptions', 'ConsulTlsOptions'],
   },
+  'rx-datasync/nats': {
+    values: ['createNatsStore'],
+    types: ['ConfigLookup', 'NatsBucketOptions', 'NatsStore', 'NatsStoreOptions', 'NatsTlsOptions'],
+  },
   'rx-datasync/filedb': {
     values: ['createFileStore', 'loadFileDbConfig'],
     types: ['ConfigLookup', 'FileStore', 'FileStoreOptions'],
+  },
+  'rx-datasync/postgres': {
+    values: ['createPostgresStore'],
+    types: [
+      'PostgresConnectionOptions',
+      'PostgresStore',
+      'PostgresStoreOptions',
+      'PostgresTlsOptions',
+    ],
   },
   'rx-datasync/proto': {
     values: ['loadProtoCodec', 'protoCodec'],

@@ -41,7 +41,7 @@ import {
   readMeta,
   LIVE,
 } from './sql.js'
-import { watchLog, type WatchContext } from './watch.js'
+import { readKvChanges, watchLog, type WatchContext } from './watch.js'
 import { compactLog, reapExpired, runWrites, type Outcome, type Write } from './writes.js'
 
 const CAPABILITIES: Capabilities = Object.freeze({
@@ -165,12 +165,12 @@ export function createPostgresStore(options: PostgresStoreOptions = {}): Postgre
         throw error
       }
     },
-    read: (what, fn) =>
+    changes: (prefixes, from, window) =>
       defer(() => {
         edge.assertOpen()
-        return onConnection(thePool(), prepare, fn).pipe(
-          timeout({ first: settings.operationTimeoutMs, scheduler }),
-        )
+        return onConnection(thePool(), prepare, (client) =>
+          readKvChanges(client, table, prefixes, from, window),
+        ).pipe(timeout({ first: settings.operationTimeoutMs, scheduler }))
       }),
     snapshot: (prefixes) =>
       defer(() => {

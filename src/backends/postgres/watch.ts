@@ -33,8 +33,11 @@ export interface WatchContext {
   readonly resyncAfterReconnect: boolean
   /** Opens a dedicated connection for LISTEN (the schema ensured). */
   listener(): Promise<pg.Client>
-  /** Runs `fn` on a pooled connection, as one operation with the store's timeout. */
-  read<T>(what: string, fn: (client: pg.ClientBase) => Promise<T>): Observable<T>
+  /**
+   * The changes under the watched prefixes after revision `from`, at most `window` revisions,
+   * one `changes` event per revision, read in one statement with the head and compaction point.
+   */
+  changes(prefixes: readonly string[], from: bigint, window: number): Observable<LogRead>
   /** The snapshot of the prefixes at one revision. */
   snapshot(prefixes: readonly string[]): Observable<{ head: bigint; items: KeyValue<Uint8Array>[] }>
   fail(raw: unknown, what: string, part: HealthPart): Mapped
@@ -45,7 +48,20 @@ export interface WatchContext {
 const WINDOW = 1000
 const FIRST_BACKOFF_MS = 50
 
-interface LogRow {
+/** One read of a log. */
+export interface LogRead {
+  /** The log's current revision. */
+  readonly head: bigint
+  /** Revisions up to this one are compacted. */
+  readonly compacted: bigint
+  /** The changes found, one event per revision, in order. */
+  readonly events: StoreEvent<Uint8Array>[]
+  /** A revision at which the watched rows must be read afresh (a TRUNCATE), if one was met. */
+  readonly rescan?: bigint
+}
+
+/** One row of the key-value log as the watch reads it. */
+export interface LogRow {
   head: string
   compacted: string
   revision: string | null
@@ -80,8 +96,6 @@ export function watchLog(
   return defer(() => {
     const what = `watch of ${prefixes.map((prefix) => JSON.stringify(prefix)).join(', ')}`
     const health = context.part()
-    const lows = [...prefixes]
-    const highs = prefixes.map(prefixEnd)
     let last: bigint | undefined = after
     let relist = after === undefined
     let cause: SnapshotCause = 'startup'
@@ -100,41 +114,26 @@ export function watchLog(
 
     const changes$ = defer(() => {
       const from = last ?? 0n
-      return context
-        .read(what, (client) =>
-          client.query<LogRow>(
-            `SELECT m.revision AS head, m.compacted, c.revision, c.key, c.deleted, c.value,
-             CASE WHEN p.deleted THEN NULL ELSE p.value END AS prev
-           FROM ${context.table.meta} m
-           LEFT JOIN LATERAL (
-             SELECT revision, key, deleted, value FROM ${context.table.log} c
-             WHERE c.revision > $1 AND c.revision <= LEAST(m.revision, $1 + $2)
-               AND EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS r(lo, hi)
-                           WHERE c.key >= r.lo AND (r.hi IS NULL OR c.key < r.hi))
-           ) c ON true
-           LEFT JOIN ${context.table.log} p ON p.key = c.key AND p.superseded_at = c.revision
-           WHERE m.id = 1
-           ORDER BY c.revision, c.key`,
-            [from.toString(), WINDOW, lows, highs],
-          ),
-        )
-        .pipe(
-          map((result): Pass => {
-            const first = result.rows[0]
-            if (first === undefined) throw new Error(`${context.table.meta} has no meta row`)
-            const head = BigInt(first.head)
-            const compacted = BigInt(first.compacted)
-            if (compacted > from || from > head) {
-              // The history after `from` is gone (or the log is not the one we knew): relist.
-              relist = true
-              cause = compacted > from ? 'compacted' : 'startup'
-              return { events: [], more: true }
-            }
-            const upTo = head < from + BigInt(WINDOW) ? head : from + BigInt(WINDOW)
-            last = upTo
-            return { events: batches(result.rows), more: upTo < head }
-          }),
-        )
+      return context.changes(prefixes, from, WINDOW).pipe(
+        map((read): Pass => {
+          if (read.compacted > from || from > read.head) {
+            // The history after `from` is gone (or the log is not the one we knew): relist.
+            relist = true
+            cause = read.compacted > from ? 'compacted' : 'startup'
+            return { events: [], more: true }
+          }
+          const rescan = read.rescan
+          if (rescan !== undefined) {
+            // The changes before it are delivered; from it on, a fresh snapshot says it all.
+            relist = true
+            cause = 'rescan'
+            return { events: read.events.filter((event) => event.revision < rescan), more: true }
+          }
+          const upTo = read.head < from + BigInt(WINDOW) ? read.head : from + BigInt(WINDOW)
+          last = upTo
+          return { events: read.events, more: upTo < read.head }
+        }),
+      )
     })
 
     const pass$ = defer(() => (relist ? snapshot$ : changes$))
@@ -283,8 +282,44 @@ function wakeOnce<W, T>(work: (wake: W) => Observable<T>) {
     })
 }
 
+/**
+ * Reads the key-value log after `from` (at most `window` revisions) under the prefixes, with the
+ * head and the compaction point, in one statement (one snapshot). A change's previous value is
+ * the row its revision superseded.
+ */
+export async function readKvChanges(
+  client: pg.ClientBase,
+  table: TableName,
+  prefixes: readonly string[],
+  from: bigint,
+  window: number,
+): Promise<LogRead> {
+  const result = await client.query<LogRow>(
+    `SELECT m.revision AS head, m.compacted, c.revision, c.key, c.deleted, c.value,
+       CASE WHEN p.deleted THEN NULL ELSE p.value END AS prev
+     FROM ${table.meta} m
+     LEFT JOIN LATERAL (
+       SELECT revision, key, deleted, value FROM ${table.log} c
+       WHERE c.revision > $1 AND c.revision <= LEAST(m.revision, $1 + $2)
+         AND EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS r(lo, hi)
+                     WHERE c.key >= r.lo AND (r.hi IS NULL OR c.key < r.hi))
+     ) c ON true
+     LEFT JOIN ${table.log} p ON p.key = c.key AND p.superseded_at = c.revision
+     WHERE m.id = 1
+     ORDER BY c.revision, c.key`,
+    [from.toString(), window, [...prefixes], prefixes.map(prefixEnd)],
+  )
+  const first = result.rows[0]
+  if (first === undefined) throw new Error(`${table.meta} has no meta row`)
+  return {
+    head: BigInt(first.head),
+    compacted: BigInt(first.compacted),
+    events: batches(result.rows),
+  }
+}
+
 /** Log rows (ordered by revision, key) to one `changes` event per revision. */
-function batches(rows: readonly LogRow[]): StoreEvent<Uint8Array>[] {
+export function batches(rows: readonly LogRow[]): StoreEvent<Uint8Array>[] {
   const events: StoreEvent<Uint8Array>[] = []
   let current: { revision: Revision; changes: Change<Uint8Array>[] } | undefined
   for (const row of rows) {
