@@ -11,6 +11,9 @@ export const OPTIONAL_PEERS: Readonly<Record<string, string>> = {
   consul: '^2.0.0',
   chokidar: '^5.0.0',
   protobufjs: '^8.0.0',
+  '@nats-io/transport-node': '^3.4.0',
+  '@nats-io/jetstream': '^3.4.0',
+  '@nats-io/kv': '^3.4.0',
 }
 
 /**

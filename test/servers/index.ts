@@ -57,5 +57,17 @@ export {
   type RedisCluster,
   type RedisClusterOptions,
 } from './redis.js'
+export {
+  NatsServer,
+  NATS_TEST_TIMINGS,
+  startNats,
+  startNatsCluster,
+  natsConnect,
+  createNatsBucket,
+  deleteNatsBucket,
+  type NatsOptions,
+  type NatsCluster,
+  type NatsClusterOptions,
+} from './nats.js'
 export { useServer, withServer, cleanupServersAfterAll, type Cleanable } from './vitest.js'
 export { PostgresServer, startPostgres, type PostgresOptions } from './postgres.js'

@@ -1,0 +1,184 @@
+import type { ConsumerConfig } from '@nats-io/jetstream'
+import type { Msg } from '@nats-io/transport-node'
+import { Observable, interval, type SchedulerLike } from 'rxjs'
+import { UnavailableError } from '../../core/errors.js'
+import { AckPolicy, DeliverPolicy, createInbox, nanos, nuid } from './client.js'
+import { NAME } from './errors.js'
+import type { Handles } from './link.js'
+
+/** One stored message of the bucket, as a consumer delivered it. */
+export interface FeedMessage {
+  readonly type: 'message'
+  /** The stream sequence: the revision. */
+  readonly seq: bigint
+  /** The NATS key: the subject without the bucket's prefix. */
+  readonly natsKey: string
+  /** A `KV-Operation: DEL` or `PURGE` marker is a delete. */
+  readonly op: 'put' | 'delete'
+  readonly value: Uint8Array
+  /** Messages the consumer still has for this client after this one. */
+  readonly pending: number
+}
+
+/** The consumer exists: `pending` messages matched its start when it was made. */
+export interface FeedCreated {
+  readonly type: 'created'
+  readonly pending: number
+}
+
+/** The consumer's idle heartbeat: it has nothing more for this client now. */
+export interface FeedIdle {
+  readonly type: 'idle'
+}
+
+export type FeedEvent = FeedCreated | FeedMessage | FeedIdle
+
+/** Where a consumer starts. */
+export type FeedStart =
+  { readonly from: 'last-per-subject' } | { readonly from: 'sequence'; readonly seq: bigint }
+
+/** What a feed needs besides the handles. */
+export interface FeedOptions {
+  /** The subject filter below the bucket's prefix (`a.b.>`, `>`). */
+  readonly filter: string
+  readonly start: FeedStart
+  /** Only the headers (listing keys). */
+  readonly headersOnly?: boolean
+  /** The consumer's idle heartbeat; three missed end the feed. */
+  readonly heartbeatMs: number
+  readonly scheduler: SchedulerLike
+  /** Emits when the connection is lost: the feed ends (its consumer may have lost messages). */
+  readonly disconnects: Observable<void>
+}
+
+const OPERATION = 'KV-Operation'
+
+/**
+ * The bucket's messages through an ephemeral push consumer of its own: subscribed to a fresh
+ * inbox first, then the consumer is made (flow control, idle heartbeats, no acks, in memory, one
+ * replica). It emits `created` with the consumer's pending count, then each message in stream
+ * order. It errors with a retryable `UnavailableError` the moment it cannot vouch that nothing
+ * was skipped: a delivery sequence that jumps, a heartbeat that says messages went missing,
+ * three heartbeats missed, the consumer deleted, or the connection lost. Unsubscribing
+ * unsubscribes the inbox and deletes the consumer (P7).
+ *
+ * Not the client's ordered consumer: that one recreates itself silently after a gap, from
+ * wherever the stream starts now, which could skip history that was purged meanwhile; here the
+ * watch decides (resume from its last revision, or list afresh).
+ */
+export function consumerFeed(handles: Handles, options: FeedOptions): Observable<FeedEvent> {
+  return new Observable<FeedEvent>((subscriber) => {
+    const { nc, jsm, stream, prefix } = handles
+    const name = `rxds_${nuid.next()}`
+    const inbox = createInbox()
+    const early: Msg[] = []
+    let created = false
+    let delivered = 0
+    let quietTicks = 0
+    const fail = (message: string) => {
+      subscriber.error(new UnavailableError(NAME, `watch consumer ${name}: ${message}`))
+    }
+    const deliver = (msg: Msg) => {
+      quietTicks = 0
+      const headers = msg.headers
+      if (msg.data.length === 0 && headers !== undefined && headers.code > 0) {
+        if (headers.code === 100) {
+          if (msg.reply !== undefined && msg.reply !== '') msg.respond()
+          const stalled = headers.get('Nats-Consumer-Stalled')
+          if (stalled !== '') nc.publish(stalled)
+          const last = Number(headers.get('Nats-Last-Consumer') || '0')
+          if (last > delivered) fail(`a heartbeat says ${last - delivered} messages went missing`)
+          else if (msg.reply === undefined || msg.reply === '') subscriber.next({ type: 'idle' })
+        } else if (headers.code === 409) {
+          fail(`the server ended the consumer (${headers.description})`)
+        }
+        return
+      }
+      const info = ackInfo(msg.reply)
+      if (info === undefined) return
+      if (info.dseq !== delivered + 1) {
+        fail(`delivery ${info.dseq} came after ${delivered}: messages were skipped`)
+        return
+      }
+      delivered = info.dseq
+      const operation = headers?.get(OPERATION) ?? ''
+      subscriber.next({
+        type: 'message',
+        seq: info.sseq,
+        natsKey: msg.subject.slice(prefix.length),
+        op: operation === 'DEL' || operation === 'PURGE' ? 'delete' : 'put',
+        value: msg.data,
+        pending: info.pending,
+      })
+    }
+    const subscription = nc.subscribe(inbox, {
+      callback: (error, msg) => {
+        if (error !== null) subscriber.error(error)
+        else if (created) deliver(msg)
+        else early.push(msg)
+      },
+    })
+    const config: Partial<ConsumerConfig> = {
+      name,
+      deliver_subject: inbox,
+      ack_policy: AckPolicy.None,
+      filter_subject: `${prefix}${options.filter}`,
+      flow_control: true,
+      idle_heartbeat: nanos(options.heartbeatMs),
+      mem_storage: true,
+      num_replicas: 1,
+      inactive_threshold: nanos(Math.max(30_000, options.heartbeatMs * 6)),
+      ...(options.headersOnly === true ? { headers_only: true } : {}),
+      ...(options.start.from === 'sequence'
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Number(options.start.seq) }
+        : { deliver_policy: DeliverPolicy.LastPerSubject }),
+    }
+    let made = false
+    let ended = false
+    jsm.consumers.add(stream, config).then(
+      (info) => {
+        made = true
+        if (ended) {
+          jsm.consumers.delete(stream, name).catch(() => undefined)
+          return
+        }
+        created = true
+        subscriber.next({ type: 'created', pending: info.num_pending })
+        for (const msg of early.splice(0)) deliver(msg)
+      },
+      (error: unknown) => {
+        subscriber.error(error)
+      },
+    )
+    const watchdog = interval(options.heartbeatMs, options.scheduler).subscribe(() => {
+      quietTicks++
+      if (created && quietTicks > 3) fail(`no heartbeat for ${quietTicks} intervals`)
+    })
+    const lost = options.disconnects.subscribe(() => {
+      fail('the connection was lost')
+    })
+    return () => {
+      ended = true
+      watchdog.unsubscribe()
+      lost.unsubscribe()
+      subscription.unsubscribe()
+      if (made && !nc.isClosed()) jsm.consumers.delete(stream, name).catch(() => undefined)
+    }
+  })
+}
+
+/** The delivery facts in a JetStream message's reply subject (`$JS.ACK...`). */
+function ackInfo(
+  reply: string | undefined,
+): { readonly sseq: bigint; readonly dseq: number; readonly pending: number } | undefined {
+  if (reply === undefined || !reply.startsWith('$JS.ACK.')) return undefined
+  const tokens = reply.split('.')
+  // v1: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>
+  // v2: $JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>[.<token>]
+  const base = tokens.length === 9 ? 4 : 6
+  const sseq = tokens[base + 1]
+  const dseq = tokens[base + 2]
+  const pending = tokens[base + 4]
+  if (sseq === undefined || dseq === undefined || pending === undefined) return undefined
+  return { sseq: BigInt(sseq), dseq: Number(dseq), pending: Number(pending) }
+}

@@ -1,0 +1,3 @@
+export { createNatsStore, type NatsStore } from './nats-store.js'
+export type { NatsBucketOptions, NatsStoreOptions, NatsTlsOptions } from './options.js'
+export type { ConfigLookup } from '../../internal/config.js'
