@@ -199,7 +199,7 @@ describe('lifecycle: activity', () => {
         else if (step.type === 'delivered') seen.push(`${at} delivered ${step.kind} ${step.keys}`)
         else if (step.type === 'acknowledged')
           seen.push(`${at} acked ${step.kind} in ${step.latencyMs}`)
-        else seen.push(`${at} lag ${step.lag}`)
+        else if (step.type === 'lag') seen.push(`${at} lag ${step.lag}`)
       })
       expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()

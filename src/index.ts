@@ -73,6 +73,9 @@ export {
   type HandleEventsOptions,
 } from './sync/operators/handle-events.js'
 export { toViews } from './sync/operators/to-views.js'
+export { failedKeys, KeyFailedError, KeyFailures } from './sync/key-retry.js'
+export { SnapshotPersistError, type PersistProblem } from './sync/persist/format.js'
+export { webStoragePersistence, type StorageLike } from './sync/persist/web-storage.js'
 export type {
   AckPolicy,
   CommitOptions,
@@ -85,7 +88,11 @@ export type {
   DatasyncOptions,
   Done,
   EventReason,
+  KeyRetryOptions,
+  PersistOptions,
+  PersistValues,
   ResyncEvent,
+  SnapshotPersistence,
   SyncActivity,
   SyncState,
   SyncStatus,

@@ -139,6 +139,7 @@ const STATES: readonly SyncState[] = [
   'idle',
   'connecting',
   'resyncing',
+  'restored',
   'in-sync',
   'degraded',
   'halted',

@@ -85,6 +85,9 @@ export function syncHealth(status: SyncStatus): HealthState {
       return 'starting'
     case 'degraded':
       return 'degraded'
+    case 'restored':
+      // Consumers hold a snapshot saved by an earlier run; the store has not answered yet.
+      return 'degraded'
     case 'stopped':
       return 'stopped'
     case 'halted':

@@ -1,12 +1,13 @@
-import { BehaviorSubject, Subscription, type Observable } from 'rxjs'
+import { BehaviorSubject, Subscription, asyncScheduler, type Observable } from 'rxjs'
 import type { Codec } from '../core/codec.js'
 import type { CodecError } from '../core/errors.js'
 import type { Change, KeyValue } from '../core/events.js'
 import { ZERO_REVISION, type Revision } from '../core/revision.js'
 import { matchesAny, type Snapshot } from '../core/snapshot.js'
 import { ConsumerView } from './consumer-view.js'
+import { KeyFailures, KeyRetries, type KeyRetryRules } from './key-retry.js'
 import { Presence } from './presence.js'
-import type { ConsumerEvent, EventReason } from './types.js'
+import type { ConsumerEvent, Done, EventReason } from './types.js'
 
 /** How {@link ConsumerState} is set up: one consumer as `Datasync.register` resolved it. */
 export interface ConsumerStateOptions<R, T> {
@@ -23,6 +24,8 @@ export interface ConsumerStateOptions<R, T> {
   readonly storeName?: string
   /** The reason of the first resync: `register` for a consumer registered late. @default 'startup' */
   readonly firstReason?: EventReason
+  /** How keys named as failed are retried. @default 1 s doubling up to 5 min, no jitter */
+  readonly keyRetry?: KeyRetryRules
 }
 
 /**
@@ -75,6 +78,11 @@ export class ConsumerState<R, T> {
   #firstReason: EventReason
   /** Changes at or below this revision are already in the view (or queued for it). */
   #revision: Revision = ZERO_REVISION
+  /** The keys the consumer named as failed, waiting for their retry (see `ackOf`). */
+  readonly #retries: KeyRetries<T>
+  #retriesOnly = false
+  /** Counts rounds and run ends: an ack of an event from before one is not applied to retries. */
+  #epoch = 0
 
   constructor(options: ConsumerStateOptions<R, T>) {
     this.name = options.name
@@ -89,6 +97,16 @@ export class ConsumerState<R, T> {
     })
     this.#firstReason = options.firstReason ?? 'startup'
     this.#missedRound = this.#firstReason === 'register'
+    this.#retries = new KeyRetries<T>(
+      options.keyRetry ?? {
+        backoff: { firstMs: 1_000, maxMs: 300_000 },
+        scheduler: asyncScheduler,
+        due: () => undefined,
+        failed: () => undefined,
+        unknownKey: () => undefined,
+      },
+      this,
+    )
   }
 
   /** The key prefixes the consumer follows. */
@@ -186,9 +204,45 @@ export class ConsumerState<R, T> {
     return this.#inFlight
   }
 
-  /** How many keys have changes waiting for delivery. */
+  /** How many keys have changes waiting for delivery, or for their retry. */
   get queued(): number {
-    return this.#queue.size
+    return this.#queue.size + this.#retries.size
+  }
+
+  /** Whether the last delivery (`nextDelivery`) carried retries only. */
+  get retriesOnly(): boolean {
+    return this.#retriesOnly
+  }
+
+  /** The keys waiting for their retry, with their attempts and last error. */
+  failing(): ReadonlyMap<string, { readonly attempts: number; readonly error: unknown }> {
+    return this.#retries.failing()
+  }
+
+  /**
+   * The `done` a consumer gets for an event carrying `keys` (its changes, or its resync items):
+   * `done(failedKeys(...))` acknowledges the event and starts the backoff of each key named,
+   * a plain `done()` ends the retry of the keys it carried as retries.
+   */
+  ackOf(done: Done, event: ConsumerEvent<T>): Done {
+    const epoch = this.#epoch
+    let called = false
+    return (...args: [error?: unknown]) => {
+      const [outcome] = args
+      if (!called && epoch === this.#epoch) {
+        called = true
+        if (outcome instanceof KeyFailures) {
+          this.#retries.failEvent(this.name, outcome, event)
+          this.publishLag()
+          done()
+          return
+        }
+        if (outcome === undefined || outcome === null) {
+          this.#retries.succeededEvent(event)
+        }
+      }
+      done(...args)
+    }
   }
 
   /**
@@ -225,15 +279,27 @@ export class ConsumerState<R, T> {
    * (or nothing of what waited changes its view). Every queued key goes into the one event.
    */
   nextDelivery(): Change<T>[] | undefined {
-    if (this.#inFlight >= this.maxInFlight || this.#queue.size === 0 || !this.#presence.listening) {
+    if (
+      this.#inFlight >= this.maxInFlight ||
+      (this.#queue.size === 0 && !this.#retries.anyDue) ||
+      !this.#presence.listening
+    ) {
       return undefined
     }
     const out: Change<T>[] = []
     for (const change of this.#queue.values()) {
       const applied = this.#view.apply(change)
-      if (applied) out.push(applied)
+      // A failing key waits for its retry, which brings its latest value.
+      if (applied && !this.#retries.holds(change.key)) out.push(applied)
     }
     this.#queue.clear()
+    const live = out.length
+    for (const [key, applied] of this.#retries.takeDue()) {
+      const retry = this.#view.retryChange(key, applied, this.#revision)
+      if (retry) out.push(retry)
+      else this.#retries.drop(key)
+    }
+    this.#retriesOnly = live === 0
     if (out.length === 0) return undefined
     this.#inFlight++
     return out
@@ -264,9 +330,16 @@ export class ConsumerState<R, T> {
     this.#dropDeliveries()
   }
 
+  /** A round or the run's end supersedes what is out: retries wait for the next round. */
+  #retriesToRound(): void {
+    this.#epoch++
+    this.#retries.toRound()
+  }
+
   /** Publishes how many keys wait for delivery (called after each pump, so it does not flicker). */
   publishLag(): void {
-    if (this.#lag.value !== this.#queue.size) this.#lag.next(this.#queue.size)
+    const lag = this.queued
+    if (this.#lag.value !== lag) this.#lag.next(lag)
   }
 
   /** Gives the consumer an event. */
@@ -297,12 +370,26 @@ export class ConsumerState<R, T> {
   takeResync(items: readonly KeyValue<R>[]): KeyValue<T>[] {
     this.#needsResync = false
     this.#missedRound = false
+    this.#retries.takeAll()
     return this.#view.replace(items, (key) => this.matches(key))
   }
 
-  /** The changes that bring the view to this consumer's part of a snapshot, applied to the view. */
+  /**
+   * The changes that bring the view to this consumer's part of a snapshot, applied to the view;
+   * the keys waiting for a retry come along (their backoff starts again), with `prev` what the
+   * consumer last applied.
+   */
   diffTo(items: readonly KeyValue<R>[], revision: Revision): Change<T>[] {
-    return this.#view.diff(items, revision, (key) => this.matches(key))
+    const changes = this.#view.diff(items, revision, (key) => this.matches(key))
+    const retried = this.#retries.takeAll()
+    if (retried.length === 0) return changes
+    const failing = new Map(retried)
+    const out = changes.filter((change) => !failing.has(change.key))
+    for (const [key, applied] of retried) {
+      const change = this.#view.retryChange(key, applied, revision)
+      if (change) out.push(change)
+    }
+    return out
   }
 
   /** What the consumer has received so far, as a frozen snapshot. */
@@ -312,6 +399,7 @@ export class ConsumerState<R, T> {
 
   /** Unsubscribes the deliveries awaiting acks (cancelling their timeouts) and empties the queue. */
   #dropDeliveries(): void {
+    this.#retriesToRound()
     this.#deliveries.unsubscribe()
     this.#deliveries = new Subscription()
     this.#inFlight = 0

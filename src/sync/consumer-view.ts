@@ -4,6 +4,7 @@ import { valuesEqual } from '../core/equal.js'
 import type { Change, KeyValue } from '../core/events.js'
 import type { Revision } from '../core/revision.js'
 import { createSnapshot, type Snapshot } from '../core/snapshot.js'
+import type { Applied } from './key-retry.js'
 import { Decoded, fingerprintOf, lazyDelete, lazyItem, lazyPut, type Held } from './held.js'
 
 /** What `decode` returns for a value that does not decode (no codec returns this symbol). */
@@ -167,6 +168,48 @@ export class ConsumerView<R, T> {
           : { key, value: held.value as T, revision: held.revision },
       ),
     )
+  }
+
+  /**
+   * A key's re-delivery after the consumer failed to apply it: its value in the view now (a
+   * delete at `revision` when the view no longer holds it), `prev` what the consumer last
+   * applied (`applied`). Undefined when there is nothing to bring: gone, and never applied.
+   */
+  retryChange(key: string, applied: Applied<T>, revision: Revision): Change<T> | undefined {
+    const held = this.#view.get(key)
+    if (held === undefined) {
+      if (!applied.has) return undefined
+      return {
+        op: 'delete',
+        key,
+        get prev() {
+          return applied.read()
+        },
+        revision,
+      }
+    }
+    const cell = held.value
+    const read = (): T => (cell instanceof Decoded ? cell.get() : cell)
+    return applied.has
+      ? {
+          op: 'put',
+          key,
+          get value() {
+            return read()
+          },
+          get prev() {
+            return applied.read()
+          },
+          revision: held.revision,
+        }
+      : {
+          op: 'put',
+          key,
+          get value() {
+            return read()
+          },
+          revision: held.revision,
+        }
   }
 
   /** Decodes a raw value for a lazy cell: reports a failure (once: the cell keeps it) and throws it. */

@@ -1,5 +1,6 @@
 import {
   BehaviorSubject,
+  EMPTY,
   Subject,
   concatWith,
   connect,
@@ -15,6 +16,10 @@ import {
   switchMap,
   tap,
   throwError,
+  timer,
+  concat,
+  of,
+  mergeMap,
   type Observable,
   type Subscription,
 } from 'rxjs'
@@ -26,6 +31,8 @@ import { asDatasyncError } from '../internal/errors.js'
 import { ConsumerState } from './consumer-state.js'
 import { Courier } from './courier.js'
 import { DeltaPump } from './deltas.js'
+import { keyRetryRules } from './key-retry.js'
+import { SnapshotKeeper } from './persist/keeper.js'
 import { resyncRound } from './round.js'
 import { checkPrefixes, resolveConsumer, resolveSettings } from './settings.js'
 import type {
@@ -68,14 +75,30 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
   const status = new BehaviorSubject<SyncStatus>({ state: 'idle' })
   const errors = new Subject<DatasyncError>()
   const activity = new Subject<SyncActivity>()
-  const restarts = new Subject<EventReason>()
+  const restarts = new Subject<Restart>()
   let running = false
+  /** Whether a run started already: only the first one restores a saved snapshot. */
+  let ranOnce = false
+  /** The current run's delta pump: a consumer's retry that falls due is delivered through it. */
+  let pump: DeltaPump<R> | undefined
   let closed = false
   let started: Subscription | undefined
 
   const report = (error: DatasyncError) => {
     errors.next(error)
   }
+  const keyRetry = keyRetryRules(settings, report, activity, (state) => {
+    pump?.pumpOne(state as ConsumerState<R, unknown>)
+  })
+  const keeper =
+    settings.persist &&
+    new SnapshotKeeper<R>({
+      options: settings.persist,
+      storeName: store.name,
+      scheduler: settings.scheduler,
+      report,
+      activity,
+    })
   const setStatus = (next: SyncStatus) => {
     const current = status.value
     if (current.state !== next.state || current.error !== next.error) status.next(next)
@@ -103,34 +126,58 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
         fatal.error(error)
       },
     )
+    pump = deltas
+    /** The store answered this run (not only a restored snapshot is held). */
+    let live = false
+    const markLive = () => {
+      live = true
+      if (status.value.state === 'restored') setStatus({ state: 'in-sync' })
+    }
 
     // A snapshot supersedes everything queued: deltas wait until every consumer acked the round.
-    const runRound = (snapshot: SnapshotEvent<R>, reason: EventReason): Observable<never> => {
+    const runRound = (snapshot: SnapshotEvent<R>, restart: Restart): Observable<never> => {
       deltas.close()
       for (const state of states) state.resetForRound(snapshot.revision)
       setStatus({ state: 'resyncing' })
       const { revision, cause } = snapshot
+      // Anti-entropy is a relist for differences only, delivered as a gap's.
+      const reason: EventReason = restart === 'anti-entropy' ? 'gap' : restart
       activity.next({ type: 'round', reason, cause, revision })
       const full =
         reason === 'manual' ||
-        (reason !== 'startup' && reason !== 'register' && settings.resyncAfterReconnect)
+        reason === 'restored' ||
+        (restart !== 'anti-entropy' &&
+          reason !== 'startup' &&
+          reason !== 'register' &&
+          settings.resyncAfterReconnect)
       return resyncRound(states, { snapshot, reason, full }, courier).pipe(
         tap({
           complete: () => {
             // In sync before the first delta goes out. The gate opens first: a status subscriber
-            // that starts another round (resync()) closes it again before the pump runs.
+            // that starts another round (resync()) closes it again before the pump runs. A
+            // restored snapshot is not live until the store answers.
             deltas.open()
-            setStatus({ state: 'in-sync' })
+            setStatus({ state: reason === 'restored' && !live ? 'restored' : 'in-sync' })
             deltas.pumpAll()
           },
         }),
       )
     }
 
-    const watchOnce = (reason: EventReason): Observable<never> => {
+    /**
+     * One store watch over the consumers' prefixes. With a `restored` snapshot (loaded from the
+     * persistence at the first start) the consumers get it at once, and the watch resumes after
+     * its revision: a resumable store sends only what changed since, another a snapshot whose
+     * differences follow.
+     */
+    const watchOnce = (reason: Restart, restored?: SnapshotEvent<R>): Observable<never> => {
       const prefixes = [...new Set(states.flatMap((state) => state.prefixes))]
       let first = true
-      return store.watch(prefixes).pipe(
+      keeper?.begin(prefixes)
+      const watched = restored
+        ? concat(of(restored), store.watch(prefixes, { after: restored.revision }))
+        : store.watch(prefixes)
+      return watched.pipe(
         // A watch ends only when its store is closed: nothing more can be kept in sync.
         concatWith(throwError(() => new ClosedError(`the ${store.name} store`))),
         connect((events: Observable<StoreEvent<R>>) =>
@@ -138,6 +185,12 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
             events.pipe(
               filter((event): event is SnapshotEvent<R> => event.type === 'snapshot'),
               switchMap((snapshot) => {
+                if (snapshot === restored) {
+                  keeper?.adopt(snapshot, true)
+                  return runRound(snapshot, 'restored')
+                }
+                keeper?.adopt(snapshot)
+                markLive()
                 const roundReason = first ? reason : reasonOf(snapshot.cause)
                 first = false
                 return runRound(snapshot, roundReason)
@@ -146,6 +199,8 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
             events.pipe(
               filter((event): event is ChangesEvent<R> => event.type === 'changes'),
               tap((event) => {
+                keeper?.apply(event)
+                markLive()
                 deltas.onChanges(event)
               }),
               ignoreElements(),
@@ -169,6 +224,8 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
                 : { state: 'degraded' },
             )
           }
+        } else if (storeStatus.state === 'ready' && current === 'restored') {
+          markLive()
         } else if (storeStatus.state === 'ready' && current === 'degraded') {
           if (settings.resyncAfterReconnect && store.capabilities.resumable) {
             // A resuming store sends no snapshot after a reconnect (nothing was lost), but a full
@@ -182,17 +239,40 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       ignoreElements(),
     )
 
+    // The first run restores the saved snapshot, if any; later ones hold views already.
+    const restore = keeper !== undefined && !ranOnce
+    ranOnce = true
+    const startup: Observable<never> = restore
+      ? keeper
+          .load([...new Set(states.flatMap((state) => state.prefixes))])
+          .pipe(mergeMap((restored) => watchOnce('startup', restored)))
+      : watchOnce('startup')
+    // Anti-entropy: a relist now and then, only while in sync (a round in progress is one).
+    const antiEntropy =
+      settings.antiEntropyMs === undefined
+        ? EMPTY
+        : timer(settings.antiEntropyMs, settings.antiEntropyMs, settings.scheduler).pipe(
+            tap(() => {
+              if (status.value.state === 'in-sync') restarts.next('anti-entropy')
+            }),
+            ignoreElements(),
+          )
+
     return merge(
       restarts.pipe(
-        startWith<EventReason>('startup'),
-        switchMap((reason) => watchOnce(reason)),
+        startWith<Restart | undefined>(undefined),
+        switchMap((reason) => (reason === undefined ? startup : watchOnce(reason))),
       ),
       storeHealth,
+      keeper?.saves() ?? EMPTY,
+      antiEntropy,
       fatal,
     ).pipe(
       finalize(() => {
+        pump = undefined
         deltas.close()
         for (const state of states) state.cancel()
+        keeper?.flush()
       }),
     )
   }
@@ -230,6 +310,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       report,
       storeName: store.name,
       firstReason: running ? 'register' : 'startup',
+      keyRetry,
     })
     states.push(state as ConsumerState<R, unknown>)
     state.lag$.pipe(skip(1), distinctUntilChanged()).subscribe((lag) => {
@@ -249,6 +330,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       events$: state.events$,
       lag$: state.lag$.pipe(distinctUntilChanged()),
       view: () => state.snapshot(),
+      failing: () => state.failing(),
       setPrefixes(prefixes: readonly string[]) {
         if (state.closed) throw new ClosedError(`the consumer '${name}'`)
         state.setPrefixes(checkPrefixes(`setPrefixes '${name}'`, prefixes))
@@ -305,6 +387,9 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     },
   }
 }
+
+/** Why a watch (re)starts: an event reason, or the anti-entropy relist. */
+type Restart = EventReason | 'anti-entropy'
 
 /** The reason of a round that a snapshot in the middle of a watch starts. */
 function reasonOf(cause: SnapshotCause): EventReason {

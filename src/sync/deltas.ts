@@ -3,6 +3,7 @@ import type { ChangesEvent } from '../core/events.js'
 import type { ConsumerState } from './consumer-state.js'
 import type { Courier } from './courier.js'
 import { awaitAck } from './operators/await-ack.js'
+import type { ChangeEvent } from './types.js'
 
 /**
  * The delta pump of one run: store changes are queued per consumer (coalescing per key, P5) and
@@ -54,6 +55,12 @@ export class DeltaPump<R> {
     for (const state of this.#states()) this.#pump(state)
   }
 
+  /** Delivers what waits for one consumer (a retry fell due), as far as the gate allows. */
+  pumpOne(state: ConsumerState<R, unknown>): void {
+    this.#pump(state)
+    state.publishLag()
+  }
+
   /** Queues a store commit for every consumer it concerns, and delivers what may go. */
   onChanges(event: ChangesEvent<R>): void {
     for (const state of this.#states()) {
@@ -74,14 +81,18 @@ export class DeltaPump<R> {
       delivery.add(
         awaitAck(
           (done) => {
-            this.#courier.hand(state, {
+            const event: ChangeEvent<unknown> = {
               kind: 'change',
               consumer: state.name,
-              reason: 'live',
+              reason: state.retriesOnly ? 'retry' : 'live',
               revision: last.revision,
               changes,
-              done,
-            })
+              done: (...args) => {
+                ack(...args)
+              },
+            }
+            const ack = state.ackOf(done, event)
+            this.#courier.hand(state, event)
           },
           this.#courier.ackSettings(state.name, 'change'),
         ).subscribe({

@@ -3,7 +3,7 @@ import type { SnapshotEvent } from '../core/events.js'
 import type { ConsumerState } from './consumer-state.js'
 import type { Courier } from './courier.js'
 import { awaitAck } from './operators/await-ack.js'
-import type { EventReason } from './types.js'
+import type { ConsumerEvent, EventReason } from './types.js'
 
 /** One round: a store snapshot, why it is delivered, and whether every consumer gets it whole. */
 export interface Round<R> {
@@ -58,7 +58,7 @@ function step<R>(
     const rescoped = state.takeRescoped()
     const owed = state.pendingResync
     if (owed !== undefined || round.full) {
-      const reason = owed ?? round.reason
+      const reason = round.reason === 'restored' ? 'restored' : (owed ?? round.reason)
       // A resync handed out but cancelled before its ack (the next snapshot superseded this
       // round) is owed again: the next round resyncs this consumer and waits for that ack, so
       // no delta reaches anyone while the consumer still applies a resync (P3).
@@ -68,14 +68,18 @@ function step<R>(
         (done) => {
           handed = true
           state.enterStep()
-          courier.hand(state, {
+          const event: ConsumerEvent<unknown> = {
             kind: 'resync',
             consumer: state.name,
             reason,
             revision: snapshot.revision,
             items: state.takeResync(snapshot.items),
-            done,
-          })
+            done: (...args) => {
+              ack(...args)
+            },
+          }
+          const ack = state.ackOf(done, event)
+          courier.hand(state, event)
         },
         courier.ackSettings(state.name, 'resync'),
       ).pipe(
@@ -90,14 +94,18 @@ function step<R>(
     return awaitAck(
       (done) => {
         state.enterStep()
-        courier.hand(state, {
+        const event: ConsumerEvent<unknown> = {
           kind: 'change',
           consumer: state.name,
           reason: rescoped ? 'register' : diffReason(round.reason),
           revision: snapshot.revision,
           changes,
-          done,
-        })
+          done: (...args) => {
+            ack(...args)
+          },
+        }
+        const ack = state.ackOf(done, event)
+        courier.hand(state, event)
       },
       courier.ackSettings(state.name, 'change'),
     )

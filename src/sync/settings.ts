@@ -1,13 +1,19 @@
 import { asyncScheduler } from 'rxjs'
 import { identity, type Codec } from '../core/codec.js'
 import { toMillis } from '../core/duration.js'
+import { checkBackoff, DEFAULT_JITTER, type BackoffOptions } from '../internal/backoff.js'
 import type { AckRules } from './courier.js'
-import type { ConsumerOptions, DatasyncOptions } from './types.js'
+import type { ConsumerOptions, DatasyncOptions, PersistOptions } from './types.js'
 
 /** {@link DatasyncOptions} checked, with their defaults applied. */
 export interface DatasyncSettings extends AckRules {
   readonly maxInFlight: number
   readonly resyncAfterReconnect: boolean
+  /** The per-key retry backoff (`keyRetry`). */
+  readonly keyRetry: BackoffOptions
+  /** The anti-entropy period, or undefined when off. */
+  readonly antiEntropyMs: number | undefined
+  readonly persist: (PersistOptions & { readonly everyMs: number }) | undefined
 }
 
 /**
@@ -36,7 +42,34 @@ export function resolveSettings(options: DatasyncOptions): DatasyncSettings {
     maxRetries,
     maxInFlight,
     resyncAfterReconnect: options.resyncAfterReconnect === true,
+    keyRetry: resolveKeyRetry(options.keyRetry ?? {}),
+    antiEntropyMs:
+      options.antiEntropy === undefined ? undefined : toMillis(options.antiEntropy, 'antiEntropy'),
+    persist: resolvePersist(options.persist),
   }
+}
+
+function resolveKeyRetry(options: NonNullable<DatasyncOptions['keyRetry']>): BackoffOptions {
+  return checkBackoff('keyRetry', {
+    firstMs: toMillis(options.base ?? '1s', 'keyRetry.base'),
+    maxMs: toMillis(options.cap ?? '5m', 'keyRetry.cap'),
+    factor: options.factor ?? 2,
+    jitter: options.jitter ?? DEFAULT_JITTER,
+    ...(options.random === undefined ? {} : { random: options.random }),
+  })
+}
+
+function resolvePersist(
+  options: PersistOptions | undefined,
+): (PersistOptions & { readonly everyMs: number }) | undefined {
+  if (options === undefined) return undefined
+  const to = options.to as Partial<PersistOptions['to']> | undefined
+  if (typeof to?.load !== 'function' || typeof to.save !== 'function') {
+    throw new TypeError(
+      'persist.to: expected a SnapshotPersistence (name, load(), save(text)), such as fileSnapshotPersistence(path) from rx-datasync/snapshot-file',
+    )
+  }
+  return { ...options, everyMs: toMillis(options.every ?? '2s', 'persist.every') }
 }
 
 /** A consumer's {@link ConsumerOptions} checked, with their defaults applied. */

@@ -1,4 +1,4 @@
-import type { Observable, SchedulerLike, Subscription } from 'rxjs'
+import type { Observable, ObservableInput, SchedulerLike, Subscription } from 'rxjs'
 import type { Codec } from '../core/codec.js'
 import type { Duration } from '../core/duration.js'
 import type { DatasyncError } from '../core/errors.js'
@@ -15,10 +15,19 @@ import type { TxnCondition, TxnOp } from '../core/store.js'
  * - `gap`: the store could not prove continuity (compaction, broken watch, index reset, rescan).
  * - `manual`: `resync()` was called.
  * - `register`: the consumer was registered after the orchestrator started.
+ * - `restored`: a resync from the snapshot saved by `persist` at an earlier run, given before the
+ *   store answered: the data may be old (the status is `restored` until the store answers).
+ * - `retry`: a change re-delivered after the consumer named its key as failed (see
+ *   {@link failedKeys}).
  */
-export type EventReason = 'startup' | 'live' | 'reconnect' | 'gap' | 'manual' | 'register'
+export type EventReason =
+  'startup' | 'live' | 'reconnect' | 'gap' | 'manual' | 'register' | 'restored' | 'retry'
 
-/** Acknowledges an event: `done()` when applied, `done(error)` when not. A second call does nothing. */
+/**
+ * Acknowledges an event: `done()` when applied, `done(error)` when not, `done(failedKeys(...))`
+ * when applied except the keys named (each is retried alone with backoff, see
+ * {@link DatasyncOptions.keyRetry}). A second call does nothing.
+ */
 export type Done = (error?: unknown) => void
 
 /** The consumer's whole part of a store snapshot. Replace your state with `items`, then `done()`. */
@@ -81,6 +90,77 @@ export interface DatasyncOptions {
   readonly maxInFlight?: number
   /** The scheduler for timeouts and delays; a `TestScheduler` in marble specs. @default asyncScheduler */
   readonly scheduler?: SchedulerLike
+  /**
+   * Keeps the consumers' data across restarts (see {@link PersistOptions}): the last known good
+   * snapshot is saved while the orchestrator runs, and given to the consumers at the next start
+   * (reason `restored`) before the store answers. Off when absent.
+   */
+  readonly persist?: PersistOptions
+  /**
+   * The per-key backoff of keys a consumer names as failed with `done(failedKeys(...))`: the
+   * delay before the n-th retry of a key is `base * factor^(n-1)`, at most `cap`, shortened at
+   * random by up to `jitter` of itself.
+   * @default { base: '1s', factor: 2, cap: '5m', jitter: 0.2 }
+   */
+  readonly keyRetry?: KeyRetryOptions
+  /**
+   * Relists every this long and delivers only the differences (a round with reason `gap` that
+   * brings each consumer what its view lacks, or nothing): for stores whose change feed can lose
+   * events unnoticed (Redis written by outside writers, files on network mounts). Runs only while
+   * `in-sync`. @default off
+   */
+  readonly antiEntropy?: Duration
+}
+
+/** Options of the per-key retry of {@link DatasyncOptions.keyRetry}. */
+export interface KeyRetryOptions {
+  /** The delay before a key's first retry. @default '1s' */
+  readonly base?: Duration
+  /** Each further retry of the key multiplies the delay by this (at least 1). @default 2 */
+  readonly factor?: number
+  /** No delay is longer than this. @default '5m' */
+  readonly cap?: Duration
+  /** The share of each delay that is random, 0 to 1. @default 0.2 */
+  readonly jitter?: number
+  /** Where the jitter's randomness comes from (a fixed sequence in marble specs). @default Math.random */
+  readonly random?: () => number
+}
+
+/**
+ * Where a saved snapshot lives: a file (`fileSnapshotPersistence` from `rx-datasync/snapshot-file`,
+ * Node), a browser's `localStorage` ({@link webStoragePersistence}), or your own. `load` and
+ * `save` may return a Promise or an Observable.
+ */
+export interface SnapshotPersistence {
+  /** What it is, for messages: a file's path, a storage key. */
+  readonly name: string
+  /** The saved text, or undefined when nothing was saved yet. Fails when it cannot be read. */
+  load(): ObservableInput<string | undefined>
+  /** Replaces the saved text as a whole: a reader sees the old text or the new, never a mix. */
+  save(text: string): ObservableInput<unknown>
+}
+
+/** How values go into the snapshot text and back (JSON-compatible values). */
+export interface PersistValues {
+  encode(value: unknown): unknown
+  decode(saved: unknown): unknown
+}
+
+/** Options of {@link DatasyncOptions.persist}. */
+export interface PersistOptions {
+  /** Where the snapshot is kept. */
+  readonly to: SnapshotPersistence
+  /**
+   * At most one save per this long while the data changes (each save writes every key, so
+   * this bounds the cost); the first change after a quiet time is saved this long after it.
+   * @default '2s'
+   */
+  readonly every?: Duration
+  /**
+   * How values are written: by default a `Uint8Array` as UTF-8 text when it is valid UTF-8 (else
+   * base64), anything else as JSON. Give your own for values JSON does not keep (dates, maps).
+   */
+  readonly values?: PersistValues
 }
 
 /** Options of {@link Datasync.register}. */
@@ -135,8 +215,17 @@ export interface Consumer<T> {
    * ```
    */
   readonly events$: Observable<ConsumerEvent<T>>
-  /** Keys with changes waiting behind unacknowledged events; 0 when the consumer keeps up. */
+  /**
+   * Keys with changes waiting: behind unacknowledged events, or for their retry after the
+   * consumer named them as failed; 0 when the consumer keeps up.
+   */
   readonly lag$: Observable<number>
+  /**
+   * The keys waiting for a retry after this consumer named them as failed, with their last error
+   * and how many times they failed in a row. A key stays here until it is applied (or a resync
+   * round brings it again).
+   */
+  failing(): ReadonlyMap<string, { readonly attempts: number; readonly error: unknown }>
   /** What this consumer has received so far, as a frozen snapshot. */
   view(): Snapshot<T>
   /**
@@ -190,13 +279,15 @@ export interface CommitResult {
  * - `idle`: not started.
  * - `connecting`: waiting for the store's first snapshot.
  * - `resyncing`: a round (resync or gap recovery) is being delivered; deltas wait.
+ * - `restored`: the consumers hold the snapshot saved by an earlier run (`persist`), and the
+ *   store has not answered yet: the data is not live.
  * - `in-sync`: every consumer acknowledged the round; changes flow.
  * - `degraded`: the store reports a lost connection; it recovers by itself.
  * - `halted`: a consumer failure under the `halt` policy, or a fatal store error, stopped it.
  * - `stopped`: `stop()` or `close()` was called, or `run$` was unsubscribed.
  */
 export type SyncState =
-  'idle' | 'connecting' | 'resyncing' | 'in-sync' | 'degraded' | 'halted' | 'stopped'
+  'idle' | 'connecting' | 'resyncing' | 'restored' | 'in-sync' | 'degraded' | 'halted' | 'stopped'
 
 /** The orchestrator's status; `error` says why when halted or degraded. */
 export interface SyncStatus {
@@ -210,6 +301,8 @@ export interface SyncStatus {
  * - `delivered`: an event was given to a consumer (`keys`: items or changes it carries).
  * - `acknowledged`: the consumer's ack came, or failed (`error`), after `latencyMs`.
  * - `lag`: how many keys wait for a consumer changed.
+ * - `key-failed`: a consumer named a key as failed; it is retried after `delayMs`.
+ * - `persisted`: a snapshot was saved (`keys`, `bytes`, how long it took).
  */
 export type SyncActivity =
   | {
@@ -233,6 +326,20 @@ export type SyncActivity =
       readonly error?: DatasyncError
     }
   | { readonly type: 'lag'; readonly consumer: string; readonly lag: number }
+  | {
+      readonly type: 'key-failed'
+      readonly consumer: string
+      readonly key: string
+      readonly attempts: number
+      readonly delayMs: number
+    }
+  | {
+      readonly type: 'persisted'
+      readonly revision: Revision
+      readonly keys: number
+      readonly bytes: number
+      readonly ms: number
+    }
 
 /** The orchestrator: consumers register, then `start()` (or subscribe to `run$`). */
 export interface Datasync<R> {

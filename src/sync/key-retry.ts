@@ -1,0 +1,291 @@
+import type { SchedulerLike, Subject, Subscription } from 'rxjs'
+import { timer } from 'rxjs'
+import { DatasyncError } from '../core/errors.js'
+import { backoffDelay, type BackoffOptions } from '../internal/backoff.js'
+import type { ConsumerEvent, SyncActivity } from './types.js'
+
+/**
+ * The keys a consumer failed to apply, with their errors: pass it to `done` to acknowledge the
+ * rest of the event (made by {@link failedKeys}).
+ */
+export class KeyFailures {
+  readonly failures: ReadonlyMap<string, unknown>
+  constructor(failures: ReadonlyMap<string, unknown>) {
+    this.failures = failures
+  }
+}
+
+/**
+ * Names the keys of an event a consumer failed to apply, with their errors, for `done`: the
+ * event counts as acknowledged, and each named key is re-delivered alone as a change (reason
+ * `retry`: its current value, `prev` the value the consumer last applied) after a backoff of its
+ * own (`keyRetry`), while every other key goes on. A newer change of a waiting key is folded
+ * into its retry. A key that keeps failing keeps being retried (each failure is reported on
+ * `errors$` and counted by `failing()`); a resync round starts its backoff again.
+ *
+ * ```ts
+ * events$.subscribe((event) => {
+ *   const failed = new Map<string, unknown>()
+ *   for (const change of event.kind === 'change' ? event.changes : []) {
+ *     try { apply(change) } catch (error) { failed.set(change.key, error) }
+ *   }
+ *   event.done(failed.size > 0 ? failedKeys(failed) : undefined)
+ * })
+ * ```
+ *
+ * @throws TypeError when a key is not a non-empty string.
+ */
+export function failedKeys(
+  failures:
+    | ReadonlyMap<string, unknown>
+    | Iterable<readonly [string, unknown]>
+    | Readonly<Record<string, unknown>>,
+): KeyFailures {
+  const entries: Iterable<readonly [string, unknown]> =
+    failures instanceof Map || isIterable(failures)
+      ? (failures as Iterable<readonly [string, unknown]>)
+      : Object.entries(failures)
+  const map = new Map<string, unknown>()
+  for (const [key, error] of entries) {
+    if (typeof key !== 'string' || key === '') {
+      throw new TypeError(
+        `failedKeys: expected keys as non-empty strings, got ${JSON.stringify(key)}`,
+      )
+    }
+    map.set(key, error)
+  }
+  return new KeyFailures(map)
+}
+
+/** A key a consumer failed to apply, retried after `retryInMs` (reported on `errors$`). */
+export class KeyFailedError extends DatasyncError {
+  override readonly name = 'KeyFailedError'
+  constructor(
+    readonly consumer: string,
+    readonly key: string,
+    readonly attempts: number,
+    readonly retryInMs: number,
+    cause: unknown,
+  ) {
+    super(
+      'consumer-failed',
+      `consumer '${consumer}' failed to apply key '${key}' (${attempts === 1 ? 'once' : `${attempts} times in a row`}): ${describe(cause)}; retried in ${retryInMs} ms`,
+      { cause, retryable: true },
+    )
+  }
+}
+
+/** How a consumer's failing keys are retried and reported (wired by the orchestrator). */
+export interface KeyRetryRules {
+  readonly backoff: BackoffOptions
+  readonly scheduler: SchedulerLike
+  /** A key's backoff ended: the consumer has a delivery to make. */
+  due(state: object): void
+  /** A key failed (again), retried after `delayMs`. */
+  failed(consumer: string, key: string, attempts: number, delayMs: number, error: unknown): void
+  /** The consumer named a key its event did not carry. */
+  unknownKey(consumer: string, key: string): void
+}
+
+/** The orchestrator's {@link KeyRetryRules}: failures go to `errors$` and `activity$`. */
+export function keyRetryRules(
+  settings: { readonly keyRetry: BackoffOptions; readonly scheduler: SchedulerLike },
+  report: (error: DatasyncError) => void,
+  activity: Subject<SyncActivity>,
+  due: (state: object) => void,
+): KeyRetryRules {
+  return {
+    backoff: settings.keyRetry,
+    scheduler: settings.scheduler,
+    due,
+    failed: (consumer, key, attempts, delayMs, error) => {
+      report(new KeyFailedError(consumer, key, attempts, delayMs, error))
+      if (activity.observed) activity.next({ type: 'key-failed', consumer, key, attempts, delayMs })
+    },
+    unknownKey: (consumer, key) => {
+      report(
+        new DatasyncError(
+          'invalid-argument',
+          `consumer '${consumer}' named key '${key}' as failed, but its event did not carry that key; ignored`,
+        ),
+      )
+    },
+  }
+}
+
+/** What the consumer last applied of a key before it failed: its value, read when needed. */
+export interface Applied<T> {
+  readonly has: boolean
+  read(): T
+}
+
+const NO_PREV: Applied<never> = { has: false, read: () => undefined as never }
+
+/** One failing key. */
+interface Entry<T> {
+  attempts: number
+  error: unknown
+  readonly applied: Applied<T>
+  /**
+   * `waiting`: its backoff runs; `due`: it goes into the next delivery; `out`: a retry is
+   * delivered, unacknowledged; `round`: a round will bring it (its backoff starts again).
+   */
+  state: 'waiting' | 'due' | 'out' | 'round'
+  timer: Subscription | undefined
+}
+
+/**
+ * The failing keys of one consumer and their backoffs (client-go's rate-limited work queue, per
+ * key). The consumer state asks it which keys to hold back and which are due.
+ */
+export class KeyRetries<T> {
+  readonly #entries = new Map<string, Entry<T>>()
+  readonly #rules: KeyRetryRules
+  /** The consumer state, handed to `rules.due`. */
+  readonly #owner: object
+
+  constructor(rules: KeyRetryRules, owner: object) {
+    this.#rules = rules
+    this.#owner = owner
+  }
+
+  /**
+   * The consumer acknowledged `event` naming `outcome`'s keys as failed: each starts (or goes
+   * on with) its backoff, reported; a key the event did not carry is reported and ignored; the
+   * event's other keys are applied.
+   */
+  failEvent(consumer: string, outcome: KeyFailures, event: ConsumerEvent<T>): void {
+    const carried = new Map<string, Applied<T>>()
+    if (event.kind === 'resync') {
+      for (const item of event.items) carried.set(item.key, NO_PREV)
+    } else {
+      for (const change of event.changes) {
+        carried.set(
+          change.key,
+          'prev' in change ? { has: true, read: () => change.prev as T } : NO_PREV,
+        )
+      }
+    }
+    for (const [key, error] of outcome.failures) {
+      const applied = carried.get(key)
+      if (applied === undefined) {
+        this.#rules.unknownKey(consumer, key)
+        continue
+      }
+      const { attempts, delayMs } = this.fail(key, error, applied)
+      this.#rules.failed(consumer, key, attempts, delayMs, error)
+    }
+    for (const key of carried.keys()) {
+      if (!outcome.failures.has(key)) this.succeeded(key)
+    }
+  }
+
+  /** The consumer applied `event` whole: the retries it carried are done. */
+  succeededEvent(event: ConsumerEvent<T>): void {
+    if (this.#entries.size === 0) return
+    if (event.kind === 'resync') for (const item of event.items) this.succeeded(item.key)
+    else for (const change of event.changes) this.succeeded(change.key)
+  }
+
+  get size(): number {
+    return this.#entries.size
+  }
+
+  /** Whether a store change of `key` is to be held back: its retry will carry the latest value. */
+  holds(key: string): boolean {
+    const state = this.#entries.get(key)?.state
+    return state === 'waiting' || state === 'due'
+  }
+
+  /**
+   * The key failed (again): its backoff starts; returns the attempt count and the delay. `applied`
+   * counts only at the first failure (what the consumer held before any of the failed values).
+   */
+  fail(key: string, error: unknown, applied: Applied<T>): { attempts: number; delayMs: number } {
+    let entry = this.#entries.get(key)
+    if (entry === undefined) {
+      entry = { attempts: 0, error, applied, state: 'waiting', timer: undefined }
+      this.#entries.set(key, entry)
+    }
+    entry.timer?.unsubscribe()
+    entry.attempts++
+    entry.error = error
+    entry.state = 'waiting'
+    const delayMs = backoffDelay(this.#rules.backoff, entry.attempts)
+    const mine = entry
+    entry.timer = timer(delayMs, this.#rules.scheduler).subscribe(() => {
+      mine.timer = undefined
+      if (mine.state !== 'waiting') return
+      mine.state = 'due'
+      this.#rules.due(this.#owner)
+    })
+    return { attempts: entry.attempts, delayMs }
+  }
+
+  /** A delivery carrying the key was applied: it is no longer failing. */
+  succeeded(key: string): void {
+    const entry = this.#entries.get(key)
+    if (entry?.state !== 'out') return
+    this.#entries.delete(key)
+  }
+
+  /** The keys whose backoff ended, each with what the consumer last applied; now `out`. */
+  takeDue(): [string, Applied<T>][] {
+    const due: [string, Applied<T>][] = []
+    for (const [key, entry] of this.#entries) {
+      if (entry.state !== 'due') continue
+      entry.state = 'out'
+      due.push([key, entry.applied])
+    }
+    return due
+  }
+
+  /** Whether some key's backoff ended (it goes into the next delivery). */
+  get anyDue(): boolean {
+    for (const entry of this.#entries.values()) if (entry.state === 'due') return true
+    return false
+  }
+
+  /** Forgets a key (it has nothing to retry: gone, and the consumer never held it). */
+  drop(key: string): void {
+    this.#entries.get(key)?.timer?.unsubscribe()
+    this.#entries.delete(key)
+  }
+
+  /** A round starts: the backoffs stop, the round's differences will bring the keys. */
+  toRound(): void {
+    for (const entry of this.#entries.values()) {
+      entry.timer?.unsubscribe()
+      entry.timer = undefined
+      entry.state = 'round'
+    }
+  }
+
+  /** The round brought the keys (a resync, or its differences): each starts over. */
+  takeAll(): [string, Applied<T>][] {
+    const all: [string, Applied<T>][] = []
+    for (const [key, entry] of this.#entries) {
+      entry.timer?.unsubscribe()
+      all.push([key, entry.applied])
+    }
+    this.#entries.clear()
+    return all
+  }
+
+  /** The failing keys with their attempts and last error. */
+  failing(): ReadonlyMap<string, { readonly attempts: number; readonly error: unknown }> {
+    const out = new Map<string, { attempts: number; error: unknown }>()
+    for (const [key, entry] of this.#entries) {
+      out.set(key, { attempts: entry.attempts, error: entry.error })
+    }
+    return out
+  }
+}
+
+function isIterable(value: object): boolean {
+  return typeof (value as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function'
+}
+
+function describe(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause)
+}

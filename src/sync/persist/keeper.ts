@@ -1,0 +1,193 @@
+import {
+  EMPTY,
+  Subject,
+  auditTime,
+  catchError,
+  defer,
+  exhaustMap,
+  from,
+  ignoreElements,
+  map,
+  mergeMap,
+  of,
+  tap,
+  type Observable,
+  type SchedulerLike,
+} from 'rxjs'
+import type { DatasyncError } from '../../core/errors.js'
+import type { ChangesEvent, KeyValue, SnapshotEvent } from '../../core/events.js'
+import type { Revision } from '../../core/revision.js'
+import type { PersistOptions, SyncActivity } from '../types.js'
+import {
+  SnapshotPersistError,
+  decodeSnapshot,
+  encodeSnapshot,
+  prefixSet,
+  type PersistProblem,
+} from './format.js'
+
+/** What a {@link SnapshotKeeper} needs from its orchestrator. */
+export interface KeeperContext {
+  readonly options: PersistOptions & { readonly everyMs: number }
+  readonly storeName: string
+  readonly scheduler: SchedulerLike
+  readonly report: (error: DatasyncError) => void
+  readonly activity: Subject<SyncActivity>
+}
+
+/**
+ * The orchestrator's last known good snapshot (`persist`): a mirror of the store's content under
+ * the watched prefixes at one revision, kept from the watch's snapshots and changes (one copy
+ * for every consumer: each consumer's view is its part of it, and converges to it), and saved at
+ * most once per `every` while it changes (each save writes every key: that bounds the cost). At
+ * start, `load` reads it back for the consumers' `restored` resync, and the watch resumes after
+ * its revision.
+ *
+ * ```
+ * changes:  -c-c-c--------c------
+ * saves:    -----s(every)-----s--   (audit: the first change opens a window, its end saves)
+ * ```
+ */
+export class SnapshotKeeper<R> {
+  readonly #context: KeeperContext
+  readonly #mirror = new Map<string, KeyValue<R>>()
+  /** The mirror's revision; undefined while it waits for a snapshot (so it is not complete). */
+  #revision: Revision | undefined
+  #prefixes: readonly string[] = []
+  readonly #dirty = new Subject<void>()
+  #saving = false
+
+  constructor(context: KeeperContext) {
+    this.#context = context
+  }
+
+  /**
+   * The saved snapshot for `prefixes` as a snapshot event (cause `startup`), or undefined when
+   * there is none or it cannot be used (each problem reported on `errors$`: nothing is applied).
+   */
+  load(prefixes: readonly string[]): Observable<SnapshotEvent<R> | undefined> {
+    const { options, report } = this.#context
+    const source = options.to.name
+    return defer(() => from(options.to.load())).pipe(
+      catchError((cause: unknown) => {
+        report(new SnapshotPersistError(source, 'unreadable', describe(cause), { cause }))
+        return of(undefined)
+      }),
+      mergeMap((text) =>
+        text === undefined
+          ? of(undefined)
+          : from(decodeSnapshot<R>(source, text, prefixes, options.values)).pipe(
+              catchError((error: unknown) => {
+                report(
+                  error instanceof SnapshotPersistError
+                    ? error
+                    : new SnapshotPersistError(source, 'corrupt', describe(error), {
+                        cause: error,
+                      }),
+                )
+                return of(undefined)
+              }),
+            ),
+      ),
+      map((saved): SnapshotEvent<R> | undefined =>
+        saved === undefined
+          ? undefined
+          : { type: 'snapshot', revision: saved.revision, items: saved.items, cause: 'startup' },
+      ),
+    )
+  }
+
+  /** A watch of `prefixes` starts: the mirror is not complete until its first snapshot. */
+  begin(prefixes: readonly string[]): void {
+    this.#prefixes = prefixSet(prefixes)
+    this.#revision = undefined
+  }
+
+  /** A snapshot (`saved`: the one just loaded, which needs no saving) replaces the mirror. */
+  adopt(snapshot: SnapshotEvent<R>, saved = false): void {
+    this.#mirror.clear()
+    for (const item of snapshot.items) this.#mirror.set(item.key, item)
+    this.#revision = snapshot.revision
+    if (!saved) this.#dirty.next()
+  }
+
+  /** A store commit: applied to the mirror. */
+  apply(event: ChangesEvent<R>): void {
+    if (this.#revision === undefined) return
+    for (const change of event.changes) {
+      if (change.op === 'put') {
+        this.#mirror.set(change.key, {
+          key: change.key,
+          value: change.value,
+          revision: change.revision,
+        })
+      } else {
+        this.#mirror.delete(change.key)
+      }
+    }
+    this.#revision = event.revision
+    this.#dirty.next()
+  }
+
+  /** Saves while subscribed: at most one save per `every`, one at a time. */
+  saves(): Observable<never> {
+    return this.#dirty.pipe(
+      auditTime(this.#context.options.everyMs, this.#context.scheduler),
+      exhaustMap(() => this.#save()),
+      ignoreElements(),
+    )
+  }
+
+  /** Saves now, unless a save runs (the run ends: what changed since the last save is kept). */
+  flush(): void {
+    if (!this.#saving) this.#save().subscribe()
+  }
+
+  #save(): Observable<void> {
+    const { options, scheduler, report, activity, storeName } = this.#context
+    const at = this.#revision
+    if (at === undefined) return EMPTY
+    this.#saving = true
+    const started = scheduler.now()
+    const items = [...this.#mirror.values()]
+    let problem: PersistProblem = 'write'
+    return defer(() =>
+      from(
+        encodeSnapshot(
+          { store: storeName, revision: at, prefixes: this.#prefixes, savedAt: started, items },
+          options.values,
+        ),
+      ),
+    ).pipe(
+      mergeMap(({ text, bytes }) => {
+        problem = 'write'
+        return from(options.to.save(text)).pipe(map(() => bytes))
+      }),
+      tap((bytes) => {
+        activity.next({
+          type: 'persisted',
+          revision: at,
+          keys: items.length,
+          bytes,
+          ms: scheduler.now() - started,
+        })
+      }),
+      map(() => undefined),
+      catchError((cause: unknown) => {
+        report(new SnapshotPersistError(options.to.name, problem, describe(cause), { cause }))
+        return EMPTY
+      }),
+      tap({
+        finalize: () => {
+          this.#saving = false
+          // Changed while it was written: the next window saves the rest.
+          if (this.#revision !== at && this.#revision !== undefined) this.#dirty.next()
+        },
+      }),
+    )
+  }
+}
+
+function describe(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause)
+}
