@@ -40,6 +40,19 @@ export interface FileStoreOptions {
    * @default '1s'
    */
   readonly maxDelay?: Duration
+  /**
+   * How long a watched file that became empty or disappeared is held before its keys are
+   * deleted. An editor that truncates a file and then writes it, or deletes it and creates it
+   * again (some save that way), leaves it empty or missing for a moment; without the hold,
+   * consumers would see every key of the file deleted and then put back. If the file has content
+   * again within the hold, only what differs is applied. The trade-off is latency: a file really
+   * emptied or removed has its keys deleted this much later (changes to files with content are
+   * not held; they wait only for `settle`). `0` deletes at once. A rescan (after a watcher
+   * failure or a replaced directory) applies what it finds without holding.
+   *
+   * @default '1s'
+   */
+  readonly deleteHold?: Duration
   /** How long to wait before restarting a file watcher that failed. @default '1s' */
   readonly retryDelay?: Duration
   /**
@@ -93,6 +106,7 @@ export interface ResolvedOptions {
   readonly statusFormat: FileFormat | undefined
   readonly settleMs: number
   readonly maxDelayMs: number
+  readonly deleteHoldMs: number
   readonly retryMs: number
   readonly scheduler: SchedulerLike
 }
@@ -140,6 +154,7 @@ export function resolveOptions(options: FileStoreOptions): ResolvedOptions {
     statusFormat,
     settleMs: toMillis(options.settle ?? '50ms', 'createFileStore: settle'),
     maxDelayMs: toMillis(options.maxDelay ?? '1s', 'createFileStore: maxDelay'),
+    deleteHoldMs: toMillis(options.deleteHold ?? '1s', 'createFileStore: deleteHold'),
     retryMs: toMillis(options.retryDelay ?? '1s', 'createFileStore: retryDelay'),
     scheduler: options.scheduler ?? asyncScheduler,
   }

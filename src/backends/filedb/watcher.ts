@@ -48,6 +48,8 @@ interface Batch {
  * the nearest existing parent of every configured path, and the batching of its events. Paths
  * it hints at are read once the files have been quiet for `settle`, and at least every
  * `maxDelay`; a batch whose files changed while they were read is read again with the next one.
+ * A file read empty or gone is held for `deleteHold` before its keys are deleted (an editor's
+ * truncate-then-write or delete-then-create must not show every key deleted and put back).
  * A failed chokidar watcher is restarted after `retryDelay`, then everything is rescanned.
  */
 export class FileWatcher {
@@ -71,6 +73,8 @@ export class FileWatcher {
   /** A batch queued and not started yet, which later changes join. */
   #batch: Batch | undefined
   #problem: DatasyncError | undefined
+  /** Files read empty or gone, not applied yet: since when, and the timer that looks again. */
+  readonly #held = new Map<string, { readonly since: number; readonly again: Subscription }>()
 
   /** Starts chokidar; the first batch is a full scan that gives the watches their snapshot. */
   constructor(context: WatcherContext) {
@@ -96,6 +100,7 @@ export class FileWatcher {
     this.#deadline?.unsubscribe()
     this.#restart?.unsubscribe()
     this.#close()
+    this.#releaseAll()
     if (this.#problem !== undefined) {
       this.#problem = undefined
       this.#context.problemChanged()
@@ -198,7 +203,45 @@ export class FileWatcher {
 
   #reopen(): void {
     this.#close()
+    this.#releaseAll()
     this.#open('rescan')
+  }
+
+  /**
+   * Holds back the files of `updates` read empty or gone (see `deleteHold`): each is looked at
+   * again when its hold is over, and applied then if it is still empty or gone. A file read with
+   * content is released and applied as usual (only what differs).
+   */
+  #holdEmpties(updates: Map<string, ReadOutcome>): void {
+    const { deleteHoldMs, scheduler } = this.#context.options
+    if (deleteHoldMs <= 0) return
+    const now = scheduler.now()
+    for (const [file, outcome] of updates) {
+      const empty =
+        outcome.kind === 'gone' || (outcome.kind === 'ok' && outcome.parsed.entries.size === 0)
+      const held = this.#held.get(file)
+      if (!empty || (held !== undefined && now - held.since >= deleteHoldMs)) {
+        this.#release(file)
+        continue
+      }
+      updates.delete(file)
+      if (held === undefined) {
+        const again = timer(deleteHoldMs, scheduler).subscribe(() => {
+          this.#hint(file)
+        })
+        this.#held.set(file, { since: now, again })
+      }
+    }
+  }
+
+  #release(file: string): void {
+    this.#held.get(file)?.again.unsubscribe()
+    this.#held.delete(file)
+  }
+
+  #releaseAll(): void {
+    for (const { again } of this.#held.values()) again.unsubscribe()
+    this.#held.clear()
   }
 
   #hint(path: string): void {
@@ -320,6 +363,8 @@ export class FileWatcher {
         return
       }
     }
+    if (cause === undefined) this.#holdEmpties(updates)
+    else this.#releaseAll()
     for (const [file, outcome] of updates) {
       // Read again once the writer is done.
       if (outcome.kind === 'unsettled') this.#hint(file)
