@@ -130,7 +130,7 @@ describe('filedb: a file settles before it is applied', () => {
   })
 
   it('refuses a deleteHold that is not a duration, naming it', () => {
-    expect(() => createFileStore({ paths: [dir], deleteHold: '-1s' as '1s' })).toThrow(
+    expect(() => createFileStore({ paths: [dir], deleteHold: '-1s' })).toThrow(
       /createFileStore: deleteHold: expected a duration/,
     )
   })
