@@ -152,6 +152,7 @@ export class Session {
     if (this.#phase === 'ended' || this.buffered <= this.options.maxBufferedBytes) return
     this.options.counters.slowClientsCut++
     this.response.destroy()
+    this.#end()
   }
 
   async #stream(revision: Revision, items: readonly KeyValue<Uint8Array>[], cause: SnapshotCause) {
