@@ -190,7 +190,8 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
                   return runRound(snapshot, 'restored')
                 }
                 keeper?.adopt(snapshot)
-                markLive()
+                // The round that follows sets the status.
+                live = true
                 const roundReason = first ? reason : reasonOf(snapshot.cause)
                 first = false
                 return runRound(snapshot, roundReason)
@@ -224,9 +225,11 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
                 : { state: 'degraded' },
             )
           }
-        } else if (storeStatus.state === 'ready' && current === 'restored') {
+        } else if (storeStatus.state === 'ready' && current !== 'degraded') {
+          // The store answers: a restored snapshot is followed by what changed since (P4).
           markLive()
         } else if (storeStatus.state === 'ready' && current === 'degraded') {
+          live = true
           if (settings.resyncAfterReconnect && store.capabilities.resumable) {
             // A resuming store sends no snapshot after a reconnect (nothing was lost), but a full
             // resync round was asked for: restart the watch to get one.

@@ -18,13 +18,7 @@ import type { DatasyncError } from '../../core/errors.js'
 import type { ChangesEvent, KeyValue, SnapshotEvent } from '../../core/events.js'
 import type { Revision } from '../../core/revision.js'
 import type { PersistOptions, SyncActivity } from '../types.js'
-import {
-  SnapshotPersistError,
-  decodeSnapshot,
-  encodeSnapshot,
-  prefixSet,
-  type PersistProblem,
-} from './format.js'
+import { SnapshotPersistError, decodeSnapshot, encodeSnapshot, prefixSet } from './format.js'
 
 /** What a {@link SnapshotKeeper} needs from its orchestrator. */
 export interface KeeperContext {
@@ -56,6 +50,8 @@ export class SnapshotKeeper<R> {
   #prefixes: readonly string[] = []
   readonly #dirty = new Subject<void>()
   #saving = false
+  /** The revision last saved (or loaded): a flush with nothing newer writes nothing. */
+  #saved: Revision | undefined
 
   constructor(context: KeeperContext) {
     this.#context = context
@@ -108,7 +104,8 @@ export class SnapshotKeeper<R> {
     this.#mirror.clear()
     for (const item of snapshot.items) this.#mirror.set(item.key, item)
     this.#revision = snapshot.revision
-    if (!saved) this.#dirty.next()
+    if (saved) this.#saved = snapshot.revision
+    else this.#dirty.next()
   }
 
   /** A store commit: applied to the mirror. */
@@ -138,9 +135,9 @@ export class SnapshotKeeper<R> {
     )
   }
 
-  /** Saves now, unless a save runs (the run ends: what changed since the last save is kept). */
+  /** Saves now what changed since the last save, unless a save runs (the run ends). */
   flush(): void {
-    if (!this.#saving) this.#save().subscribe()
+    if (!this.#saving && this.#revision !== this.#saved) this.#save().subscribe()
   }
 
   #save(): Observable<void> {
@@ -150,7 +147,6 @@ export class SnapshotKeeper<R> {
     this.#saving = true
     const started = scheduler.now()
     const items = [...this.#mirror.values()]
-    let problem: PersistProblem = 'write'
     return defer(() =>
       from(
         encodeSnapshot(
@@ -159,11 +155,9 @@ export class SnapshotKeeper<R> {
         ),
       ),
     ).pipe(
-      mergeMap(({ text, bytes }) => {
-        problem = 'write'
-        return from(options.to.save(text)).pipe(map(() => bytes))
-      }),
+      mergeMap(({ text, bytes }) => from(options.to.save(text)).pipe(map(() => bytes))),
       tap((bytes) => {
+        this.#saved = at
         activity.next({
           type: 'persisted',
           revision: at,
@@ -174,7 +168,7 @@ export class SnapshotKeeper<R> {
       }),
       map(() => undefined),
       catchError((cause: unknown) => {
-        report(new SnapshotPersistError(options.to.name, problem, describe(cause), { cause }))
+        report(new SnapshotPersistError(options.to.name, 'write', describe(cause), { cause }))
         return EMPTY
       }),
       tap({
