@@ -156,11 +156,13 @@ const expected: Record<
     types: ['ConfigLookup', 'FileStore', 'FileStoreOptions'],
   },
   'rx-datasync/postgres': {
-    values: ['createPostgresStore'],
+    values: ['createPostgresStore', 'createPostgresTableSource', 'rowJson'],
     types: [
       'PostgresConnectionOptions',
       'PostgresStore',
       'PostgresStoreOptions',
+      'PostgresTableSource',
+      'PostgresTableSourceOptions',
       'PostgresTlsOptions',
     ],
   },

@@ -5,3 +5,9 @@ export type {
   PostgresStoreOptions,
   PostgresTlsOptions,
 } from './options.js'
+export {
+  createPostgresTableSource,
+  type PostgresTableSource,
+  type PostgresTableSourceOptions,
+} from './table-source.js'
+export { rowJson } from './row-codec.js'
