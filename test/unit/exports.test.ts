@@ -226,7 +226,7 @@ const expected: Record<
   },
   'rx-datasync/http-client': {
     values: ['createHttpStore'],
-    types: ['FetchLike', 'HttpStoreOptions'],
+    types: ['FetchLike', 'FetchResponse', 'HttpStoreOptions'],
   },
   'rx-datasync/snapshot-file': {
     values: ['fileSnapshotPersistence'],

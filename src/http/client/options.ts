@@ -9,8 +9,18 @@ export const NAME = 'http'
 /** The client's argument checks: its messages name the http store. */
 export const check: ArgumentChecks = argumentChecks({ backend: NAME, bytesOnly: true })
 
+/** What the client reads of a fetch `Response` (the global one, undici's, a polyfill's). */
+export interface FetchResponse {
+  readonly ok: boolean
+  readonly status: number
+  readonly statusText: string
+  readonly body: ReadableStream<Uint8Array> | null
+  text(): Promise<string>
+  json(): Promise<unknown>
+}
+
 /** The `fetch` the client calls: the global one, or one of your own (a proxy, a private CA). */
-export type FetchLike = (input: string, init: RequestInit) => Promise<Response>
+export type FetchLike = (input: string, init: RequestInit) => Promise<FetchResponse>
 
 /** Options of {@link createHttpStore}. */
 export interface HttpStoreOptions {

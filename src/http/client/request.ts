@@ -9,7 +9,7 @@ import {
 } from '../../core/errors.js'
 import { forStore, inOperation, type ErrorMapper } from '../../internal/errors.js'
 import type { WireError } from '../wire.js'
-import { NAME, type ClientSettings } from './options.js'
+import { NAME, type ClientSettings, type FetchResponse } from './options.js'
 
 /** An answer of the server with an error status, and its JSON error when it sent one. */
 export class HttpFailure extends Error {
@@ -22,7 +22,7 @@ export class HttpFailure extends Error {
 }
 
 /** The JSON error of a failed response (or one made from its status). */
-export async function failureOf(response: Response): Promise<HttpFailure> {
+export async function failureOf(response: FetchResponse): Promise<HttpFailure> {
   const text = await response.text().catch(() => '')
   try {
     const parsed = JSON.parse(text) as { error?: WireError }
