@@ -156,8 +156,9 @@ const expected: Record<
     types: ['ConfigLookup', 'FileStore', 'FileStoreOptions'],
   },
   'rx-datasync/postgres': {
-    values: ['createPostgresStore', 'createPostgresTableSource', 'rowJson'],
+    values: ['createPostgresStore', 'createPostgresTableSource', 'loadPostgresConfig', 'rowJson'],
     types: [
+      'ConfigLookup',
       'PostgresConnectionOptions',
       'PostgresStore',
       'PostgresStoreOptions',
@@ -214,7 +215,7 @@ const expected: Record<
     ],
   },
   'rx-datasync/http': {
-    values: ['serveStore'],
+    values: ['loadHttpServerConfig', 'serveStore'],
     types: [
       'HttpCorsOptions',
       'HttpServerMetrics',

@@ -11,3 +11,5 @@ export {
   type PostgresTableSourceOptions,
 } from './table-source.js'
 export { rowJson } from './row-codec.js'
+export { loadPostgresConfig } from './config.js'
+export type { ConfigLookup } from '../../internal/config.js'
