@@ -3,7 +3,10 @@ import type { Target } from '../target.js'
 import { consulTarget } from './consul.js'
 import { etcdTarget } from './etcd.js'
 import { fileDbTarget } from './filedb.js'
+import { httpTarget } from './http.js'
 import { memoryTarget } from './memory.js'
+import { natsTarget } from './nats.js'
+import { postgresTarget } from './postgres.js'
 import { redisTarget } from './redis.js'
 
 export const TARGETS: Readonly<Record<string, () => Target>> = {
@@ -15,4 +18,7 @@ export const TARGETS: Readonly<Record<string, () => Target>> = {
   'redis-cluster': () => redisTarget('cluster'),
   consul: consulTarget,
   filedb: fileDbTarget,
+  nats: natsTarget,
+  postgres: postgresTarget,
+  http: httpTarget,
 }
