@@ -29,3 +29,11 @@ export {
   type TrackedDatasync,
 } from './metrics.js'
 export { serveHealth, type HealthServer, type HealthServerOptions } from './server.js'
+export {
+  createHealthHandler,
+  LIVENESS_PATHS,
+  READINESS_PATHS,
+  type HealthHandler,
+  type HealthHandlerOptions,
+} from './handler.js'
+export { onShutdown, type Drainable, type ShutdownOptions } from './shutdown.js'

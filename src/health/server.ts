@@ -1,12 +1,12 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Subscription } from 'rxjs'
-import type { Health, HealthReport } from './health.js'
+import { createHealthHandler } from './handler.js'
+import type { Health } from './health.js'
 import type { DatasyncMetrics } from './metrics.js'
 
 /** Options of {@link serveHealth}. */
 export interface HealthServerOptions {
-  /** Serves `GET /readiness` and `GET /liveness` from it. @default none (404) */
+  /** Serves `GET /readiness` (`/readyz`) and `GET /liveness` (`/livez`) from it. @default none (404) */
   readonly health?: Health
   /** Serves `GET /metrics` (Prometheus text) from it. @default none (404) */
   readonly metrics?: DatasyncMetrics
@@ -22,6 +22,8 @@ export interface HealthServer {
   readonly port: number
   /** Its base URL, e.g. `http://127.0.0.1:9191` (the loopback address when on every interface). */
   readonly url: string
+  /** Readiness answers 503 from now on (the handler's `drain()`, which {@link onShutdown} calls). */
+  drain(): void
   /** Stops listening, ends open connections and stops following the health. Idempotent. */
   close(): Promise<void>
 }
@@ -29,14 +31,18 @@ export interface HealthServer {
 /**
  * Serves readiness and liveness probes and Prometheus metrics over HTTP (node:http):
  *
- * - `GET /readiness`: 200 when the report is `ready` (every critical component ok), else 503.
- * - `GET /liveness`: 200 when the report is `live` (no critical component failed), else 503.
+ * - `GET /readiness` (or `/readyz`): 200 when the report is `ready` (every critical component
+ *   ok), else 503.
+ * - `GET /liveness` (or `/livez`): 200 when the report is `live` (no critical component failed),
+ *   else 503.
  * - `GET /metrics`: the metrics in Prometheus text; 501 when prom-client is not installed.
  *
  * Both probes answer with the whole {@link HealthReport} as JSON, each component's state listed,
  * as the Go probe plugin does. A probe never waits for a check: the server follows `report$`
  * while it runs (checks run on their interval, each bounded by its timeout) and answers with the
- * latest report. `HEAD` works too; other methods get 405, other paths 404.
+ * latest report. `HEAD` works too; other methods get 405, other paths 404. To serve the same
+ * from a server the application already runs (node:http, Express, fastify), mount
+ * {@link createHealthHandler} instead.
  *
  * @example
  * ```ts
@@ -60,62 +66,8 @@ export async function serveHealth(options: HealthServerOptions = {}): Promise<He
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
     throw new TypeError(`serveHealth: port: expected an integer from 0 to 65535, got ${port}`)
   }
-  const { health, metrics } = options
-  let latest: HealthReport | undefined
-  let following: Subscription | undefined
-
-  const server = createServer((request, response) => {
-    answer(request, response).catch(() => {
-      response.destroy()
-    })
-  })
-
-  const answer = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
-    const path = (request.url ?? '/').split('?')[0]
-    const head = request.method === 'HEAD'
-    const send = (status: number, type: string, body: string) => {
-      response.writeHead(status, {
-        'content-type': type,
-        'content-length': Buffer.byteLength(body),
-        'cache-control': 'no-store',
-      })
-      response.end(head ? undefined : body)
-    }
-    const known = path === '/readiness' || path === '/liveness' || path === '/metrics'
-    if (known && request.method !== 'GET' && !head) {
-      response.setHeader('allow', 'GET, HEAD')
-      send(405, 'text/plain; charset=utf-8', 'method not allowed; use GET\n')
-      return
-    }
-    if ((path === '/readiness' || path === '/liveness') && health && latest) {
-      const ok = path === '/readiness' ? latest.ready : latest.live
-      send(ok ? 200 : 503, 'application/json', `${JSON.stringify(latest)}\n`)
-      return
-    }
-    if (path === '/metrics' && metrics) {
-      try {
-        send(200, metrics.contentType, await metrics.prometheus())
-      } catch (error) {
-        send(
-          501,
-          'text/plain; charset=utf-8',
-          `${error instanceof Error ? error.message : String(error)}\n`,
-        )
-      }
-      return
-    }
-    const served = [
-      ...(health ? ['/readiness', '/liveness'] : []),
-      ...(metrics ? ['/metrics'] : []),
-    ]
-    send(404, 'text/plain; charset=utf-8', `not found; this server answers ${served.join(', ')}\n`)
-  }
-
-  if (health) {
-    following = health.report$.subscribe((report) => {
-      latest = report
-    })
-  }
+  const handler = createHealthHandler(options)
+  const server = createServer(handler)
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -126,7 +78,7 @@ export async function serveHealth(options: HealthServerOptions = {}): Promise<He
       })
     })
   } catch (error) {
-    following?.unsubscribe()
+    handler.close()
     throw error
   }
 
@@ -143,9 +95,12 @@ export async function serveHealth(options: HealthServerOptions = {}): Promise<He
   return {
     port: address.port,
     url: `http://${host}:${address.port}`,
+    drain() {
+      handler.drain()
+    },
     close() {
       closing ??= new Promise<void>((resolve) => {
-        following?.unsubscribe()
+        handler.close()
         server.close(() => {
           resolve()
         })

@@ -148,7 +148,7 @@ describe('readiness and liveness over HTTP', () => {
     expect(post.headers.allow).toBe('GET, HEAD')
     const missing = await probe(server, '/nothing')
     expect(missing.status).toBe(404)
-    expect(missing.body).toContain('/readiness, /liveness')
+    expect(missing.body).toContain('/readiness, /readyz, /liveness, /livez')
     expect((await probe(server, '/metrics')).status).toBe(404) // no metrics given
   })
 })
