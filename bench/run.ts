@@ -8,8 +8,11 @@
 //   --runs 7            timed runs per side (the median is reported; at least 5 for the issue)
 //   --warmups 3         untimed runs per side first (JIT), except for memory (fresh processes)
 //   --backends etcd,redis,redis-lean   redis-lean: our store with watchMemory 'lean' (same server)
-//   --workloads resync,combined,memory,throughput,latency,writes
-//   --sizes 10000,100000        resync sizes; memory and combined use the largest
+//   --workloads resync,combined,memory,throughput,latency,writes,restore
+//   --sizes 10000,100000        resync sizes; memory, combined and restore use the largest
+//                       restore (etcd): first view after a restart from a saved snapshot vs a full resync
+//   --workloads large   on demand: resync of 300k keys, past the Redis store's revision cache
+//                       (revisionCacheSize, 100k): cost must stay linear in the key count
 //   --changes 20000 --batch 100 --concurrency 4   the throughput writer (a separate process)
 //   --samples 500       puts per latency run
 //   --puts 5000 --put-concurrency 16              the writes workload
@@ -32,6 +35,7 @@ import { latencyWorkload } from './workloads/latency.js'
 import { memoryWorkload } from './workloads/memory.js'
 import { combinedWorkload } from './workloads/combined.js'
 import { resyncData, resyncWorkload } from './workloads/resync.js'
+import { restoreWorkload } from './workloads/restore.js'
 import { throughputWorkload } from './workloads/throughput.js'
 import { writesWorkload } from './workloads/writes.js'
 
@@ -40,7 +44,10 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '7' },
     warmups: { type: 'string', default: '3' },
     backends: { type: 'string', default: 'etcd,redis,redis-lean' },
-    workloads: { type: 'string', default: 'resync,combined,memory,throughput,latency,writes' },
+    workloads: {
+      type: 'string',
+      default: 'resync,combined,memory,throughput,latency,writes,restore',
+    },
     sizes: { type: 'string', default: '10000,100000' },
     changes: { type: 'string', default: '20000' },
     batch: { type: 'string', default: '100' },
@@ -87,6 +94,8 @@ const servers: ServerProcess[] = []
 let redisServer: Awaited<ReturnType<typeof startRedis>> | undefined
 const opened: Backend[] = []
 const rows: Row[] = []
+/** The keys of the on-demand `large` workload: three times the Redis revision cache. */
+const LARGE = 300_000
 
 async function open(name: string): Promise<Backend> {
   if (name === 'etcd') {
@@ -126,6 +135,16 @@ async function runBackend(backend: Backend): Promise<void> {
       }
       await backend.clear(resyncData(size).root)
     }
+  }
+  if (workloads.has('large')) {
+    step(`resync of ${LARGE} keys (past the Redis revision cache of 100k keys)`)
+    rows.push(...(await resyncWorkload(backend, LARGE, settings)))
+    await backend.clear(resyncData(LARGE).root)
+  }
+  if (workloads.has('restore') && backend.name === 'etcd') {
+    const size = Math.max(...sizes)
+    step(`first view after a restart of ${size} keys: saved snapshot vs full resync`)
+    rows.push(...(await restoreWorkload(backend, size, settings)))
   }
   if (workloads.has('combined')) {
     const size = Math.max(...sizes)
