@@ -5,6 +5,7 @@
  * passes, a violation).
  */
 import { performance } from 'node:perf_hooks'
+import { filter, firstValueFrom, timeout } from 'rxjs'
 import {
   createDatasync,
   string,
@@ -143,11 +144,28 @@ export async function runSchedule(
       writer.resume()
     },
   }
+  // Faults start once the orchestrator is first in sync: a store that cannot reach its server
+  // at its very start fails fast by design (a wrong address is fatal, not an outage).
+  let syncedAt = 0
+  const firstSync = firstValueFrom(
+    sync.status$.pipe(
+      filter((status) => status.state === 'in-sync'),
+      timeout({ first: convergeMs }),
+    ),
+  ).then(
+    () => {
+      syncedAt = clock()
+    },
+    () => {
+      violations.push(`never in sync within ${convergeMs} ms of the start`)
+    },
+  )
   const faultLane = async () => {
+    await firstSync
     for (const plan of schedule.faults) {
       const fault = target.faults.find((f) => f.kind === plan.kind)
       if (fault === undefined) throw new Error(`${target.name} has no fault '${plan.kind}'`)
-      await at(plan.at)
+      await at(syncedAt + plan.at)
       faultCounts.set(plan.kind, (faultCounts.get(plan.kind) ?? 0) + 1)
       try {
         await fault.run(context, plan.holdMs)
@@ -164,7 +182,7 @@ export async function runSchedule(
     for (const plan of schedule.consumers) if (plan.registerAt === 0) register(plan)
     sync.start()
     const lanes = [
-      writer.run(() => clock() >= schedule.activityMs, schedule.writeGapMs),
+      writer.run(() => clock() >= syncedAt + schedule.activityMs, schedule.writeGapMs),
       faultLane(),
       ...schedule.consumers.map(consumerLane),
     ]
