@@ -61,9 +61,13 @@ const STORES_HELP = `Stores:
                                       one Redis server (rediss: over TLS)
   consul://host:port                  a Consul agent
   file:///path/to/dir-or-file         JSON/YAML files (FileDB, read-only); file:relative/path
-  etcd | redis | consul | filedb      the backend configured by its file: --etcd-config,
-                                      --redis-config, --consul-config, --filedb-config, or
-                                      ETCD_CONFIG, REDIS_CONFIG, CONSUL_CONFIG, FILEDB_CONFIG
+  postgres://[user[:password]@]host:port/database[?sslmode=require]
+                                      a PostgreSQL table (rx_datasync_kv, created if missing)
+  etcd | redis | consul | filedb | postgres
+                                      the backend configured by its file: --etcd-config,
+                                      --redis-config, --consul-config, --filedb-config,
+                                      --postgres-config, or ETCD_CONFIG, REDIS_CONFIG,
+                                      CONSUL_CONFIG, FILEDB_CONFIG, POSTGRES_CONFIG
   Without --store: the backend named by a config flag, else ${STORE_ENV} (a URL or
   name), else the backend named by a config environment variable.`
 

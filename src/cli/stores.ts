@@ -4,15 +4,16 @@ import type { EtcdStoreOptions } from '../backends/etcd/index.js'
 import type { RedisStoreOptions } from '../backends/redis/index.js'
 import type { ConsulStoreOptions } from '../backends/consul/index.js'
 import type { FileStoreOptions } from '../backends/filedb/index.js'
+import type { PostgresStoreOptions } from '../backends/postgres/index.js'
 import type { ConfigLookup } from '../internal/config.js'
 import { ConfigError, describe } from '../core/errors.js'
 import type { KvStore } from '../core/store.js'
 import { UsageError } from './errors.js'
 
 /** The backends the command talks to. */
-export type Backend = 'etcd' | 'redis' | 'consul' | 'filedb'
+export type Backend = 'etcd' | 'redis' | 'consul' | 'filedb' | 'postgres'
 
-export const BACKENDS: readonly Backend[] = ['etcd', 'redis', 'consul', 'filedb']
+export const BACKENDS: readonly Backend[] = ['etcd', 'redis', 'consul', 'filedb', 'postgres']
 
 /** Each backend's configuration-file flag and environment variable (those of its loader). */
 export const CONFIG_SOURCES: Readonly<
@@ -22,6 +23,7 @@ export const CONFIG_SOURCES: Readonly<
   redis: { flag: '--redis-config', env: 'REDIS_CONFIG' },
   consul: { flag: '--consul-config', env: 'CONSUL_CONFIG' },
   filedb: { flag: '--filedb-config', env: 'FILEDB_CONFIG' },
+  postgres: { flag: '--postgres-config', env: 'POSTGRES_CONFIG' },
 }
 
 /** The environment variable that names the store when no flag does. */
@@ -50,6 +52,7 @@ export type StoreTarget = {
   | { readonly backend: 'redis'; readonly options: RedisStoreOptions }
   | { readonly backend: 'consul'; readonly options: ConsulStoreOptions }
   | { readonly backend: 'filedb'; readonly options: FileStoreOptions }
+  | { readonly backend: 'postgres'; readonly options: PostgresStoreOptions }
 )
 
 /** An open store and its name for messages. */
@@ -60,7 +63,7 @@ export interface OpenedStore {
 }
 
 const URL_FORMS =
-  'etcd://host:port[,host:port...], redis://[[user]:password@]host:port[/db], rediss://..., consul://host:port, file:///path/to/dir-or-file'
+  'etcd://host:port[,host:port...], redis://[[user]:password@]host:port[/db], rediss://..., consul://host:port, file:///path/to/dir-or-file, postgres://[user[:password]@]host:port/database'
 
 /**
  * The store of a command that uses one: `--store`, else the one backend named by a config flag,
@@ -89,7 +92,7 @@ export function chooseStore(store: string | undefined, context: StoreContext): s
   }
   if (configured[0] !== undefined) return configured[0]
   throw new UsageError(
-    `no store given: use --store with a URL (${URL_FORMS}), or a configuration file (--etcd-config, --redis-config, --consul-config, --filedb-config, or their environment variables)`,
+    `no store given: use --store with a URL (${URL_FORMS}), or a configuration file (--etcd-config, --redis-config, --consul-config, --filedb-config, --postgres-config, or their environment variables)`,
   )
 }
 
@@ -177,6 +180,19 @@ export function parseStoreUrl(spec: string, cwd: string): StoreTarget {
         options: { paths: [path] },
       }
     }
+    case 'postgres':
+    case 'postgresql': {
+      // The whole URL goes to the store (sslmode and the rest are read there).
+      const { hosts } = authority(spec.replace(/\?.*$/, ''), scheme, 5432)
+      if (hosts.length !== 1) throw bad(spec, 'a PostgreSQL URL names one server')
+      return {
+        backend: 'postgres',
+        label: mask(spec),
+        resyncAfterReconnect: false,
+        origin: url,
+        options: { connectionString: spec },
+      }
+    }
     default:
       throw new UsageError(
         `store '${spec}': expected a URL (${URL_FORMS}) or a backend name (${BACKENDS.join(', ')}) configured by its file`,
@@ -207,7 +223,7 @@ export async function resolveTarget(spec: string, context: StoreContext): Promis
   const label = `${backend} (from ${file})`
   const options = await loadOptions(backend, lookup)
   if (options === undefined) throw new ConfigError(file, undefined, 'nothing was loaded')
-  // etcd and Consul carry the orchestrator's resyncAfterReconnect in their files.
+  // etcd, Consul and PostgreSQL carry the orchestrator's resyncAfterReconnect in their files.
   const resyncAfterReconnect = 'resyncAfterReconnect' in options && options.resyncAfterReconnect
   return { backend, label, origin, options, resyncAfterReconnect } as StoreTarget
 }
@@ -224,6 +240,8 @@ async function loadOptions(backend: Backend, lookup: ConfigLookup) {
       return (await import('../backends/consul/index.js')).loadConsulConfig(lookup)
     case 'filedb':
       return (await import('../backends/filedb/index.js')).loadFileDbConfig(lookup)
+    case 'postgres':
+      return (await import('../backends/postgres/index.js')).loadPostgresConfig(lookup)
   }
 }
 
@@ -296,6 +314,10 @@ async function create(target: StoreTarget): Promise<KvStore> {
     case 'filedb': {
       const { createFileStore } = await import('../backends/filedb/index.js')
       return createFileStore(target.options)
+    }
+    case 'postgres': {
+      const { createPostgresStore } = await import('../backends/postgres/index.js')
+      return createPostgresStore(target.options)
     }
   }
 }
