@@ -128,7 +128,8 @@ export interface RedisStoreOptions {
   readonly scanCount?: number
   /**
    * How many keys the store remembers revisions for (see "Revisions" in `createRedisStore`);
-   * the least recently seen are forgotten first.
+   * the least recently seen are forgotten first. Listing or watching more keys than this costs
+   * the same per key (forgetting one is O(1)); a forgotten key gets a new revision when seen.
    *
    * @default 100_000
    */

@@ -41,6 +41,8 @@ function holds(entry: Seen, value: Uint8Array): boolean {
 export class RevisionClock {
   private current: Revision = ZERO_REVISION
   private readonly seen = new Map<string, Seen>()
+  /** Walks the table from its oldest key (see `add`). */
+  private order: MapIterator<string> = this.seen.keys()
 
   constructor(private readonly capacity: number) {}
 
@@ -97,13 +99,28 @@ export class RevisionClock {
     this.add(key, entry)
   }
 
-  /** Sets a key that is not in the table (or was just deleted from it), forgetting the oldest. */
+  /**
+   * Sets a key that is not in the table (or was just deleted from it), forgetting the oldest.
+   *
+   * The oldest key is found with one iterator kept across calls, not a new `keys()` each time:
+   * a Map keeps a deleted entry's slot until it is compacted, and a new iterator starts at the
+   * first slot, so with the table full every eviction walked over all the slots evicted before
+   * it (300k keys through a 100k table: 18 s instead of 0.3 s; issue 16). A Map iterator sees the
+   * entries added after it was made and skips deleted ones, and every live entry is at or after
+   * its position (an entry touched is deleted and added again at the end), so its next key is
+   * always the least recently touched one; each slot is passed once, so evicting is O(1)
+   * amortized.
+   */
   private add(key: string, entry: Seen): void {
     this.seen.set(key, entry)
-    if (this.seen.size > this.capacity) {
-      const oldest = this.seen.keys().next()
-      if (oldest.done !== true) this.seen.delete(oldest.value)
+    if (this.seen.size <= this.capacity) return
+    let oldest = this.order.next()
+    if (oldest.done === true) {
+      // Only an iterator that ran out (every key it passed was gone) ends; start a new one.
+      this.order = this.seen.keys()
+      oldest = this.order.next()
     }
+    if (oldest.done !== true) this.seen.delete(oldest.value)
   }
 }
 
