@@ -32,6 +32,7 @@ export interface Handles {
   readonly nc: NatsConnection
   readonly js: JetStreamClient
   readonly jsm: JetStreamManager
+  /** The bucket (a placeholder-free KV only when the link was made for a bucket). */
   readonly kv: KV
   /** The bucket's stream: `KV_<bucket>`. */
   readonly stream: string
@@ -55,9 +56,13 @@ export class NatsLink {
   #handles: Promise<Handles> | undefined
   #closed = false
 
-  constructor(settings: Settings, health: HealthPart) {
+  readonly #bucket: boolean
+
+  /** `bucket: false` for the bus (a stream, no KV bucket): `kv` is then never used. */
+  constructor(settings: Settings, health: HealthPart, bucket = true) {
     this.#settings = settings
     this.#health = health
+    this.#bucket = bucket
   }
 
   /**
@@ -112,6 +117,16 @@ export class NatsLink {
     const jsm = await jetstreamManager(nc, { timeout: settings.requestTimeoutMs })
     const stream = `KV_${settings.bucket}`
     const kvm = new Kvm(js)
+    if (!this.#bucket) {
+      return {
+        nc,
+        js,
+        jsm,
+        kv: undefined as unknown as KV,
+        stream,
+        prefix: `$KV.${settings.bucket}.`,
+      }
+    }
     if (settings.create !== undefined) {
       const exists = await jsm.streams.info(stream).then(
         () => true,
