@@ -112,8 +112,8 @@ describe('persist: save and restore', () => {
     const saved = await readFile(path, 'utf8')
     expect(saved.split('\n')[0]).toMatch(/^\{"format":"rx-datasync\/snapshot","version":1,/)
     // Text values stay readable; the binary one is base64.
-    expect(saved).toContain('["a/1","1","s","one"]')
-    expect(saved).toContain('"b","/wD+"')
+    expect(saved).toContain('"keys":["a/1","a/2","b/1"],"revisions":[1,1,2],"kinds":"ssb"')
+    expect(saved).toContain('"values":["one","two","/wD+"]')
     const savedAt = memory.revision()
 
     // While the application is down, the store changes.
@@ -310,7 +310,9 @@ describe('webStoragePersistence', () => {
     first.start()
     await saved
     first.close()
-    expect(items.get('app')).toContain('["a/1","1","s","one"]')
+    expect(items.get('app')).toContain(
+      '"keys":["a/1"],"revisions":[1],"kinds":"s","values":["one"]',
+    )
 
     const second = createDatasync(memory, { persist: { to } })
     const a = follow(second, 'a', ['a/'])
