@@ -1,8 +1,19 @@
-import { Subject, Subscription, defer, map, startWith, type Observable } from 'rxjs'
+import {
+  Subject,
+  Subscription,
+  asyncScheduler,
+  defer,
+  map,
+  startWith,
+  type Observable,
+  type SchedulerLike,
+} from 'rxjs'
 import type { DatasyncError } from '../core/errors.js'
 import type { SnapshotCause } from '../core/events.js'
 import type { EventReason, SyncActivity, SyncState, SyncStatus } from '../sync/types.js'
-import { loadPromClient, makePromMetrics } from './prometheus.js'
+import type { KvStore } from '../core/store.js'
+import { loadPromClient, makePromMetrics, packageVersion } from './prometheus.js'
+import { instrumentStore, makeStorePromMetrics, type StoreMetrics } from './store-metrics.js'
 
 /** Events delivered to one consumer, by kind and reason. */
 export interface DeliveredCount {
@@ -78,6 +89,8 @@ export interface MetricsSnapshot {
   readonly errors: readonly ErrorCount[]
   /** Each tracked orchestrator's current state. */
   readonly states: readonly { readonly datasync: string; readonly state: SyncState }[]
+  /** Each instrumented store's counts (see {@link DatasyncMetrics.instrument}). */
+  readonly stores: readonly StoreMetrics[]
 }
 
 /** The part of prom-client's `Registry` this library uses; cast it to merge registries. */
@@ -99,6 +112,8 @@ export interface MetricsOptions {
    * @default true
    */
   readonly prometheus?: boolean
+  /** Where store snapshot durations are timed. @default asyncScheduler */
+  readonly scheduler?: SchedulerLike
 }
 
 /** The orchestrator streams metrics are built on: every `Datasync`. */
@@ -117,6 +132,14 @@ export interface DatasyncMetrics {
    * @throws TypeError when the name is empty or already tracked.
    */
   track(name: string, datasync: TrackedDatasync): Subscription
+  /**
+   * Measures a store under `name` (the `store` label): reconnects (from its `status$`), watch
+   * restarts, each snapshot's duration, keys and bytes, and the current revision. Returns the
+   * same store with `watch` measured: give that one to `createDatasync`.
+   *
+   * @throws TypeError when the name is empty or already instrumented.
+   */
+  instrument<S extends KvStore<unknown>>(name: string, store: S): S
   /** The current counts, then again after every change (hot changes, so throttle with `auditTime`). */
   readonly metrics$: Observable<MetricsSnapshot>
   /** The current counts. */
@@ -176,13 +199,9 @@ interface Histogram {
  * instances never collide. prom-client is optional: without it, everything but `prometheus()`
  * works.
  *
- * Prometheus names (with the default prefix): `rx_datasync_events_delivered_total`,
- * `rx_datasync_keys_delivered_total` (labels datasync, consumer, kind, reason),
- * `rx_datasync_rounds_total` (datasync, reason, cause), `rx_datasync_gaps_total` (datasync,
- * cause), `rx_datasync_consumer_lag` (datasync, consumer), `rx_datasync_ack_latency_seconds`
- * (histogram; datasync, consumer, kind), `rx_datasync_ack_failures_total` (datasync, consumer,
- * kind, code), `rx_datasync_errors_total` (datasync, code), `rx_datasync_state` (datasync, state:
- * 1 for the current state, else 0).
+ * Prometheus names follow its conventions (units in names, `_total` counters, an `_info`
+ * gauge); the README's Metrics section lists each with its labels. Stores measured through
+ * {@link DatasyncMetrics.instrument} add the `store_` series.
  *
  * ```
  * activity$:  round--delivered--acknowledged--lag(2)--lag(0)--
@@ -236,6 +255,8 @@ export function createMetrics(options: MetricsOptions = {}): DatasyncMetrics {
   const states = new Map<string, SyncState>()
   const changes = new Subject<void>()
   const tracked = new Set<string>()
+  const stores = new Map<string, () => StoreMetrics>()
+  const scheduler = options.scheduler ?? asyncScheduler
 
   const prom = options.prometheus === false ? undefined : loadPromClient()
   const promFailure =
@@ -247,6 +268,9 @@ export function createMetrics(options: MetricsOptions = {}): DatasyncMetrics {
   const registry = prom?.ok ? new prom.client.Registry() : undefined
   const gauges =
     prom?.ok && registry ? makePromMetrics(prom.client, registry, prefix, bounds) : undefined
+  const storeGauges =
+    prom?.ok && registry ? makeStorePromMetrics(prom.client, registry, prefix) : undefined
+  gauges?.info.set({ version: packageVersion(), node_version: process.version }, 1)
 
   const inc = (value: number) => value + 1
 
@@ -318,6 +342,7 @@ export function createMetrics(options: MetricsOptions = {}): DatasyncMetrics {
     ackFailures: ackFailures.list((labels, count) => ({ ...labels, count })),
     errors: errors.list((labels, count) => ({ ...labels, count })),
     states: [...states].map(([datasync, state]) => ({ datasync, state })),
+    stores: [...stores.values()].map((read) => read()),
   })
 
   return {
@@ -352,6 +377,18 @@ export function createMetrics(options: MetricsOptions = {}): DatasyncMetrics {
         }),
       )
       return subscription
+    },
+    instrument(name, store) {
+      if (typeof name !== 'string' || name === '' || stores.has(name)) {
+        throw new TypeError(
+          `metrics.instrument: expected a new non-empty name, got ${JSON.stringify(name)}${stores.has(name) ? ' (already instrumented)' : ''}`,
+        )
+      }
+      const measured = instrumentStore(name, store, scheduler, storeGauges, () => {
+        changes.next()
+      })
+      stores.set(name, measured.read)
+      return measured.store
     },
     metrics$: defer(() =>
       changes.pipe(

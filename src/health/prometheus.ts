@@ -30,6 +30,16 @@ export function loadPromClient(): PromLoad {
   return loaded
 }
 
+/** This package's version (src/health and dist/health are both two levels under its root). */
+export function packageVersion(): string {
+  try {
+    const require = createRequire(import.meta.url)
+    return (require('../../package.json') as { version?: string }).version ?? 'unknown'
+  } catch {
+    return 'unknown'
+  }
+}
+
 /**
  * The prom-client counters, gauges and histogram of `createMetrics`, named `<prefix>…` and
  * registered in `registry` (the instance's own, never prom-client's global one).
@@ -68,7 +78,7 @@ export function makePromMetrics(
       registers,
     }),
     lag: new client.Gauge({
-      name: `${prefix}consumer_lag`,
+      name: `${prefix}consumer_lag_keys`,
       help: 'Keys with changes waiting behind a consumer’s unacknowledged events.',
       labelNames: ['datasync', 'consumer'] as const,
       registers,
@@ -90,6 +100,12 @@ export function makePromMetrics(
       name: `${prefix}errors_total`,
       help: 'Errors reported by the orchestrator, by code.',
       labelNames: ['datasync', 'code'] as const,
+      registers,
+    }),
+    info: new client.Gauge({
+      name: `${prefix}info`,
+      help: 'rx-datasync itself: always 1, with its version and the Node.js version.',
+      labelNames: ['version', 'node_version'] as const,
       registers,
     }),
     state: new client.Gauge({

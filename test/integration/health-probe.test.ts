@@ -185,7 +185,9 @@ describe('/metrics over HTTP', () => {
         },
         { timeoutMs: 30_000, description: `/metrics matching ${String(pattern)}` },
       )
-    const lagging = await scrape(/rx_datasync_consumer_lag\{datasync="app",consumer="routes"\} 2/)
+    const lagging = await scrape(
+      /rx_datasync_consumer_lag_keys\{datasync="app",consumer="routes"\} 2/,
+    )
     expect(lagging.status).toBe(200)
     expect(lagging.type).toMatch(/^text\/plain; version=0\.0\.4/)
     expect(lagging.body).toContain('# TYPE rx_datasync_events_delivered_total counter')
@@ -203,7 +205,7 @@ describe('/metrics over HTTP', () => {
       /rx_datasync_events_delivered_total\{datasync="app",consumer="routes",kind="change",reason="live"\} 2\n/,
     )
     expect(caughtUp.body).toMatch(
-      /rx_datasync_consumer_lag\{datasync="app",consumer="routes"\} 0\n/,
+      /rx_datasync_consumer_lag_keys\{datasync="app",consumer="routes"\} 0\n/,
     )
     expect(caughtUp.body).toMatch(
       /rx_datasync_keys_delivered_total\{datasync="app",consumer="routes",kind="change",reason="live"\} 3\n/,

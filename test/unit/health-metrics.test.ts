@@ -112,7 +112,9 @@ describe('createMetrics', () => {
         cause: 'startup',
       }),
     ).toBe(1)
-    expect(sample(text, 'rx_datasync_consumer_lag', { datasync: 'main', consumer: 'slow' })).toBe(0)
+    expect(
+      sample(text, 'rx_datasync_consumer_lag_keys', { datasync: 'main', consumer: 'slow' }),
+    ).toBe(0)
     expect(
       sample(text, 'rx_datasync_ack_latency_seconds_count', {
         datasync: 'main',
