@@ -7,9 +7,16 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { ensureBinary } from './install.js'
-import { LOOPBACK, freePort, freePorts } from './ports.js'
+import { LOOPBACK, freePorts } from './ports.js'
 import { ServerProcess, type ReadinessProbe } from './process.js'
-import { parseInfo, redisCommand, redisInfo, type RedisArg, type RespValue } from './resp.js'
+import {
+  parseInfo,
+  redisCommand,
+  redisInfo,
+  type RedisArg,
+  type RedisTarget,
+  type RespValue,
+} from './resp.js'
 import { pollUntil } from './wait.js'
 
 export interface RedisOptions {
@@ -27,15 +34,38 @@ export interface RedisOptions {
   readonly readyTimeoutMs?: number
   /** Replaces the default readiness probe (PING answered with PONG). */
   readonly ready?: ReadinessProbe
+  /**
+   * `--requirepass` (and `--masterauth`, for replicas and Cluster nodes); the harness's own
+   * commands (readiness, `command`, INFO) authenticate with it.
+   */
+  readonly password?: string
+  /**
+   * TLS on a second port (`tlsPort`) with these files; the plain `port` stays open on loopback
+   * for the harness's own commands. `authClients` (default false) requires a client certificate.
+   */
+  readonly tls?: RedisTlsFiles
+}
+
+/** The certificate files of a TLS port (see test/support/tls.ts for generated ones). */
+export interface RedisTlsFiles {
+  readonly certFile: string
+  readonly keyFile: string
+  readonly caFile: string
+  readonly authClients?: boolean
 }
 
 /**
  * PING must answer PONG, and INFO's process_id must be this server's pid (so that another
  * process that happens to hold the port is not taken for it).
  */
-function pingProbe(port: number): ReadinessProbe {
+function pingProbe(port: number, password?: string): ReadinessProbe {
   return async (signal, server) => {
-    const target = { port, signal, timeoutMs: 1_000 }
+    const target = {
+      port,
+      signal,
+      timeoutMs: 1_000,
+      ...(password === undefined ? {} : { password }),
+    }
     if ((await redisCommand(target, 'PING')) !== 'PONG') return false
     return (await redisInfo(target, 'server')).process_id === String(server.pid)
   }
@@ -46,9 +76,15 @@ export class RedisServer extends ServerProcess {
   readonly host = LOOPBACK
   /** `redis://127.0.0.1:<port>` */
   readonly url: string
+  /** The TLS port, when started with `tls`. */
+  readonly tlsPort: number | undefined
+  readonly password: string | undefined
 
-  constructor(options: RedisOptions & { readonly port: number }) {
-    const { port } = options
+  constructor(options: RedisOptions & { readonly port: number; readonly tlsPort?: number }) {
+    const { port, password, tls, tlsPort } = options
+    if (tls !== undefined && tlsPort === undefined) {
+      throw new TypeError('RedisServer: tls needs a tlsPort (startRedis picks a free one)')
+    }
     super({
       binary: 'redis-server',
       name: options.name ?? 'redis',
@@ -74,18 +110,42 @@ export class RedisServer extends ServerProcess {
         ...(options.replicaOf !== undefined
           ? ['--replicaof', LOOPBACK, String(options.replicaOf)]
           : []),
+        ...(password === undefined ? [] : ['--requirepass', password, '--masterauth', password]),
+        ...(tls === undefined || tlsPort === undefined
+          ? []
+          : [
+              '--tls-port',
+              String(tlsPort),
+              '--tls-cert-file',
+              tls.certFile,
+              '--tls-key-file',
+              tls.keyFile,
+              '--tls-ca-cert-file',
+              tls.caFile,
+              '--tls-auth-clients',
+              tls.authClients === true ? 'yes' : 'no',
+              '--tls-replication',
+              'no',
+            ]),
         ...(options.extraArgs ?? []),
       ],
-      ready: options.ready ?? pingProbe(port),
+      ready: options.ready ?? pingProbe(port, password),
       ...(options.readyTimeoutMs !== undefined ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
     })
     this.port = port
     this.url = `redis://${LOOPBACK}:${port}`
+    this.tlsPort = tlsPort
+    this.password = password
   }
 
-  /** Sends one command over a fresh raw connection (see redisCommand). */
+  /** Sends one command over a fresh raw connection (see redisCommand), authenticated. */
   command(...args: RedisArg[]): Promise<RespValue> {
-    return redisCommand(this.port, ...args)
+    return redisCommand(this.target, ...args)
+  }
+
+  /** Where the harness's own commands go: the plain port, with the password. */
+  get target(): RedisTarget {
+    return { port: this.port, ...(this.password === undefined ? {} : { password: this.password }) }
   }
 }
 
@@ -111,8 +171,12 @@ async function startAllOrCleanup<T extends ServerProcess>(servers: readonly T[])
 
 /** Starts one redis-server and waits until it answers PING. */
 export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
-  const port = options.port ?? (await freePort())
-  return startOrCleanup(new RedisServer({ ...options, port }))
+  const [free, freeTls] = await freePorts(options.tls === undefined ? 1 : 2)
+  const port = options.port ?? free!
+  const tlsPort = options.tls === undefined ? undefined : freeTls!
+  return startOrCleanup(
+    new RedisServer({ ...options, port, ...(tlsPort === undefined ? {} : { tlsPort }) }),
+  )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -131,6 +195,8 @@ export class SentinelServer extends ServerProcess {
     readonly downAfterMs: number
     readonly failoverTimeoutMs: number
     readonly readyTimeoutMs?: number
+    /** The monitored servers' password (`sentinel auth-pass`). */
+    readonly masterPassword?: string
   }) {
     const { port, masterName } = options
     super({
@@ -149,6 +215,9 @@ export class SentinelServer extends ServerProcess {
             `sentinel monitor ${masterName} ${LOOPBACK} ${options.masterPort} ${options.quorum}`,
             `sentinel down-after-milliseconds ${masterName} ${options.downAfterMs}`,
             `sentinel failover-timeout ${masterName} ${options.failoverTimeoutMs}`,
+            ...(options.masterPassword === undefined
+              ? []
+              : [`sentinel auth-pass ${masterName} ${options.masterPassword}`]),
             '',
           ].join('\n'),
         ),
@@ -188,6 +257,8 @@ export interface SentinelSetupOptions {
   readonly failoverTimeoutMs?: number
   /** Extra arguments for the master and the replicas. */
   readonly redisExtraArgs?: readonly string[]
+  /** The master's and replicas' password (the sentinels are told it; they have none). */
+  readonly password?: string
   /**
    * Wait until every sentinel knows every replica and every other sentinel (so a failover can
    * be authorized right away). Default true.
@@ -231,7 +302,9 @@ export async function startSentinelSetup(
     await Promise.all(all.map((s) => s.cleanup()))
   }
   try {
-    const master = new RedisServer({ port: ports[0]!, name: 'redis-master', extraArgs })
+    const password = options.password
+    const auth = password === undefined ? {} : { password }
+    const master = new RedisServer({ port: ports[0]!, name: 'redis-master', extraArgs, ...auth })
     all.push(master)
     await master.start()
     const replicas = Array.from(
@@ -242,6 +315,7 @@ export async function startSentinelSetup(
           name: `redis-replica${i}`,
           replicaOf: master.port,
           extraArgs,
+          ...auth,
         }),
     )
     all.push(...replicas)
@@ -249,7 +323,7 @@ export async function startSentinelSetup(
     await Promise.all(
       replicas.map((r) =>
         pollUntil(
-          async () => (await redisInfo(r.port, 'replication')).master_link_status === 'up',
+          async () => (await redisInfo(r.target, 'replication')).master_link_status === 'up',
           {
             timeoutMs,
             description: `replica on port ${r.port} to sync with the master`,
@@ -268,6 +342,7 @@ export async function startSentinelSetup(
           quorum: options.quorum ?? 2,
           downAfterMs: options.downAfterMs ?? 1_000,
           failoverTimeoutMs: options.failoverTimeoutMs ?? 5_000,
+          ...(password === undefined ? {} : { masterPassword: password }),
         }),
     )
     all.push(...sentinels)
@@ -334,6 +409,8 @@ export interface RedisClusterOptions {
   readonly nodeTimeoutMs?: number
   /** Extra arguments for every node. */
   readonly extraArgs?: readonly string[]
+  /** Every node's password (`requirepass` and `masterauth`). */
+  readonly password?: string
   /** Bound for `redis-cli --cluster create` and for the cluster to become ok (ms). Default 60 000. */
   readonly timeoutMs?: number
 }
@@ -368,7 +445,11 @@ function runRedisCli(
   })
 }
 
-async function clusterNodeReady(port: number, total: number, replicas: number): Promise<boolean> {
+async function clusterNodeReady(
+  port: RedisTarget,
+  total: number,
+  replicas: number,
+): Promise<boolean> {
   const info = parseInfo(String(await redisCommand(port, 'CLUSTER', 'INFO')))
   if (
     info.cluster_state !== 'ok' ||
@@ -415,6 +496,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
           String(options.nodeTimeoutMs ?? 1_000),
           ...(options.extraArgs ?? []),
         ],
+        ...(options.password === undefined ? {} : { password: options.password }),
       }),
   )
   const cleanup = async (): Promise<void> => {
@@ -429,6 +511,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       '--cluster-replicas',
       String(replicasPerMaster),
       '--cluster-yes',
+      ...(options.password === undefined ? [] : ['-a', options.password, '--no-auth-warning']),
     ]
     const result = await runRedisCli(redisCli, args, timeoutMs)
     if (result.code !== 0) {
@@ -438,7 +521,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     }
     await Promise.all(
       nodes.map((n) =>
-        pollUntil(() => clusterNodeReady(n.port, total, masters * replicasPerMaster), {
+        pollUntil(() => clusterNodeReady(n.target, total, masters * replicasPerMaster), {
           timeoutMs,
           description: `cluster node on port ${n.port} to report cluster_state:ok`,
         }),

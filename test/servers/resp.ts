@@ -20,6 +20,10 @@ export interface RedisTarget {
   /** Aborts (rejecting with a TimeoutError) after this long (ms). Default 5 000. */
   readonly timeoutMs?: number
   readonly signal?: AbortSignal
+  /** Sent first as `AUTH [username] password` (its reply is skipped); for a protected server. */
+  readonly password?: string
+  /** The ACL user `AUTH` names. Default the `default` user. */
+  readonly username?: string
 }
 
 export type RedisArg = string | number | Buffer
@@ -112,14 +116,35 @@ export function redisCommand(
       finish(signal.reason as Error)
     }
     signal.addEventListener('abort', onAbort, { once: true })
+    const auth =
+      t.password === undefined
+        ? undefined
+        : ['AUTH', ...(t.username === undefined ? [] : [t.username]), t.password]
     socket.once('connect', () => {
-      socket.write(encodeCommand(args))
+      socket.write(
+        auth === undefined
+          ? encodeCommand(args)
+          : Buffer.concat([encodeCommand(auth), encodeCommand(args)]),
+      )
     })
+    let skip = auth === undefined ? 0 : 1
     socket.on('data', (chunk: Buffer) => {
       buffer = Buffer.concat([buffer, chunk])
       try {
-        const parsed = parseReply(buffer)
-        if (parsed !== undefined) finish(undefined, parsed.value)
+        for (;;) {
+          const parsed = parseReply(buffer)
+          if (parsed === undefined) return
+          if (skip === 0) {
+            finish(undefined, parsed.value)
+            return
+          }
+          skip--
+          if (parsed.value instanceof RedisReplyError) {
+            finish(parsed.value)
+            return
+          }
+          buffer = buffer.subarray(parsed.next)
+        }
       } catch (err) {
         finish(err as Error)
       }
