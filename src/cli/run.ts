@@ -7,13 +7,14 @@ import { flag, stringOption, type Command, type OptionSpec, type OptionValues } 
 import { del, duration, get, list, put } from './commands/kv.js'
 import { mirror } from './commands/mirror.js'
 import { ping } from './commands/ping.js'
+import { serve } from './commands/serve.js'
 import { watch } from './commands/watch.js'
 import { CommandContext, stderrLine, type CliIo } from './context.js'
 import { EXIT, UsageError, exitCodeOf } from './errors.js'
 import { BACKENDS, CONFIG_SOURCES, STORE_ENV, type Backend } from './stores.js'
 
 /** Every subcommand, in the order help lists them. */
-export const COMMANDS: readonly Command[] = [watch, get, put, del, list, mirror, ping]
+export const COMMANDS: readonly Command[] = [watch, get, put, del, list, mirror, ping, serve]
 
 const DEFAULT_TIMEOUT = '10s'
 
@@ -61,6 +62,8 @@ const STORES_HELP = `Stores:
                                       one Redis server (rediss: over TLS)
   consul://host:port                  a Consul agent
   file:///path/to/dir-or-file         JSON/YAML files (FileDB, read-only); file:relative/path
+  http(s)://host:port                 a store served by 'rx-datasync serve' (bearer token in
+                                      RX_DATASYNC_HTTP_TOKEN)
   postgres://[user[:password]@]host:port/database[?sslmode=require]
                                       a PostgreSQL table (rx_datasync_kv, created if missing)
   etcd | redis | consul | filedb | postgres

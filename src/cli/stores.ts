@@ -5,15 +5,23 @@ import type { RedisStoreOptions } from '../backends/redis/index.js'
 import type { ConsulStoreOptions } from '../backends/consul/index.js'
 import type { FileStoreOptions } from '../backends/filedb/index.js'
 import type { PostgresStoreOptions } from '../backends/postgres/index.js'
+import type { NatsStoreOptions } from '../backends/nats/index.js'
 import type { ConfigLookup } from '../internal/config.js'
 import { ConfigError, describe } from '../core/errors.js'
 import type { KvStore } from '../core/store.js'
 import { UsageError } from './errors.js'
 
 /** The backends the command talks to. */
-export type Backend = 'etcd' | 'redis' | 'consul' | 'filedb' | 'postgres'
+export type Backend = 'etcd' | 'redis' | 'consul' | 'filedb' | 'postgres' | 'nats'
 
-export const BACKENDS: readonly Backend[] = ['etcd', 'redis', 'consul', 'filedb', 'postgres']
+export const BACKENDS: readonly Backend[] = [
+  'etcd',
+  'redis',
+  'consul',
+  'filedb',
+  'postgres',
+  'nats',
+]
 
 /** Each backend's configuration-file flag and environment variable (those of its loader). */
 export const CONFIG_SOURCES: Readonly<
@@ -24,6 +32,7 @@ export const CONFIG_SOURCES: Readonly<
   consul: { flag: '--consul-config', env: 'CONSUL_CONFIG' },
   filedb: { flag: '--filedb-config', env: 'FILEDB_CONFIG' },
   postgres: { flag: '--postgres-config', env: 'POSTGRES_CONFIG' },
+  nats: { flag: '--nats-config', env: 'NATS_CONFIG' },
 }
 
 /** The environment variable that names the store when no flag does. */
@@ -53,7 +62,18 @@ export type StoreTarget = {
   | { readonly backend: 'consul'; readonly options: ConsulStoreOptions }
   | { readonly backend: 'filedb'; readonly options: FileStoreOptions }
   | { readonly backend: 'postgres'; readonly options: PostgresStoreOptions }
+  | { readonly backend: 'nats'; readonly options: NatsStoreOptions }
+  | { readonly backend: 'http'; readonly options: HttpTargetOptions }
 )
+
+/** A served store (`rx-datasync serve`): its URL, and the token of RX_DATASYNC_HTTP_TOKEN. */
+export interface HttpTargetOptions {
+  readonly url: string
+  readonly token?: string
+}
+
+/** The environment variable holding the bearer token for an http(s):// store. */
+export const HTTP_TOKEN_ENV = 'RX_DATASYNC_HTTP_TOKEN'
 
 /** An open store and its name for messages. */
 export interface OpenedStore {
@@ -63,7 +83,7 @@ export interface OpenedStore {
 }
 
 const URL_FORMS =
-  'etcd://host:port[,host:port...], redis://[[user]:password@]host:port[/db], rediss://..., consul://host:port, file:///path/to/dir-or-file, postgres://[user[:password]@]host:port/database'
+  'etcd://host:port[,host:port...], redis://[[user]:password@]host:port[/db], rediss://..., consul://host:port, file:///path/to/dir-or-file, http(s)://host:port (a served store), postgres://[user[:password]@]host:port/database, nats://[user:password@]host:port[,host:port...]/bucket'
 
 /**
  * The store of a command that uses one: `--store`, else the one backend named by a config flag,
@@ -92,7 +112,7 @@ export function chooseStore(store: string | undefined, context: StoreContext): s
   }
   if (configured[0] !== undefined) return configured[0]
   throw new UsageError(
-    `no store given: use --store with a URL (${URL_FORMS}), or a configuration file (--etcd-config, --redis-config, --consul-config, --filedb-config, --postgres-config, or their environment variables)`,
+    `no store given: use --store with a URL (${URL_FORMS}), or a configuration file (--etcd-config, --redis-config, --consul-config, --filedb-config, --postgres-config, --nats-config, or their environment variables)`,
   )
 }
 
@@ -159,6 +179,28 @@ export function parseStoreUrl(spec: string, cwd: string): StoreTarget {
         options: { address: hosts[0] ?? '' },
       }
     }
+    case 'http':
+    case 'https': {
+      let parsed: URL
+      try {
+        parsed = new URL(spec)
+      } catch {
+        throw bad(spec, `expected ${scheme}://host:port[/path]`)
+      }
+      if (parsed.username !== '' || parsed.password !== '') {
+        throw bad(spec, `give the token in ${HTTP_TOKEN_ENV}, not in the URL`)
+      }
+      if (parsed.search !== '' || parsed.hash !== '') {
+        throw bad(spec, 'query strings and fragments are not understood')
+      }
+      return {
+        backend: 'http',
+        label: spec,
+        resyncAfterReconnect: false,
+        origin: url,
+        options: { url: spec },
+      }
+    }
     case 'file': {
       let path: string
       if (spec.startsWith('file://')) {
@@ -193,6 +235,30 @@ export function parseStoreUrl(spec: string, cwd: string): StoreTarget {
         options: { connectionString: spec },
       }
     }
+    case 'nats': {
+      const { user, password, hosts, path } = authority(spec, 'nats', 4222)
+      const bucket = path.replace(/^\//, '')
+      if (bucket === '' || bucket.includes('/')) {
+        throw bad(spec, 'the path is the KV bucket, e.g. nats://127.0.0.1:4222/config')
+      }
+      if ((user === undefined) !== (password === undefined) || user === '') {
+        throw bad(
+          spec,
+          'give both user and password (nats://user:password@host:port/bucket), or neither',
+        )
+      }
+      return {
+        backend: 'nats',
+        label: mask(spec),
+        resyncAfterReconnect: false,
+        origin: url,
+        options: {
+          servers: hosts.map((host) => `nats://${host}`),
+          bucket,
+          ...(user !== undefined && password !== undefined ? { user, password } : {}),
+        },
+      }
+    }
     default:
       throw new UsageError(
         `store '${spec}': expected a URL (${URL_FORMS}) or a backend name (${BACKENDS.join(', ')}) configured by its file`,
@@ -209,7 +275,12 @@ export function parseStoreUrl(spec: string, cwd: string): StoreTarget {
  */
 export async function resolveTarget(spec: string, context: StoreContext): Promise<StoreTarget> {
   const backend = BACKENDS.find((name) => name === spec)
-  if (backend === undefined) return parseStoreUrl(spec, context.cwd)
+  if (backend === undefined) {
+    const target = parseStoreUrl(spec, context.cwd)
+    const token = nonEmpty(context.env[HTTP_TOKEN_ENV])
+    if (target.backend !== 'http' || token === undefined) return target
+    return { ...target, options: { ...target.options, token } }
+  }
   const { flag, env } = CONFIG_SOURCES[backend]
   const named = context.configFiles[backend] ?? nonEmpty(context.env[env])
   if (named === undefined) {
@@ -242,6 +313,8 @@ async function loadOptions(backend: Backend, lookup: ConfigLookup) {
       return (await import('../backends/filedb/index.js')).loadFileDbConfig(lookup)
     case 'postgres':
       return (await import('../backends/postgres/index.js')).loadPostgresConfig(lookup)
+    case 'nats':
+      return (await import('../backends/nats/index.js')).loadNatsConfig(lookup)
   }
 }
 
@@ -315,9 +388,18 @@ async function create(target: StoreTarget): Promise<KvStore> {
       const { createFileStore } = await import('../backends/filedb/index.js')
       return createFileStore(target.options)
     }
+    case 'http': {
+      const { createHttpStore } = await import('../http/client/index.js')
+      const { url, token } = target.options
+      return createHttpStore(url, token === undefined ? {} : { token })
+    }
     case 'postgres': {
       const { createPostgresStore } = await import('../backends/postgres/index.js')
       return createPostgresStore(target.options)
+    }
+    case 'nats': {
+      const { createNatsStore } = await import('../backends/nats/index.js')
+      return createNatsStore(target.options)
     }
   }
 }

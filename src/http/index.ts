@@ -10,3 +10,4 @@ export type {
   HttpTokenGrant,
 } from './server/options.js'
 export type { HttpServerMetrics } from './server/metrics.js'
+export { loadHttpServerConfig } from './server/config.js'

@@ -150,7 +150,9 @@ describe('store URLs', () => {
       ['consul://t@h', /--consul-config/],
       ['file:', /expected a path/],
       ['file://remote-host/x', /file:\/\/\/absolute\/path/],
-      ['http://h', /expected a URL \(etcd:\/\//],
+      ['gopher://h', /expected a URL \(etcd:\/\//],
+      ['http://user:secret@h', /give the token in RX_DATASYNC_HTTP_TOKEN/],
+      ['https://h/?a=1', /query strings and fragments/],
       ['nothing', /or a backend name/],
     ]
     for (const [spec, why] of cases) {
