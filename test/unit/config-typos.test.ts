@@ -3,6 +3,8 @@ import { z } from 'zod'
 import { loadConsulConfig } from '../../src/backends/consul/index.js'
 import { loadEtcdConfig } from '../../src/backends/etcd/index.js'
 import { loadFileDbConfig } from '../../src/backends/filedb/index.js'
+import { loadNatsConfig } from '../../src/backends/nats/config.js'
+import { loadPostgresConfig } from '../../src/backends/postgres/config.js'
 import { loadRedisConfig } from '../../src/backends/redis/index.js'
 import { closeNames, unknownFieldMessage } from '../../src/internal/config-fields.js'
 import { parseConfig } from '../../src/internal/config.js'
@@ -63,6 +65,23 @@ const typos: readonly Typo[] = [
     line: 2,
     field: 'configuration-path',
     meant: "'configuration-paths'",
+  },
+  // The NATS and PostgreSQL loaders, built on loadConfigFile, get the same without code of their own.
+  {
+    backend: 'nats',
+    load: (file) => loadNatsConfig({ file, env: {} }),
+    text: 'servrs: [nats://127.0.0.1:4222]\n',
+    line: 1,
+    field: 'servrs',
+    meant: "'servers'",
+  },
+  {
+    backend: 'postgres',
+    load: (file) => loadPostgresConfig({ file, env: {} }),
+    text: 'host: 127.0.0.1\ndatabse: app\n',
+    line: 2,
+    field: 'databse',
+    meant: "'database'",
   },
 ]
 
