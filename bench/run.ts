@@ -8,6 +8,7 @@
 //   --runs 7            timed runs per side (the median is reported; at least 5 for the issue)
 //   --warmups 3         untimed runs per side first (JIT), except for memory (fresh processes)
 //   --backends etcd,redis,redis-lean   redis-lean: our store with watchMemory 'lean' (same server)
+//                       postgres: on demand (not in the default list), a PostgreSQL 15 server of its own
 //   --workloads resync,combined,memory,throughput,latency,writes,restore
 //   --sizes 10000,100000        resync sizes; memory, combined and restore use the largest
 //                       restore (etcd): first view after a restart from a saved snapshot vs a full resync
@@ -22,6 +23,7 @@ import { parseArgs } from 'node:util'
 import {
   cleanupAllServers,
   startEtcd,
+  startPostgres,
   startRedis,
   type ServerProcess,
 } from '../test/servers/index.js'
@@ -29,6 +31,7 @@ import type { Backend } from './lib/backend.js'
 import { etcdBackend } from './lib/etcd.js'
 import { machineLines } from './lib/machine.js'
 import { redisBackend } from './lib/redis.js'
+import { postgresBackend } from './lib/postgres.js'
 import { renderTable, verdict, type Row } from './lib/stats.js'
 import type { Settings, Side } from './workloads/common.js'
 import { latencyWorkload } from './workloads/latency.js'
@@ -111,7 +114,12 @@ async function open(name: string): Promise<Backend> {
     }
     return redisBackend(redisServer, name === 'redis' ? 'values' : 'lean')
   }
-  throw new TypeError(`--backends: unknown backend '${name}' (etcd, redis, redis-lean)`)
+  if (name === 'postgres') {
+    const server = await startPostgres({ name: 'postgres-bench' })
+    servers.push(server)
+    return postgresBackend(server)
+  }
+  throw new TypeError(`--backends: unknown backend '${name}' (etcd, redis, redis-lean, postgres)`)
 }
 
 async function runBackend(backend: Backend): Promise<void> {
@@ -124,7 +132,8 @@ async function runBackend(backend: Backend): Promise<void> {
         step(`resync of ${size} keys`)
         rows.push(...(await resyncWorkload(backend, size, settings)))
       }
-      if (workloads.has('memory') && size === Math.max(...sizes)) {
+      // The memory children speak etcd and Redis only.
+      if (workloads.has('memory') && size === Math.max(...sizes) && backend.name !== 'postgres') {
         const data = resyncData(size)
         if (!workloads.has('resync')) {
           await backend.clear(data.root)

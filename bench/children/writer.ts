@@ -9,7 +9,7 @@ import { rawRedis } from '../lib/raw-redis.js'
 
 /** What the parent passes (JSON, first argument). */
 export interface WriterInput {
-  readonly backend: 'etcd' | 'redis'
+  readonly backend: 'etcd' | 'redis' | 'postgres'
   readonly endpoint: string
   readonly prefix: string
   readonly count: number
@@ -34,6 +34,26 @@ if (input.backend === 'etcd') {
   }
   close = () => {
     client.close()
+  }
+} else if (input.backend === 'postgres') {
+  // One connection per batch in flight: a transaction needs a connection of its own.
+  const { rawPostgres, rawPutMany } = await import('../lib/postgres-raw.js')
+  const clients = await Promise.all(
+    Array.from({ length: input.concurrency }, () => rawPostgres(Number(input.endpoint))),
+  )
+  write = async (from, to) => {
+    const client = clients.pop()
+    if (client === undefined) throw new Error('writer: more batches in flight than connections')
+    const entries: [string, string][] = []
+    for (let i = from; i < to; i++) entries.push([key(i), valueText(i)])
+    try {
+      await rawPutMany(client, entries)
+    } finally {
+      clients.push(client)
+    }
+  }
+  close = () => {
+    for (const client of clients) void client.end()
   }
 } else {
   const client = await rawRedis(Number(input.endpoint))
