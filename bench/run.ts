@@ -32,6 +32,8 @@ import { etcdBackend } from './lib/etcd.js'
 import { machineLines } from './lib/machine.js'
 import { redisBackend } from './lib/redis.js'
 import { postgresBackend } from './lib/postgres.js'
+import { natsBackend } from './lib/nats.js'
+import { startNats } from '../test/servers/nats.js'
 import { renderTable, verdict, type Row } from './lib/stats.js'
 import type { Settings, Side } from './workloads/common.js'
 import { latencyWorkload } from './workloads/latency.js'
@@ -119,7 +121,14 @@ async function open(name: string): Promise<Backend> {
     servers.push(server)
     return postgresBackend(server)
   }
-  throw new TypeError(`--backends: unknown backend '${name}' (etcd, redis, redis-lean, postgres)`)
+  if (name === 'nats') {
+    const server = await startNats({ name: 'nats-bench' })
+    servers.push(server)
+    return natsBackend(server)
+  }
+  throw new TypeError(
+    `--backends: unknown backend '${name}' (etcd, redis, redis-lean, postgres, nats)`,
+  )
 }
 
 async function runBackend(backend: Backend): Promise<void> {
@@ -133,7 +142,12 @@ async function runBackend(backend: Backend): Promise<void> {
         rows.push(...(await resyncWorkload(backend, size, settings)))
       }
       // The memory children speak etcd and Redis only.
-      if (workloads.has('memory') && size === Math.max(...sizes) && backend.name !== 'postgres') {
+      if (
+        workloads.has('memory') &&
+        size === Math.max(...sizes) &&
+        backend.name !== 'postgres' &&
+        backend.name !== 'nats'
+      ) {
         const data = resyncData(size)
         if (!workloads.has('resync')) {
           await backend.clear(data.root)

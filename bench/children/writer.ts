@@ -9,7 +9,7 @@ import { rawRedis } from '../lib/raw-redis.js'
 
 /** What the parent passes (JSON, first argument). */
 export interface WriterInput {
-  readonly backend: 'etcd' | 'redis' | 'postgres'
+  readonly backend: 'etcd' | 'redis' | 'postgres' | 'nats'
   readonly endpoint: string
   readonly prefix: string
   readonly count: number
@@ -35,7 +35,20 @@ if (input.backend === 'etcd') {
   close = () => {
     client.close()
   }
+} else if (input.backend === 'nats') {
+  // One publish per key (JetStream stores one message per put), a batch's publishes in flight.
+  const { rawNats, rawNatsPutMany } = await import('../lib/nats-raw.js')
+  const { nc, kv } = await rawNats(input.endpoint)
+  write = async (from, to) => {
+    const entries: [string, string][] = []
+    for (let i = from; i < to; i++) entries.push([key(i), valueText(i)])
+    await rawNatsPutMany(kv, entries)
+  }
+  close = () => {
+    void nc.close()
+  }
 } else if (input.backend === 'postgres') {
+  // The store's own transaction, by hand (bench/lib/postgres-raw.ts): one revision per batch.
   // One connection per batch in flight: a transaction needs a connection of its own.
   const { rawPostgres, rawPutMany } = await import('../lib/postgres-raw.js')
   const clients = await Promise.all(

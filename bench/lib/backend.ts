@@ -11,7 +11,7 @@ export interface RawWatcher {
 }
 
 export interface Backend {
-  readonly name: 'etcd' | 'redis' | 'postgres'
+  readonly name: 'etcd' | 'redis' | 'postgres' | 'nats'
   /** The name in the table: the backend, and the store options when they are not the defaults. */
   readonly label: string
   /** Options of our store beyond the address (the memory child creates its own store). */

@@ -27,7 +27,7 @@ export async function memoryWorkload(
   const label = `memory ${data.count / 1000}k ${backend.label}`
   const name = backend.name
   // The memory children speak etcd and Redis only (bench/run.ts skips the others).
-  if (name === 'postgres') return []
+  if (name === 'postgres' || name === 'nats') return []
   // Each run is a fresh process: there is nothing to warm up.
   const results = await alternate<Result>(
     { ...settings, warmups: 0 },
