@@ -103,7 +103,6 @@ export class ConsumerState<R, T> {
         scheduler: asyncScheduler,
         due: () => undefined,
         failed: () => undefined,
-        unknownKey: () => undefined,
       },
       this,
     )

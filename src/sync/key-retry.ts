@@ -21,7 +21,9 @@ export class KeyFailures {
  * `retry`: its current value, `prev` the value the consumer last applied) after a backoff of its
  * own (`keyRetry`), while every other key goes on. A newer change of a waiting key is folded
  * into its retry. A key that keeps failing keeps being retried (each failure is reported on
- * `errors$` and counted by `failing()`); a resync round starts its backoff again.
+ * `errors$` and counted by `failing()`); a resync round starts its backoff again. A key the event
+ * did not carry is ignored: an event merged by `batchQuiet` passes the one list to each event it
+ * merged, and each takes its own keys.
  *
  * ```ts
  * events$.subscribe((event) => {
@@ -83,8 +85,6 @@ export interface KeyRetryRules {
   due(state: object): void
   /** A key failed (again), retried after `delayMs`. */
   failed(consumer: string, key: string, attempts: number, delayMs: number, error: unknown): void
-  /** The consumer named a key its event did not carry. */
-  unknownKey(consumer: string, key: string): void
 }
 
 /** The orchestrator's {@link KeyRetryRules}: failures go to `errors$` and `activity$`. */
@@ -101,14 +101,6 @@ export function keyRetryRules(
     failed: (consumer, key, attempts, delayMs, error) => {
       report(new KeyFailedError(consumer, key, attempts, delayMs, error))
       if (activity.observed) activity.next({ type: 'key-failed', consumer, key, attempts, delayMs })
-    },
-    unknownKey: (consumer, key) => {
-      report(
-        new DatasyncError(
-          'invalid-argument',
-          `consumer '${consumer}' named key '${key}' as failed, but its event did not carry that key; ignored`,
-        ),
-      )
     },
   }
 }
@@ -151,8 +143,8 @@ export class KeyRetries<T> {
 
   /**
    * The consumer acknowledged `event` naming `outcome`'s keys as failed: each starts (or goes
-   * on with) its backoff, reported; a key the event did not carry is reported and ignored; the
-   * event's other keys are applied.
+   * on with) its backoff, reported; a key the event did not carry is not this event's (ignored);
+   * the event's other keys are applied.
    */
   failEvent(consumer: string, outcome: KeyFailures, event: ConsumerEvent<T>): void {
     const carried = new Map<string, Applied<T>>()
@@ -168,10 +160,9 @@ export class KeyRetries<T> {
     }
     for (const [key, error] of outcome.failures) {
       const applied = carried.get(key)
-      if (applied === undefined) {
-        this.#rules.unknownKey(consumer, key)
-        continue
-      }
+      // Not carried by this event: another part of a merged event (batchQuiet passes one list
+      // to each part it merged) takes it.
+      if (applied === undefined) continue
       const { attempts, delayMs } = this.fail(key, error, applied)
       this.#rules.failed(consumer, key, attempts, delayMs, error)
     }
