@@ -5,6 +5,7 @@
  * watcher; resuming with `after`. Each test works on a table of its own, so revisions in it are
  * the test's alone and can be checked against the table itself.
  */
+import pg from 'pg'
 import { firstValueFrom, lastValueFrom, filter, type Subscription } from 'rxjs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createPostgresStore, type PostgresStore } from '../../src/backends/postgres/index.js'
@@ -151,6 +152,52 @@ describe('postgres store under concurrency and faults', { timeout: 120_000 }, ()
     expect(BigInt(meta[0]?.revision ?? -1)).toBe(head)
     expect(new Set(rows.map((row) => row.revision)).size).toBe(Number(head))
     expect(watched.state).toEqual(await listed(store, 'c/'))
+  })
+
+  it('a transaction holding its revision open makes the next writer wait: the watch never passes it', async () => {
+    const table = freshTable()
+    const store = storeOn(table)
+    await lastValueFrom(store.put('o/0', enc('0')))
+    const watched = record(store, ['o/'])
+    await pollUntil(() => watched.events.length > 0, { description: 'the snapshot' })
+    // A slow writer by hand: the store's own statements, its transaction left open.
+    const slow = new pg.Client(server.connection())
+    await slow.connect()
+    closers.push(() => slow.end())
+    await slow.query('BEGIN')
+    const locked = await slow.query<{ revision: string }>(
+      `UPDATE ${table}_meta SET revision = revision + 1 WHERE id = 1 RETURNING revision`,
+    )
+    await slow.query(
+      `INSERT INTO ${table} (revision, key, deleted, value) VALUES ($1, 'o/slow', false, 'x')`,
+      [locked.rows[0]?.revision],
+    )
+    // A second writer must wait for the slow one's revision to commit before taking the next.
+    let fastDone = false
+    const fast = lastValueFrom(store.txn([{ op: 'put', key: 'o/fast', value: enc('y') }])).then(
+      (result) => {
+        fastDone = true
+        return result
+      },
+    )
+    await pollUntil(
+      async () => {
+        const rows = await server.query<{ wait_event_type: string | null }>(
+          `SELECT wait_event_type FROM pg_stat_activity WHERE application_name = 'rx-datasync' AND wait_event_type = 'Lock'`,
+        )
+        return rows.length > 0
+      },
+      { description: 'the second writer to wait for the lock' },
+    )
+    expect(fastDone).toBe(false)
+    expect(changeRevisions(watched.events)).toEqual([])
+    await slow.query('COMMIT')
+    const { revision: fastRevision } = await fast
+    expect(fastRevision).toBe(BigInt(locked.rows[0]?.revision ?? 0) + 1n)
+    await pollUntil(() => changeRevisions(watched.events).length === 2, {
+      description: 'both writes on the watch',
+    })
+    expect(changeRevisions(watched.events)).toEqual([fastRevision - 1n, fastRevision])
   })
 
   it('kill -9 of the server during writes, then a restart: consumers end holding the table', async () => {
