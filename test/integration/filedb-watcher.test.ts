@@ -1,9 +1,9 @@
-import type { FSWatcher } from 'chokidar'
+import { FSWatcher } from 'chokidar'
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Subject, filter, firstValueFrom, lastValueFrom, startWith, take, timeout } from 'rxjs'
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import {
   UnavailableError,
   createDatasync,
@@ -15,18 +15,22 @@ import {
 import { createFileStore, type FileStore } from '../../src/backends/filedb/index.js'
 import { recordConsumer } from '../../src/testing/index.js'
 
-// The real chokidar, with every watcher the store creates kept here, so a test can make one fail
-// the way a broken inotify watch does: an 'error' event.
-const watchers = vi.hoisted(() => [] as FSWatcher[])
-vi.mock('chokidar', async (importOriginal) => {
-  const real = await importOriginal<typeof import('chokidar')>()
-  class TrackedWatcher extends real.FSWatcher {
-    constructor(...args: ConstructorParameters<typeof real.FSWatcher>) {
-      super(...args)
-      watchers.push(this)
-    }
-  }
-  return { ...real, FSWatcher: TrackedWatcher }
+// The real chokidar, with every watcher the store starts kept here, so a test can make one fail
+// the way a broken inotify watch does: an 'error' event. The store loads chokidar through
+// require (so a missing chokidar is a clear error), which vi.mock does not reach; require(esm)
+// gives the same module instance as this import, so a spy on its prototype sees the store's.
+const watchers: FSWatcher[] = []
+const realAdd: (this: FSWatcher, ...args: Parameters<FSWatcher['add']>) => FSWatcher =
+  FSWatcher.prototype.add // eslint-disable-line @typescript-eslint/unbound-method -- called with its watcher below
+const addSpy = vi.spyOn(FSWatcher.prototype, 'add').mockImplementation(function (
+  this: FSWatcher,
+  ...args: Parameters<FSWatcher['add']>
+) {
+  if (!watchers.includes(this)) watchers.push(this)
+  return realAdd.apply(this, args)
+})
+afterAll(() => {
+  addSpy.mockRestore()
 })
 
 const WAIT = 20_000
