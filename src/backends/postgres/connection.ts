@@ -57,8 +57,22 @@ function toText(value: string | Uint8Array): string {
 }
 
 /** The store's pool; an idle connection that breaks is dropped, not thrown. */
+/**
+ * A pool client that never throws a connection error as an event: pg-pool leaves a client
+ * without an 'error' listener while it connects, hands it out, or ends it after a broken release,
+ * and a killed server's FATAL arriving then would be an uncaught exception that ends the process.
+ * The error still fails the client's next query, which is where it is handled.
+ */
+class QuietClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config)
+    this.on('error', () => undefined)
+  }
+}
+
 export function createPool(settings: ConnectionSettings): pg.Pool {
   const pool = new pg.Pool({
+    Client: QuietClient,
     ...clientConfig(settings, POOL_APPLICATION),
     max: settings.poolSize,
     idleTimeoutMillis: 10_000,
