@@ -20,6 +20,9 @@ import { createHttpStore, type FetchLike } from '../../src/http/client/index.js'
 import { httpRequest } from '../servers/index.js'
 import { makeTestCertificates } from '../support/tls.js'
 
+/** undici's own RequestInit (with the DOM lib in the program, the global one differs). */
+type UndiciInit = NonNullable<Parameters<typeof undiciFetch>[1]>
+
 const text = string()
 const enc = (value: string) => text.encode(value)
 const opened: (() => unknown)[] = []
@@ -68,7 +71,8 @@ describe('http: security', { timeout: 60_000 }, () => {
     expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:/)
     const dispatcher = new Agent({ connect: { ca: await certs.pem(certs.caFile) } })
     opened.push(() => dispatcher.close())
-    const trusting: FetchLike = (url, init) => undiciFetch(url, { ...init, dispatcher })
+    const trusting: FetchLike = (url, init) =>
+      undiciFetch(url, { ...(init as UndiciInit), dispatcher })
     const client = store(server.url, { token: 'writer-token', fetch: trusting })
     await lastValueFrom(client.put('a/tls', enc('secure')), { defaultValue: undefined })
     const got = await lastValueFrom(client.get('a/tls'))
@@ -81,7 +85,8 @@ describe('http: security', { timeout: 60_000 }, () => {
 
     const wrongCa = new Agent({ connect: { ca: await certs.pem(certs.otherCaFile) } })
     opened.push(() => wrongCa.close())
-    const untrusting: FetchLike = (url, init) => undiciFetch(url, { ...init, dispatcher: wrongCa })
+    const untrusting: FetchLike = (url, init) =>
+      undiciFetch(url, { ...(init as UndiciInit), dispatcher: wrongCa })
     const refused = await failure(
       lastValueFrom(store(server.url, { token: 'writer-token', fetch: untrusting }).get('a/1')),
     )

@@ -247,7 +247,7 @@ const expected: Record<
   },
   'rx-datasync/http-client': {
     values: ['createHttpStore'],
-    types: ['FetchLike', 'FetchResponse', 'HttpStoreOptions'],
+    types: ['FetchBodyReader', 'FetchLike', 'FetchResponse', 'HttpStoreOptions'],
   },
   'rx-datasync/snapshot-file': {
     values: ['fileSnapshotPersistence'],

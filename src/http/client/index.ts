@@ -4,4 +4,4 @@
  * browser and .dependency-cruiser.json forbids Node built-ins under src/http/client/).
  */
 export { createHttpStore } from './http-store.js'
-export type { FetchLike, FetchResponse, HttpStoreOptions } from './options.js'
+export type { FetchBodyReader, FetchLike, FetchResponse, HttpStoreOptions } from './options.js'

@@ -14,9 +14,15 @@ export interface FetchResponse {
   readonly ok: boolean
   readonly status: number
   readonly statusText: string
-  readonly body: ReadableStream<Uint8Array> | null
+  /** The streamed body (a web `ReadableStream` of bytes). */
+  readonly body: { getReader(): FetchBodyReader } | null
   text(): Promise<string>
   json(): Promise<unknown>
+}
+
+/** What the client reads of a body's reader: chunks of bytes until `done`. */
+export interface FetchBodyReader {
+  read(): Promise<{ readonly done: boolean; readonly value?: unknown }>
 }
 
 /** The `fetch` the client calls: the global one, or one of your own (a proxy, a private CA). */

@@ -137,14 +137,16 @@ export function watchOverHttp(
           throw new UnavailableError(NAME, `${what}: the answer has no body`)
         connection.up()
         activity.next()
-        const reader: ReadableStreamDefaultReader<Uint8Array> = response.body.getReader()
+        const reader = response.body.getReader()
         const decoder = new TextDecoder()
         const parser = new SseParser()
         for (;;) {
-          const { done, value } = (await reader.read()) as { done: boolean; value?: Uint8Array }
+          const { done, value } = await reader.read()
           if (done) throw new UnavailableError(NAME, `${what}: the server ended the stream`)
           activity.next()
-          for (const message of parser.push(decoder.decode(value, { stream: true }))) {
+          for (const message of parser.push(
+            decoder.decode(value as Uint8Array, { stream: true }),
+          )) {
             try {
               handle(message)
             } catch (error) {
