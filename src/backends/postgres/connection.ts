@@ -56,7 +56,6 @@ function toText(value: string | Uint8Array): string {
   return typeof value === 'string' ? value : Buffer.from(value).toString('utf8')
 }
 
-/** The store's pool; an idle connection that breaks is dropped, not thrown. */
 /**
  * A pool client that never throws a connection error as an event: pg-pool leaves a client
  * without an 'error' listener while it connects, hands it out, or ends it after a broken release,
@@ -70,6 +69,7 @@ class QuietClient extends pg.Client {
   }
 }
 
+/** The store's pool; an idle connection that breaks is dropped, not thrown. */
 export function createPool(settings: ConnectionSettings): pg.Pool {
   const pool = new pg.Pool({
     Client: QuietClient,
