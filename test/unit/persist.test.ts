@@ -113,7 +113,7 @@ describe('persist: save and restore', () => {
     expect(saved.split('\n')[0]).toMatch(/^\{"format":"rx-datasync\/snapshot","version":1,/)
     // Text values stay readable; the binary one is base64.
     expect(saved).toContain('"keys":["a/1","a/2","b/1"],"revisions":[1,1,2],"kinds":"ssb"')
-    expect(saved).toContain('"values":["one","two","/wD+"]')
+    expect(saved).toContain('"values":[3,3,"/wD+"],"text":"onetwo"')
     const savedAt = memory.revision()
 
     // While the application is down, the store changes.
@@ -311,7 +311,7 @@ describe('webStoragePersistence', () => {
     await saved
     first.close()
     expect(items.get('app')).toContain(
-      '"keys":["a/1"],"revisions":[1],"kinds":"s","values":["one"]',
+      '"keys":["a/1"],"revisions":[1],"kinds":"s","values":[3],"text":"one"',
     )
 
     const second = createDatasync(memory, { persist: { to } })

@@ -9,14 +9,16 @@ import type { PersistValues } from '../types.js'
  *
  * ```
  * {"format":"rx-datasync/snapshot","version":1,"bytes":1234,"sha256":"9f86…"}
- * {"store":"etcd","revision":"42","prefixes":["cfg/"],"savedAt":1764…,"keys":["cfg/a",…],"revisions":[40,…],"kinds":"s…","values":["on",…]}
+ * {"store":"etcd","revision":"42","prefixes":["cfg/"],"savedAt":1764…,"keys":["cfg/a",…],"revisions":[40,…],"kinds":"s…","values":[2,…],"text":"on…"}
  * ```
  *
  * `bytes` and `sha256` are the UTF-8 length and SHA-256 of the body, so a truncated or altered
  * file is told apart from a sound one before anything is parsed. The items are columns, sorted
  * by key (flat arrays parse fastest): `keys`, `revisions` (numbers, or strings past 2^53),
  * `kinds` (one letter per item) and `values`: kind `s` is a `Uint8Array` value that is valid
- * UTF-8, as text; `b` any other `Uint8Array`, in base64; `j` any other value, as JSON (or
+ * UTF-8: its bytes are the next `values[i]` bytes of `text` (every such value, as one string:
+ * loading encodes it once and each value is a view of those bytes, so they share one buffer);
+ * `b` any other `Uint8Array`, in base64; `j` any other value, as JSON (or
  * `PersistOptions.values`).
  */
 export const FORMAT = 'rx-datasync/snapshot'
@@ -86,12 +88,18 @@ export async function encodeSnapshot<R>(
   const revisions: (number | string)[] = []
   const kinds: string[] = []
   const data: unknown[] = []
+  const text: string[] = []
   for (const item of items) {
     keys.push(item.key)
     revisions.push(item.revision <= MAX_SAFE ? Number(item.revision) : item.revision.toString())
     const [kind, value] = encodeValue(item.value, values)
     kinds.push(kind)
-    data.push(value)
+    if (kind === 's') {
+      text.push(value as string)
+      data.push((item.value as Uint8Array).length)
+    } else {
+      data.push(value)
+    }
   }
   const body = JSON.stringify({
     store: snapshot.store,
@@ -102,6 +110,7 @@ export async function encodeSnapshot<R>(
     revisions,
     kinds: kinds.join(''),
     values: data,
+    text: text.join(''),
   })
   const bytes = utf8.encode(body)
   const header = JSON.stringify({
@@ -182,7 +191,7 @@ function parseBody<R>(
   fail: (message: string, cause?: unknown) => Error,
 ): SavedSnapshot<R> {
   let parsed: Partial<Record<'store' | 'revision' | 'prefixes' | 'savedAt', unknown>> &
-    Partial<Record<'keys' | 'revisions' | 'kinds' | 'values', unknown>>
+    Partial<Record<'keys' | 'revisions' | 'kinds' | 'values' | 'text', unknown>>
   try {
     parsed = JSON.parse(body) as typeof parsed
   } catch (cause) {
@@ -199,30 +208,45 @@ function parseBody<R>(
     !Array.isArray(revisions) ||
     typeof kinds !== 'string' ||
     !Array.isArray(data) ||
+    typeof parsed.text !== 'string' ||
     revisions.length !== keys.length ||
     kinds.length !== keys.length ||
     data.length !== keys.length
   ) {
     throw fail(
-      'the data lacks store, revision, prefixes, savedAt, or keys, revisions, kinds and values of one length',
+      'the data lacks store, revision, prefixes, savedAt, text, or keys, revisions, kinds and values of one length',
     )
   }
   const out: KeyValue<R>[] = new Array<KeyValue<R>>(keys.length)
+  const blob = utf8.encode(parsed.text)
+  let offset = 0
   let sorted = true
   for (let i = 0; i < keys.length; i++) {
     const key: unknown = keys[i]
     if (typeof key !== 'string') throw fail(`item ${i} has no key`)
     try {
+      let value: unknown
+      if (kinds[i] === 's') {
+        const length = data[i] as unknown
+        if (typeof length !== 'number' || !(length >= 0) || offset + length > blob.length) {
+          throw new TypeError(`a text value of ${String(length)} bytes past the end of the text`)
+        }
+        value = blob.subarray(offset, (offset += length))
+      } else {
+        value = decodeValue(kinds[i], data[i], values)
+      }
       out[i] = {
         key,
         revision: revision(BigInt(revisions[i] as number | string)),
-        value: decodeValue(kinds[i], data[i], values) as R,
+        value: value as R,
       }
     } catch (cause) {
       throw fail(`item ${i} (key ${JSON.stringify(key)}) does not decode`, cause)
     }
     if (i > 0 && sorted && compareKeys((out[i - 1] as KeyValue<R>).key, key) > 0) sorted = false
   }
+  if (offset !== blob.length)
+    throw fail(`the text holds ${blob.length - offset} bytes no value uses`)
   if (!sorted) out.sort(byKey)
   return {
     store,
@@ -255,7 +279,6 @@ function encodeValue(value: unknown, values: PersistValues): [string, unknown] {
 }
 
 function decodeValue(kind: unknown, data: unknown, values: PersistValues): unknown {
-  if (kind === 's' && typeof data === 'string') return utf8.encode(data)
   if (kind === 'b' && typeof data === 'string') return fromBase64(data)
   if (kind === 'j') return values.decode(data)
   throw new TypeError(`unknown value kind ${JSON.stringify(kind)}`)
