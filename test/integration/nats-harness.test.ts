@@ -62,8 +62,10 @@ describe('nats harness', { timeout: 180_000 }, () => {
       async (cluster) => {
         const leader = await cluster.metaLeader()
         expect(cluster.servers).toContain(leader)
+        const third = cluster.servers[2]
+        if (third === undefined) throw new Error('the cluster has no third server')
         const store = createNatsStore({
-          servers: cluster.urls[2],
+          servers: third.url,
           bucket: 'h3',
           create: { replicas: 3 },
           name: 'harness-probe',
@@ -71,7 +73,7 @@ describe('nats harness', { timeout: 180_000 }, () => {
         })
         try {
           await lastValueFrom(store.put('k', text.encode('v')), { defaultValue: undefined })
-          expect(await cluster.connectedTo('harness-probe')).toBe(cluster.servers[2])
+          expect(await cluster.connectedTo('harness-probe')).toBe(third)
         } finally {
           await store.close()
         }

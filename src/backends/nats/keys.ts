@@ -81,6 +81,8 @@ export function encodeKey(key: string): string {
  * encoding (`a=b`) keeps the tokens it cannot decode as they are.
  */
 export function decodeKey(natsKey: string): string {
+  // The common case (no escapes, no empty segment) without splitting: a watch decodes every key.
+  if (!natsKey.includes('=')) return natsKey.replaceAll('.', '/')
   return natsKey.split('.').map(decodeToken).join('/')
 }
 

@@ -112,9 +112,7 @@ export function watchBucket(
       const key = decodeKey(event.natsKey)
       if (!matches(key)) return []
       const one = change(event.seq, key, event.op, event.value)
-      return one === undefined
-        ? []
-        : [{ type: 'changes', revision: revision(event.seq), changes: [one] }]
+      return one === undefined ? [] : [{ type: 'changes', revision: one.revision, changes: [one] }]
     }
 
     const started = () => {
