@@ -1,4 +1,5 @@
 import { extname } from 'node:path'
+import { CORE_SCHEMA, YAMLException, load } from 'js-yaml'
 import { LineCounter, parseDocument, stringify } from 'yaml'
 import { ConfigError, describe } from '../../core/errors.js'
 
@@ -67,28 +68,58 @@ export function parseDataFile(path: string, content: string): ParsedFile {
     }
     locate = (where) => locateIn(text, where)
   } else {
-    const lineCounter = new LineCounter()
-    const parsed = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
-    const syntax = parsed.errors[0]
-    if (syntax) {
-      throw new ConfigError(
-        at(path, lineCounter.linePos(syntax.pos[0]).line),
-        undefined,
-        `not valid YAML: ${syntax.message.split('\n')[0] ?? syntax.code}`,
-      )
-    }
-    try {
-      document = parsed.toJS({ maxAliasCount: 100 })
-    } catch (error) {
-      throw new ConfigError(path, undefined, `not valid YAML: ${describe(error)}`)
-    }
-    locate = (where) => {
-      const node = parsed.getIn(where, true) as { range?: [number, number, number] } | undefined
-      const offset = node?.range?.[0]
-      return offset === undefined ? undefined : lineCounter.linePos(offset).line
-    }
+    document = HAS_ALIAS.test(text) ? loadWithAliases(path, text) : loadYaml(path, text)
+    // Lines are looked up only for a message (a wrong entry, a key given twice).
+    locate = (where) => locateIn(text, where)
   }
   return entriesOf(path, document, locate)
+}
+
+/**
+ * An alias (`*name`) outside quoted text. js-yaml shares an aliased node instead of copying it
+ * and has no limit on aliases, so a file that nests aliases (the "billion laughs") would cost
+ * exponential time when its values are serialized: such files go through `yaml`, which caps
+ * alias expansion. The test may match inside a quoted string too; that file then only takes the
+ * slower path.
+ */
+const HAS_ALIAS = /(?:^|[\s[{,:-])\*[^\s,[\]{}]/m
+
+/**
+ * Parses YAML data with js-yaml 4 and its core schema (YAML 1.2: no timestamps or other
+ * implicit types, as in JSON), duplicate keys refused. js-yaml is several times faster than
+ * `yaml` on large files, and FileDB snapshots are dominated by parsing.
+ *
+ * @throws ConfigError naming the file and the line of js-yaml's mark.
+ */
+function loadYaml(path: string, text: string): unknown {
+  try {
+    return load(text, { schema: CORE_SCHEMA, filename: path })
+  } catch (error) {
+    if (!(error instanceof YAMLException)) throw error
+    const line = typeof error.mark.line === 'number' ? error.mark.line + 1 : undefined
+    throw new ConfigError(at(path, line), undefined, `not valid YAML: ${error.reason}`, {
+      cause: error,
+    })
+  }
+}
+
+/** The `yaml` package's parse of a file with aliases: at most 100 alias expansions. */
+function loadWithAliases(path: string, text: string): unknown {
+  const lineCounter = new LineCounter()
+  const parsed = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
+  const syntax = parsed.errors[0]
+  if (syntax) {
+    throw new ConfigError(
+      at(path, lineCounter.linePos(syntax.pos[0]).line),
+      undefined,
+      `not valid YAML: ${syntax.message.split('\n')[0] ?? syntax.code}`,
+    )
+  }
+  try {
+    return parsed.toJS({ maxAliasCount: 100 })
+  } catch (error) {
+    throw new ConfigError(path, undefined, `not valid YAML: ${describe(error)}`)
+  }
 }
 
 function entriesOf(
@@ -254,7 +285,10 @@ function jsonErrorLine(text: string, error: unknown): number | undefined {
   return line
 }
 
-/** The line of a node in JSON text (JSON is YAML), for messages; undefined when not found. */
+/**
+ * The line of a node in JSON or YAML text, for messages; undefined when not found. It parses the
+ * text again with `yaml` (which keeps every node's position), only when a message needs a line.
+ */
 function locateIn(text: string, where: readonly (string | number)[]): number | undefined {
   try {
     const lineCounter = new LineCounter()
