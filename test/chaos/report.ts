@@ -7,6 +7,8 @@ export interface RunOptions {
   readonly activityMs: number
   readonly convergeMs: number
   readonly verbose?: boolean
+  /** Overrides the schedules' drawn `resyncAfterReconnect` (to tell a finding apart). */
+  readonly resyncAfterReconnect?: boolean
   /** Where progress goes. @default console.log */
   readonly log?: (line: string) => void
 }
@@ -44,12 +46,16 @@ export async function runBackend(
   try {
     await target.start()
     for (const seed of seeds) {
-      const schedule = drawSchedule(
+      const drawn = drawSchedule(
         seed,
         target.name,
         target.faults.map((f) => f.kind),
         options.activityMs,
       )
+      const schedule =
+        options.resyncAfterReconnect === undefined
+          ? drawn
+          : { ...drawn, resyncAfterReconnect: options.resyncAfterReconnect }
       const result = await runSchedule(target, schedule, { convergeMs: options.convergeMs })
       results.push(result)
       const faults = [...result.faults].map(([kind, n]) => `${kind} x${n}`).join(', ')

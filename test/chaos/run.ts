@@ -5,6 +5,7 @@
  *   npm run chaos                                    # every backend, 100 schedules each
  *   npm run chaos -- --backend etcd --seed 1234      # replay one schedule
  *   npm run chaos -- --backend memory,redis --schedules 20 --activity 1000
+ *   npm run chaos -- --backend etcd --resync-after-reconnect off   # override the drawn option
  */
 import { parseArgs } from 'node:util'
 import { cleanupAllServers } from '../servers/index.js'
@@ -20,6 +21,8 @@ const { values } = parseArgs({
     activity: { type: 'string', default: '2000' },
     'converge-ms': { type: 'string', default: '30000' },
     verbose: { type: 'boolean', default: false },
+    // 'on' or 'off' overrides what each schedule draws.
+    'resync-after-reconnect': { type: 'string' },
   },
 })
 
@@ -49,6 +52,9 @@ try {
       activityMs: Number(values.activity),
       convergeMs: Number(values['converge-ms']),
       verbose: values.verbose,
+      ...(values['resync-after-reconnect'] === undefined
+        ? {}
+        : { resyncAfterReconnect: values['resync-after-reconnect'] === 'on' }),
     })
     summaries.push(summary)
     printTable([summary])
