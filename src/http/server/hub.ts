@@ -264,7 +264,8 @@ export class Hub {
       const dropped = this.#log.splice(0, this.#log.length - this.settings.historySize)
       this.#logStart = dropped.at(-1)?.revision ?? this.#logStart
     }
-    for (const session of this.sessions) session.changes(batch.revision, changes)
+    const shared = {}
+    for (const session of this.sessions) session.changes(batch.revision, changes, shared)
     this.#revisions.next(event.revision)
   }
 

@@ -11,6 +11,16 @@ import {
 } from '../wire.js'
 import type { Counters } from './metrics.js'
 
+/** The frame of a whole change batch, encoded by the first session that needs it. */
+export interface SharedFrame {
+  frame?: string
+}
+
+function changesFrame(revision: Revision, changes: readonly Change<Uint8Array>[]): string {
+  const body: WireChanges = { revision: revision.toString(), changes: changes.map(toWireChange) }
+  return `event: changes\nid: ${revision.toString()}\ndata: ${JSON.stringify(body)}\n\n`
+}
+
 /** What a session needs from its server. */
 export interface SessionOptions {
   readonly maxBufferedBytes: number
@@ -86,12 +96,21 @@ export class Session {
   }
 
   /** Sends the changes of one batch that this client may see, if any. */
-  changes(revision: Revision, changes: readonly Change<Uint8Array>[]): void {
+  changes(
+    revision: Revision,
+    changes: readonly Change<Uint8Array>[],
+    shared: SharedFrame = {},
+  ): void {
     if (this.#phase === 'ended' || this.#phase === 'waiting') return
     const kept = changes.filter((change) => this.filter(change.key))
     if (kept.length === 0) return
-    const body: WireChanges = { revision: revision.toString(), changes: kept.map(toWireChange) }
-    this.#send('changes', body, revision)
+    if (kept.length === changes.length) {
+      // Every client that sees the whole batch writes the same frame: encoded once.
+      shared.frame ??= changesFrame(revision, kept)
+      this.#write(shared.frame, revision)
+      return
+    }
+    this.#write(changesFrame(revision, kept), revision)
   }
 
   /** Moves the client's resume position to `revision` when nothing it sees changed since. */
