@@ -36,7 +36,12 @@ export default defineConfig({
         ...shared,
         test: {
           name: 'integration',
-          include: ['test/integration/**/*.test.ts', 'test/servers/**/*.test.ts'],
+          include: [
+            'test/integration/**/*.test.ts',
+            'test/servers/**/*.test.ts',
+            // The packed tarball installed into fresh consumer projects.
+            'test/package/**/*.test.ts',
+          ],
           testTimeout: 120_000,
           hookTimeout: 300_000,
           fileParallelism: false,
