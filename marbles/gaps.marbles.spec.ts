@@ -11,8 +11,9 @@ describe('gaps', () => {
         s: snapshotOf(1, { 'a/1': '1', 'b/1': '1' }),
         g: snapshotOf(5, { 'a/1': '2', 'b/1': '2' }, 'compacted'),
       }
-      // The first round never reaches b. a already holds the first resync (delivered, not yet
-      // acknowledged), so the new round brings it only the difference; b gets the new snapshot.
+      // The first round never reaches b. a still holds the first resync (delivered, not yet
+      // acknowledged) when the gap comes: a change now would reach a before its resync was
+      // acknowledged (P3), so the new round resyncs a again, in full; b gets the new snapshot.
       const watch = cold(' s-g      ', values)
       const watchSubs = '  ^-------!'
       const stop = hot('   --------x')
@@ -26,7 +27,7 @@ describe('gaps', () => {
       ackAfter(b.events$, 1)
       expectObservable(labels(a.events$)).toBe(aEvents, {
         r: 'R(startup) a/1=1',
-        c: 'C(gap) a/1:1>2',
+        c: 'R(startup) a/1=2',
       })
       expectObservable(labels(b.events$)).toBe(bEvents, { r: 'R(startup) b/1=2' })
       expectSubscriptions(watch.subscriptions).toBe(watchSubs)
