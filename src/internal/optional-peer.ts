@@ -6,11 +6,13 @@ import { DatasyncError } from '../core/errors.js'
  * `package.json` declares for each. A unit test keeps this table equal to `peerDependencies`.
  */
 export const OPTIONAL_PEERS: Readonly<Record<string, string>> = {
-  etcd3: '^1.1.2',
+  // ~: the etcd backend reaches into etcd3's connection pool (test/unit/etcd-pool-internals).
+  etcd3: '~1.1.2',
   ioredis: '^6.0.0',
   consul: '^2.0.0',
   chokidar: '^5.0.0',
   protobufjs: '^8.0.0',
+  pg: '^8.11.0',
   '@nats-io/transport-node': '^3.4.0',
   '@nats-io/jetstream': '^3.4.0',
   '@nats-io/kv': '^3.4.0',
