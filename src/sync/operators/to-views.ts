@@ -1,9 +1,12 @@
 import { Observable, type OperatorFunction } from 'rxjs'
-import { produce } from 'immer'
+import { enableMapSet, produce } from 'immer'
 import { valuesEqual } from '../../core/equal.js'
 import type { KeyValue } from '../../core/events.js'
 import { applyChanges, createSnapshot, type Snapshot } from '../../core/snapshot.js'
 import type { ConsumerEvent } from '../types.js'
+
+// Views are Maps: immer's Map support, loaded only where views are built (snapshots need no immer).
+enableMapSet()
 
 /**
  * Turns a consumer's events into the consumer's state: after each event it emits an immutable
