@@ -9,7 +9,9 @@ describe('snapshots without immer', () => {
     const writable = snapshot as Map<string, typeof a>
     expect(() => writable.set('c', a)).toThrow(/a snapshot is frozen/)
     expect(() => writable.delete('a')).toThrow(TypeError)
-    expect(() => { writable.clear(); }).toThrow(TypeError)
+    expect(() => {
+      writable.clear()
+    }).toThrow(TypeError)
     expect(Object.isFrozen(snapshot)).toBe(true)
     const next = applyChanges(snapshot, [
       { op: 'put', key: 'c', value: 3, revision: revision(2n) },
