@@ -50,5 +50,24 @@ describe('optional peer dependencies', () => {
     expect(required.Redis).toBe(imported.Redis)
     const chokidar = requirePeer('chokidar', 'rx-datasync/filedb') as typeof import('chokidar')
     expect(chokidar.FSWatcher).toBe((await import('chokidar')).FSWatcher)
+    const pg = requirePeer('pg', 'rx-datasync/postgres') as typeof import('pg')
+    expect(pg.Client).toBe((await import('pg')).default.Client)
+  })
+
+  it('the postgres backend loads pg only through requirePeer', async () => {
+    const dir = new URL('../../src/backends/postgres/', import.meta.url)
+    const { readdirSync } = await import('node:fs')
+    for (const file of readdirSync(dir).filter((name) => name.endsWith('.ts'))) {
+      const text = readFileSync(new URL(file, dir), 'utf8')
+      const runtime = /^import (?!type )[^\n]*from 'pg'/m.exec(text)
+      expect(runtime?.[0], file).toBeUndefined()
+    }
+    const { Client, Pool } = await import('../../src/backends/postgres/pg.js')
+    const imported = (await import('pg')).default
+    expect(Client).toBe(imported.Client)
+    expect(Pool).toBe(imported.Pool)
+    expect(new MissingPeerError('pg', 'rx-datasync/postgres', undefined).message).toContain(
+      'run `npm install pg` (an optional peer dependency of rx-datasync, version ^8.11.0)',
+    )
   })
 })

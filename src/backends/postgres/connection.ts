@@ -1,6 +1,7 @@
-import pg from 'pg'
+import type pg from 'pg'
 import { Observable } from 'rxjs'
 import type { ConnectionSettings } from './options.js'
+import { Client, Pool } from './pg.js'
 
 /** The `application_name` of the store's pooled connections. */
 export const POOL_APPLICATION = 'rx-datasync'
@@ -62,7 +63,7 @@ function toText(value: string | Uint8Array): string {
  * and a killed server's FATAL arriving then would be an uncaught exception that ends the process.
  * The error still fails the client's next query, which is where it is handled.
  */
-class QuietClient extends pg.Client {
+class QuietClient extends Client {
   constructor(config?: string | pg.ClientConfig) {
     super(config)
     this.on('error', () => undefined)
@@ -71,7 +72,7 @@ class QuietClient extends pg.Client {
 
 /** The store's pool; an idle connection that breaks is dropped, not thrown. */
 export function createPool(settings: ConnectionSettings): pg.Pool {
-  const pool = new pg.Pool({
+  const pool = new Pool({
     Client: QuietClient,
     ...clientConfig(settings, POOL_APPLICATION),
     max: settings.poolSize,

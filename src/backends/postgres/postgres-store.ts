@@ -1,4 +1,4 @@
-import pg from 'pg'
+import type pg from 'pg'
 import {
   EMPTY,
   NEVER,
@@ -32,6 +32,7 @@ import { StoreEdge } from '../../internal/edge.js'
 import { WATCH_APPLICATION, clientConfig, createPool, onConnection } from './connection.js'
 import { NAME, errorMapper } from './errors.js'
 import { resolveOptions, type PostgresStore, type PostgresStoreOptions } from './options.js'
+import { Client } from './pg.js'
 import {
   ensureSchema,
   keyProblem,
@@ -154,7 +155,7 @@ export function createPostgresStore(options: PostgresStoreOptions = {}): Postgre
     reconnectIntervalMs: settings.reconnectIntervalMs,
     resyncAfterReconnect: settings.resyncAfterReconnect,
     listener: async () => {
-      const client = new pg.Client(clientConfig(settings, WATCH_APPLICATION))
+      const client = new Client(clientConfig(settings, WATCH_APPLICATION))
       client.on('error', () => undefined)
       try {
         await client.connect()

@@ -1,4 +1,4 @@
-import pg from 'pg'
+import type pg from 'pg'
 import { NEVER, Observable, concat, defer, map, of, timeout } from 'rxjs'
 import { asyncScheduler, type SchedulerLike } from 'rxjs'
 import { toMillis, type Duration } from '../../core/duration.js'
@@ -13,6 +13,7 @@ import { compareKeys } from '../../internal/order.js'
 import { WATCH_APPLICATION, clientConfig, createPool, onConnection } from './connection.js'
 import { NAME, errorMapper } from './errors.js'
 import { resolveConnection, type PostgresConnectionOptions } from './options.js'
+import { Client } from './pg.js'
 import { normalizePrefixes } from './sql.js'
 import {
   ROWS,
@@ -161,7 +162,7 @@ export function createPostgresTableSource(
     reconnectIntervalMs,
     resyncAfterReconnect: false,
     listener: async () => {
-      const client = new pg.Client(clientConfig(settings, WATCH_APPLICATION))
+      const client = new Client(clientConfig(settings, WATCH_APPLICATION))
       client.on('error', () => undefined)
       try {
         await client.connect()
