@@ -80,8 +80,14 @@ export class ConsulHttp {
     private readonly fail: (raw: unknown, what: string) => DatasyncError,
   ) {}
 
-  /** A recursive listing of `prefix`; with `blocking`, a blocking query from that index. */
-  list(prefix: string, blocking?: Blocking): Observable<Listing> {
+  /**
+   * A recursive listing of `prefix`; with `blocking`, a blocking query from that index. With
+   * `consistent` (unless the store reads `stale`) the leader answers only once it is ready for
+   * consistent reads: a server that has just restarted answers default reads from its state
+   * before it replayed its log (an empty store at index 1), which would look like every key
+   * deleted and the index reset.
+   */
+  list(prefix: string, blocking?: Blocking, consistent = false): Observable<Listing> {
     const timeoutMs =
       blocking === undefined
         ? this.settings.requestTimeoutMs
@@ -93,6 +99,7 @@ export class ConsulHttp {
       (api, ctx) =>
         api.kv.get({
           ...this.common(ctx),
+          ...(consistent && this.settings.consistency !== 'stale' ? { consistent: true } : {}),
           key: prefix,
           recurse: true,
           buffer: true,

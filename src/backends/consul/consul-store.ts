@@ -166,7 +166,8 @@ export function createConsulStore(options: ConsulStoreOptions = {}): ConsulStore
           // learn its index would cost more than it tells).
           if (prefixes.length === 0) return concat(of(EMPTY_SNAPSHOT), NEVER)
           return watchListing(prefixes, {
-            list: (root, blocking) => http.list(root, blocking),
+            // A listing afresh (the first, and after every failure) is a consistent read.
+            list: (root, blocking) => http.list(root, blocking, blocking === undefined),
             waitMs: settings.waitMs,
             minQueryIntervalMs: settings.minQueryIntervalMs,
             backoff: { firstMs: settings.retryDelayMs, maxMs: settings.maxRetryDelayMs },
