@@ -142,13 +142,11 @@ describe('Redis size limits (proto-max-bulk-len)', () => {
     expect(results.get('size/published-small')).toMatchObject({ ok: true })
   })
 
-  it("maps the server's refusal (maxValueBytes left above it) to invalid-argument", async () => {
-    const s = store()
-    const error = await failure(firstValueFrom(s.put('size/server', new Uint8Array(2 * MiB))))
-    expect(error.code).toBe('invalid-argument')
-    expect(error.retryable).toBe(false)
-    expect(error.message).toMatch(/proto-max-bulk-len; set the store's maxValueBytes/)
-  })
+  // The server's own refusal (maxValueBytes left above a lowered proto-max-bulk-len) is not
+  // tested here: Redis replies with an error and drops the connection while the client is still
+  // writing the value, so whether the reply or the reset reaches the client first is a race. Its
+  // mapping is a unit test (test/unit/redis-internals.test.ts); the README says to set
+  // maxValueBytes to the server's limit, which makes the refusal certain.
 })
 
 describe('Consul size limits (kv_max_value_size)', () => {

@@ -115,6 +115,20 @@ describe('errors', () => {
     ).toBeInstanceOf(ConfigError)
     expect(map(new Error('something odd'), 'get').code).toBe('internal')
   })
+
+  it("maps the server's bulk-length refusal to a non-retryable invalid-argument", () => {
+    // What ioredis hands over when Redis refuses a value over its proto-max-bulk-len and its
+    // reply is read before the connection drops (when the drop wins, the command fails as
+    // unavailable: the store's maxValueBytes check is what makes the refusal certain).
+    const refusal = Object.assign(new Error('ERR Protocol error: invalid bulk length'), {
+      name: 'ReplyError',
+    })
+    const { error, scope } = toDatasyncError(refusal, "put 'size/server'")
+    expect(scope).toBe('operation')
+    expect(error.code).toBe('invalid-argument')
+    expect(error.retryable).toBe(false)
+    expect(error.message).toMatch(/proto-max-bulk-len; set the store's maxValueBytes/)
+  })
 })
 
 describe('revisions', () => {
