@@ -34,14 +34,30 @@ afterEach(async () => {
 const body = (entries: Record<string, string>) =>
   JSON.stringify({ data: Object.entries(entries).map(([key, value]) => ({ key, value })) })
 
-/** Watches every key; resolves once the first snapshot arrived. */
+/** Watches every key of a new store; resolves once the first snapshot arrived. */
 async function watchAll(options: { deleteHold?: `${number}ms` | `${number}s` } = {}) {
   store = createFileStore({ paths: [dir], deleteHold: options.deleteHold ?? '2s' })
+  return follow(store)
+}
+
+/**
+ * Ends the current watch and watches again in the same moment (as the orchestrator does when a
+ * consumer registers); resolves once the new watch's first snapshot arrived.
+ */
+function watchAgain() {
+  current?.stop()
+  return follow(store!)
+}
+
+let current: { stop(): void } | undefined
+
+/** A watch of every key: its first snapshot's keys, then its changes. */
+async function follow(watched: FileStore) {
   const changes: Change<Uint8Array>[] = []
   const updates = new Subject<void>()
-  let snapshot = false
-  store.watch(['']).subscribe((event: StoreEvent<Uint8Array>) => {
-    if (event.type === 'snapshot') snapshot = true
+  let snapshot: string[] | undefined
+  const subscription = watched.watch(['']).subscribe((event: StoreEvent<Uint8Array>) => {
+    if (event.type === 'snapshot') snapshot = event.items.map((item) => item.key)
     else changes.push(...event.changes)
     updates.next()
   })
@@ -59,8 +75,17 @@ async function watchAll(options: { deleteHold?: `${number}ms` | `${number}s` } =
         }),
       ),
     )
-  await until(() => snapshot, 'the first snapshot')
-  return { changes, until }
+  await until(() => snapshot !== undefined, 'the first snapshot')
+  const watch = {
+    changes,
+    until,
+    snapshot: snapshot ?? [],
+    stop: () => {
+      subscription.unsubscribe()
+    },
+  }
+  current = watch
+  return watch
 }
 
 const decode = (change: Change<Uint8Array>) =>
@@ -127,6 +152,37 @@ describe('filedb: a file settles before it is applied', () => {
     await rm(file)
     await until(() => changes.length >= 1, 'the delete of f/1')
     expect(changes.map((c) => [c.op, c.key])).toEqual([['delete', 'f/1']])
+  })
+
+  it('a watch replaced at once while a file is re-created keeps the file watcher: no deletes', async () => {
+    // The orchestrator watches again when a consumer registers: the old watch ends and the new
+    // one starts in the same moment. Found by the chaos run (filedb seed 13): the file watcher
+    // stopped with the old watch, and the new one's first scan, caught between the delete and
+    // the re-create, deleted the file's keys.
+    const file = join(dir, 'g.json')
+    await writeFile(file, body({ 'g/1': '1', 'g/2': '2' }))
+    const first = await watchAll()
+    expect(first.snapshot).toEqual(['g/1', 'g/2'])
+    await rm(file)
+    const second = await watchAgain()
+    expect(second.snapshot).toEqual(['g/1', 'g/2'])
+    await writeFile(file, body({ 'g/1': '1', 'g/2': '2', 'g/3': '3' }))
+    await second.until(() => second.changes.some((c) => c.key === 'g/3'), 'the put of g/3')
+    expect(second.changes.map((c) => [c.op, c.key])).toEqual([['put', 'g/3']])
+  })
+
+  it("a new watcher's first scan holds a file gone since the last one (the store knew its keys)", async () => {
+    const file = join(dir, 'h.json')
+    await writeFile(file, body({ 'h/1': '1' }))
+    const first = await watchAll()
+    first.stop()
+    // The file watcher stops a tick after the last watch left; the file goes while none runs.
+    await rm(file)
+    const second = await watchAgain()
+    expect(second.snapshot).toEqual(['h/1'])
+    await writeFile(file, body({ 'h/1': '1', 'h/2': '2' }))
+    await second.until(() => second.changes.some((c) => c.key === 'h/2'), 'the put of h/2')
+    expect(second.changes.map((c) => [c.op, c.key])).toEqual([['put', 'h/2']])
   })
 
   it('refuses a deleteHold that is not a duration, naming it', () => {

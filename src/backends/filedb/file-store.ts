@@ -1,4 +1,13 @@
-import { Observable, Subject, defer, map, of, type Subscriber } from 'rxjs'
+import {
+  Observable,
+  Subject,
+  defer,
+  map,
+  of,
+  timer,
+  type Subscriber,
+  type Subscription,
+} from 'rxjs'
 import { CapabilityError, DatasyncError, describe } from '../../core/errors.js'
 import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
 import { matchesAny } from '../../core/snapshot.js'
@@ -78,6 +87,8 @@ export function createFileStore(options: FileStoreOptions): FileStore {
   const watches = new Set<Watch>()
   const closing = new Set<Promise<unknown>>()
   let watcher: FileWatcher | undefined
+  /** The file watcher's stop, a tick after the last watch left (see `watch`). */
+  let lingering: Subscription | undefined
   /** A scan was applied: the status says ready or degraded from now on. */
   let scanned = false
 
@@ -158,6 +169,8 @@ export function createFileStore(options: FileStoreOptions): FileStore {
   }
 
   function stopWatcher(): void {
+    lingering?.unsubscribe()
+    lingering = undefined
     const stopping = watcher
     watcher = undefined
     stopping?.stop()
@@ -199,6 +212,8 @@ export function createFileStore(options: FileStoreOptions): FileStore {
           assertPrefixes(prefixes)
           const watch: Watch = { prefixes: [...prefixes], subscriber, live: false }
           watches.add(watch)
+          lingering?.unsubscribe()
+          lingering = undefined
           const running = watcher ?? startWatcher()
           if (running.synced) {
             watch.live = true
@@ -206,7 +221,15 @@ export function createFileStore(options: FileStoreOptions): FileStore {
           }
           return () => {
             watches.delete(watch)
-            if (watches.size === 0) stopWatcher()
+            if (watches.size > 0 || lingering !== undefined) return
+            // Stopped a tick later: a watch replaced at once (the orchestrator watches again
+            // when a consumer registers) keeps the file watcher, so the files are not read
+            // afresh in the middle of an editor's save (a file seen gone there would have its
+            // keys deleted before the hold could know it) and no moment goes unwatched.
+            lingering = timer(0, settings.scheduler).subscribe(() => {
+              lingering = undefined
+              if (watches.size === 0) stopWatcher()
+            })
           }
         }),
       )

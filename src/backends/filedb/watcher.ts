@@ -217,8 +217,7 @@ export class FileWatcher {
     if (deleteHoldMs <= 0) return
     const now = scheduler.now()
     for (const [file, outcome] of updates) {
-      const empty =
-        outcome.kind === 'gone' || (outcome.kind === 'ok' && outcome.parsed.entries.size === 0)
+      const empty = isEmpty(outcome)
       const held = this.#held.get(file)
       if (!empty || (held !== undefined && now - held.since >= deleteHoldMs)) {
         this.#release(file)
@@ -348,6 +347,9 @@ export class FileWatcher {
       for (const path of [...batch.dirty].sort()) await scanner.reconcile(path, updates)
     }
     if (this.#stopped) {
+      // Nothing holds them any more: a file read empty or gone is left for the next scan (the
+      // next watcher's holds it), since it may be an editor's save caught halfway.
+      for (const [file, outcome] of updates) if (isEmpty(outcome)) updates.delete(file)
       this.#context.apply(updates, undefined, false)
       return
     }
@@ -363,8 +365,10 @@ export class FileWatcher {
         return
       }
     }
-    if (cause === undefined) this.#holdEmpties(updates)
-    else this.#releaseAll()
+    // A rescan (another directory in place) applies what it finds; a watcher's first scan holds
+    // too, as the store may know the files from a watcher before it (a watch restarted).
+    if (cause === 'rescan') this.#releaseAll()
+    else this.#holdEmpties(updates)
     for (const [file, outcome] of updates) {
       // Read again once the writer is done.
       if (outcome.kind === 'unsettled') this.#hint(file)
@@ -373,4 +377,9 @@ export class FileWatcher {
     if (canFlush) this.#synced = true
     this.#context.apply(updates, cause, canFlush)
   }
+}
+
+/** A file read empty or gone: its keys would all be deleted. */
+function isEmpty(outcome: ReadOutcome): boolean {
+  return outcome.kind === 'gone' || (outcome.kind === 'ok' && outcome.parsed.entries.size === 0)
 }
