@@ -1,8 +1,8 @@
-import { BehaviorSubject } from 'rxjs'
-import { describe, it } from 'vitest'
-import { createDatasync, type StoreStatus } from '../src/index.js'
+import { BehaviorSubject, NEVER, finalize } from 'rxjs'
+import { describe, expect, it } from 'vitest'
+import { createDatasync, type StoreStatus, type WatchOptions } from '../src/index.js'
 import { ackAfter, changesOf, scriptedStore, snapshotOf } from '../src/testing/index.js'
-import { labels, stopOn, testScheduler } from './helpers.js'
+import { drive, labels, stopOn, testScheduler } from './helpers.js'
 
 describe('gaps', () => {
   it('a gap snapshot during a resync round cancels the round and starts over', () => {
@@ -141,23 +141,28 @@ describe('gaps', () => {
 })
 
 describe('gaps: resuming stores', () => {
-  it('with resyncAfterReconnect, a store that resumes without a snapshot is asked for one', () => {
+  it('with resyncAfterReconnect, the watch is asked to relist after a reconnection, and nothing restarts it', () => {
+    const asked: WatchOptions[] = []
     testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
-      // Down at 2, back at 4: the first watch is replaced by one that starts with a snapshot.
-      const first = cold('  s       ', { s: snapshotOf(1, { 'a/1': '1' }) })
-      const second = cold('     s   ', { s: snapshotOf(7, { 'a/1': '2' }) })
-      const firstSubs = '   ^---!   '
-      const secondSubs = '  ----^-! '
+      // Down at 2, back at 4: the store's own watch lists afresh (a `reconnect` snapshot); the
+      // orchestrator never replaces the watch, which would race the one that resumed.
+      const watch = cold('  s---g   ', {
+        s: snapshotOf(1, { 'a/1': '1' }),
+        g: snapshotOf(7, { 'a/1': '2' }, 'reconnect'),
+      })
+      const watchSubs = '   ^-----! '
       const storeUp = hot(' --d-r   ')
       const stop = hot('    ------x ')
       const aEvents = '     r---R   '
 
       const storeStatus = new BehaviorSubject<StoreStatus>({ state: 'ready' })
-      let calls = 0
-      const store = scriptedStore(() => (calls++ === 0 ? first : second), {
-        status$: storeStatus,
-        capabilities: { resumable: true },
-      })
+      const store = scriptedStore(
+        (_, options) => {
+          asked.push(options)
+          return watch
+        },
+        { status$: storeStatus, capabilities: { resumable: true } },
+      )
       const sync = createDatasync(store, { resyncAfterReconnect: true })
       const a = sync.register('a', { prefixes: ['a/'] })
       ackAfter(a.events$, 0)
@@ -168,10 +173,61 @@ describe('gaps: resuming stores', () => {
         r: 'R(startup) a/1=1',
         R: 'R(reconnect) a/1=2',
       })
-      expectSubscriptions(first.subscriptions).toBe(firstSubs)
-      expectSubscriptions(second.subscriptions).toBe(secondSubs)
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
       sync.start()
       stopOn(sync, stop)
+    })
+    expect(asked).toEqual([{ relistOnReconnect: true }])
+  })
+
+  it('a restart asked for while the last watch is torn down replaces the new watch: one at a time', () => {
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions }) => {
+      // The first watch's end brings the store back to ready (as a store's health does when a
+      // broken watch goes away), the orchestrator back in sync, and a status subscriber asks for
+      // another resync from inside that teardown. The second watch gives way to the third at
+      // once; entered again from its own unsubscribe, switchMap would keep both.
+      const storeStatus = new BehaviorSubject<StoreStatus>({ state: 'ready' })
+      const w1 = cold('     s      ', { s: snapshotOf(1, { 'a/1': '1' }) })
+      const w2 = cold('        s   ', { s: snapshotOf(5, { 'a/1': '2' }) })
+      const w3 = cold('        s   ', { s: snapshotOf(5, { 'a/1': '2' }) })
+      const w1Subs = '      ^--!   '
+      const w2Subs = '      ---(^!)'
+      const w3Subs = '      ---^---!'
+      const storeUp = hot(' --d    ')
+      const control = hot(' ---m---x')
+      const aEvents = '     r--R   '
+
+      const backUp = () => {
+        storeStatus.next({ state: 'ready' })
+      }
+      const watches = [w1.pipe(finalize(backUp)), w2, w3]
+      const store = scriptedStore(() => watches.shift() ?? NEVER, {
+        status$: storeStatus,
+        capabilities: { resumable: true },
+      })
+      const sync = createDatasync(store)
+      const a = sync.register('a', { prefixes: ['a/'] })
+      ackAfter(a.events$, 0)
+      let degraded = false
+      sync.status$.subscribe((status) => {
+        if (status.state === 'degraded') degraded = true
+        else if (status.state === 'in-sync' && degraded) {
+          degraded = false
+          sync.resync()
+        }
+      })
+      storeUp.subscribe(() => {
+        storeStatus.next({ state: 'degraded' })
+      })
+      expectObservable(labels(a.events$)).toBe(aEvents, {
+        r: 'R(startup) a/1=1',
+        R: 'R(manual) a/1=2',
+      })
+      expectSubscriptions(w1.subscriptions).toBe(w1Subs)
+      expectSubscriptions(w2.subscriptions).toBe(w2Subs)
+      expectSubscriptions(w3.subscriptions).toBe(w3Subs)
+      sync.start()
+      drive(sync, control)
     })
   })
 

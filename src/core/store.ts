@@ -43,6 +43,16 @@ export interface StoreStatus {
  */
 export interface WatchOptions {
   readonly after?: Revision
+  /**
+   * After each reconnection (a broken watch that comes back), list afresh instead of resuming:
+   * the watch emits a snapshot with cause `reconnect` before any later change, so the caller
+   * can resync from a listing taken after the outage (the orchestrator's `resyncAfterReconnect`
+   * asks for it). A resumable store (capabilities.resumable) honours it; a store that relists
+   * after every reconnection anyway, or never loses its connection (memory), needs nothing.
+   * Unset, a store follows its own option where it has one (etcd's and PostgreSQL's
+   * `resyncAfterReconnect`), else resumes.
+   */
+  readonly relistOnReconnect?: boolean
 }
 
 /** Options of a single put. */

@@ -20,6 +20,8 @@ import {
   concat,
   of,
   mergeMap,
+  observeOn,
+  queueScheduler,
   type Observable,
   type Subscription,
 } from 'rxjs'
@@ -79,6 +81,8 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
   let running = false
   /** Whether a run started already: only the first one restores a saved snapshot. */
   let ranOnce = false
+  /** What every store watch asks: a listing after each reconnection, for the full resync. */
+  const relist = settings.resyncAfterReconnect ? { relistOnReconnect: true } : {}
   /** The current run's delta pump: a consumer's retry that falls due is delivered through it. */
   let pump: DeltaPump<R> | undefined
   let closed = false
@@ -175,8 +179,8 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       let first = true
       keeper?.begin(prefixes)
       const watched = restored
-        ? concat(of(restored), store.watch(prefixes, { after: restored.revision }))
-        : store.watch(prefixes)
+        ? concat(of(restored), store.watch(prefixes, { ...relist, after: restored.revision }))
+        : store.watch(prefixes, relist)
       return watched.pipe(
         // A watch ends only when its store is closed: nothing more can be kept in sync.
         concatWith(throwError(() => new ClosedError(`the ${store.name} store`))),
@@ -211,8 +215,8 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       )
     }
 
-    // The store's own health: a lost connection degrades the status; when it comes back without
-    // a snapshot (a resumable watch), the status returns to where the round left it.
+    // The store's own health: a lost connection degrades the status, its return restores it. A
+    // full resync after a reconnection comes as the store's snapshot (`relistOnReconnect`).
     const storeHealth = store.status$.pipe(
       tap((storeStatus) => {
         const current = status.value.state
@@ -225,18 +229,10 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
                 : { state: 'degraded' },
             )
           }
-        } else if (storeStatus.state === 'ready' && current !== 'degraded') {
+        } else if (storeStatus.state === 'ready') {
           // The store answers: a restored snapshot is followed by what changed since (P4).
+          if (current === 'degraded') setStatus({ state: deltas.isOpen ? 'in-sync' : 'resyncing' })
           markLive()
-        } else if (storeStatus.state === 'ready' && current === 'degraded') {
-          live = true
-          if (settings.resyncAfterReconnect && store.capabilities.resumable) {
-            // A resuming store sends no snapshot after a reconnect (nothing was lost), but a full
-            // resync round was asked for: restart the watch to get one.
-            restarts.next('reconnect')
-          } else {
-            setStatus({ state: deltas.isOpen ? 'in-sync' : 'resyncing' })
-          }
         }
       }),
       ignoreElements(),
@@ -263,6 +259,9 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
 
     return merge(
       restarts.pipe(
+        // A restart asked for while switchMap tears the last watch down (its end changes the
+        // store's status) waits: switchMap entered from its own unsubscribe keeps both watches.
+        observeOn(queueScheduler),
         startWith<Restart | undefined>(undefined),
         switchMap((reason) => (reason === undefined ? startup : watchOnce(reason))),
       ),

@@ -8,12 +8,13 @@ import type {
   StoreEvent,
 } from '../core/events.js'
 import { revision } from '../core/revision.js'
-import type { Capabilities, KvStore, StoreStatus } from '../core/store.js'
+import type { Capabilities, KvStore, StoreStatus, WatchOptions } from '../core/store.js'
 import type { ConsumerEvent } from '../sync/types.js'
 
 /**
- * A read-only store whose watch is the Observable you give it: the tool for marble specs of code
- * built on the orchestrator. Every write fails with a `CapabilityError`.
+ * A read-only store whose watch is the Observable you give it (or makes it from the prefixes and
+ * watch options): the tool for marble specs of code built on the orchestrator. Every write fails
+ * with a `CapabilityError`.
  *
  * @example
  * ```ts
@@ -25,7 +26,9 @@ import type { ConsumerEvent } from '../sync/types.js'
  * ```
  */
 export function scriptedStore<V>(
-  watch: Observable<StoreEvent<V>> | ((prefixes: readonly string[]) => Observable<StoreEvent<V>>),
+  watch:
+    | Observable<StoreEvent<V>>
+    | ((prefixes: readonly string[], options: WatchOptions) => Observable<StoreEvent<V>>),
   options: {
     readonly status$?: Observable<StoreStatus>
     /** Overrides of the capabilities (all false by default). */
@@ -46,7 +49,8 @@ export function scriptedStore<V>(
       atomicPrefixDelete: false,
       ...options.capabilities,
     },
-    watch: (prefixes) => (typeof watch === 'function' ? watch(prefixes) : watch),
+    watch: (prefixes, watchOptions = {}) =>
+      typeof watch === 'function' ? watch(prefixes, watchOptions) : watch,
     get: () => refuse('get'),
     list: () => refuse('list'),
     listKeys: () => refuse('listKeys'),

@@ -65,10 +65,10 @@ const FIRST_BACKOFF_MS = 50
  * When the stream breaks (member killed, network cut, member lost its leader), the store is
  * `degraded` and the watch resumes from the last revision it delivered + 1, on whichever member
  * answers: nothing lost, nothing twice, no snapshot. A new snapshot comes only when etcd no longer
- * has that history (`compacted`), or after every reconnection with `resyncAfterReconnect`
- * (`reconnect`). The pause between attempts doubles from 50 ms up to the reconnect interval, each
- * shortened at random by up to a fifth (jitter), so many clients cut off together do not return
- * together.
+ * has that history (`compacted`), or after every reconnection with `relistOnReconnect` (by
+ * default the store's `resyncAfterReconnect`; cause `reconnect`). The pause between attempts
+ * doubles from 50 ms up to the reconnect interval, each shortened at random by up to a fifth
+ * (jitter), so many clients cut off together do not return together.
  *
  * With `options.after` the watch starts as if it had already delivered everything up to that
  * revision: no snapshot, a watch from `after` + 1. When etcd no longer holds that history
@@ -112,6 +112,8 @@ export function watchPrefixes(
     let resuming = options.after !== undefined
     let cause: SnapshotCause = 'startup'
     let failures = 0
+    /** Relist after each reconnection: the watch option, else the store's own setting. */
+    const relistOnReconnect = options.relistOnReconnect ?? context.resyncAfterReconnect
 
     const snapshot = context.list(kept).pipe(
       map(({ revision: at, items }): StoreEvent<Uint8Array> => {
@@ -191,7 +193,7 @@ export function watchPrefixes(
                 ),
             )
           }
-          if (last !== undefined && context.resyncAfterReconnect && !relist) {
+          if (last !== undefined && relistOnReconnect && !relist) {
             relist = true
             cause = 'reconnect'
           }

@@ -214,7 +214,7 @@ export function createPostgresStore(options: PostgresStoreOptions = {}): Postgre
             }
             return concat(of(empty), NEVER)
           }
-          return merge(watchLog(watchContext, kept, after), background$)
+          return merge(watchLog(watchContext, kept, watchOptions), background$)
         }),
       )
     },

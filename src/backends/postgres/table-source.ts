@@ -222,7 +222,7 @@ export function createPostgresTableSource(
               NEVER,
             )
           }
-          return watchLog(watchContext, kept, watchOptions?.after)
+          return watchLog(watchContext, kept, watchOptions)
         }),
       )
     },

@@ -17,6 +17,7 @@ import {
 import { DatasyncError } from '../../core/errors.js'
 import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
 import { revision, type Revision } from '../../core/revision.js'
+import type { WatchOptions } from '../../core/store.js'
 import { backoffDelay } from '../../internal/backoff.js'
 import { isFatalToWatch, type Mapped } from '../../internal/errors.js'
 import type { HealthPart } from '../../internal/store-health.js'
@@ -30,6 +31,7 @@ export interface WatchContext {
   readonly scheduler: SchedulerLike
   readonly pollIntervalMs: number
   readonly reconnectIntervalMs: number
+  /** Relist after each reconnection unless the watch says otherwise (`relistOnReconnect`). */
   readonly resyncAfterReconnect: boolean
   /** Opens a dedicated connection for LISTEN (the schema ensured). */
   listener(): Promise<pg.Client>
@@ -86,14 +88,17 @@ interface Pass {
  * in order (writes.ts), so a read never passes a revision that commits later.
  *
  * When the compaction point is past the last revision delivered, the watch relists (a snapshot
- * with cause `compacted`); with `resyncAfterReconnect` it relists after every reconnection.
+ * with cause `compacted`); with `options.relistOnReconnect` (by default the store's
+ * `resyncAfterReconnect`) it relists after every reconnection (cause `reconnect`).
  */
 export function watchLog(
   context: WatchContext,
   prefixes: readonly string[],
-  after: Revision | undefined,
+  options: WatchOptions = {},
 ): Observable<StoreEvent<Uint8Array>> {
   return defer(() => {
+    const { after } = options
+    const relistOnReconnect = options.relistOnReconnect ?? context.resyncAfterReconnect
     const what = `watch of ${prefixes.map((prefix) => JSON.stringify(prefix)).join(', ')}`
     const health = context.part()
     let last: bigint | undefined = after
@@ -159,7 +164,7 @@ export function watchLog(
         delay: (raw: unknown) => {
           const mapped = context.fail(raw, what, health)
           if (isFatalToWatch(mapped)) return throwError(() => mapped.error)
-          if (last !== undefined && context.resyncAfterReconnect && !relist) {
+          if (last !== undefined && relistOnReconnect && !relist) {
             relist = true
             cause = 'reconnect'
           }

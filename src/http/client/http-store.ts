@@ -57,7 +57,7 @@ export function createHttpStore(url: string, options: HttpStoreOptions = {}): Kv
     ): Observable<StoreEvent<Uint8Array>> {
       return defer(() => {
         check.prefixes(prefixes)
-        return edge.watch(watchOverHttp(settings, edge, [...prefixes], watchOptions?.after))
+        return edge.watch(watchOverHttp(settings, edge, [...prefixes], watchOptions))
       })
     },
 

@@ -11,7 +11,7 @@ import {
 } from 'rxjs'
 import { DatasyncError, UnavailableError } from '../../core/errors.js'
 import type { SnapshotCause, StoreEvent } from '../../core/events.js'
-import type { Revision } from '../../core/revision.js'
+import type { WatchOptions } from '../../core/store.js'
 import { retryWithBackoff } from '../../internal/backoff.js'
 import type { StoreEdge } from '../../internal/edge.js'
 import { isFatalToWatch } from '../../internal/errors.js'
@@ -38,7 +38,9 @@ const FIRST_BACKOFF_MS = 100
  * reconnects with `Last-Event-ID` set to the last revision it delivered: the server resumes
  * from its change log (no snapshot: nothing lost, nothing twice) or sends a fresh snapshot
  * (cause `compacted`, `index-reset`, or `reconnect` when the client never had a complete one).
- * `after` starts the first request with that Last-Event-ID.
+ * `after` starts the first request with that Last-Event-ID. With `relistOnReconnect` a
+ * reconnection sends none once something was delivered: the server answers with a fresh snapshot
+ * (cause `reconnect`).
  *
  * ```
  * watch(['a/']):  S--c--c--x(cut)....c(resumed)--c--x....S(compacted)--c--
@@ -48,7 +50,7 @@ export function watchOverHttp(
   settings: ClientSettings,
   edge: StoreEdge,
   prefixes: readonly string[],
-  after: Revision | undefined,
+  options: WatchOptions = {},
 ): Observable<StoreEvent<Uint8Array>> {
   return defer(() => {
     const what = `watch of ${prefixes.map((prefix) => JSON.stringify(prefix)).join(', ')}`
@@ -58,8 +60,10 @@ export function watchOverHttp(
     const url = `${settings.base}/v1/watch?${query}`
     const connection = edge.health.part()
     const upstream = edge.health.part()
-    let lastId = after
+    let lastId = options.after
     let delivered = false
+    /** The served store reported itself degraded (a `status` event) and has not recovered. */
+    let upstreamDown = false
 
     const connect = new Observable<StoreEvent<Uint8Array>>((subscriber) => {
       const controller = new AbortController()
@@ -103,8 +107,16 @@ export function watchOverHttp(
             return
           case 'status': {
             const status = JSON.parse(message.data) as WireStatus
-            if (status.state === 'ready') upstream.up()
-            else {
+            if (status.state === 'ready') {
+              upstream.up()
+              // The served store is back from an outage: with relistOnReconnect, a fresh
+              // snapshot, as after a reconnection of this client's own stream.
+              if (upstreamDown && options.relistOnReconnect === true && delivered) {
+                throw new Relist()
+              }
+              upstreamDown = false
+            } else {
+              upstreamDown = true
               upstream.down(
                 new UnavailableError(
                   NAME,
@@ -150,7 +162,7 @@ export function watchOverHttp(
             try {
               handle(message)
             } catch (error) {
-              if (error instanceof HttpFailure) throw error
+              if (error instanceof HttpFailure || error instanceof Relist) throw error
               throw new DatasyncError(
                 'internal',
                 `${NAME}: ${what}: a malformed '${message.event}' event: ${String(error)}`,
@@ -184,8 +196,15 @@ export function watchOverHttp(
     })
 
     return connect.pipe(
-      catchError((raw: unknown) => {
+      catchError((raw: unknown, again) => {
+        if (raw instanceof Relist) {
+          lastId = undefined
+          upstreamDown = false
+          return again
+        }
         const mapped = edge.handle(raw, what, connection)
+        // The next attempt lists afresh: a snapshot from after the outage (P4).
+        if (options.relistOnReconnect === true && delivered) lastId = undefined
         return throwError(() => (isFatalToWatch(mapped) ? markFatal(mapped.error) : mapped.error))
       }),
       retryWithBackoff({
@@ -201,6 +220,13 @@ export function watchOverHttp(
       }),
     )
   })
+}
+
+/** The stream is to be opened again without Last-Event-ID, for a fresh snapshot. */
+class Relist extends Error {
+  constructor() {
+    super('relist')
+  }
 }
 
 /** Errors that end a watch although their code is retryable (a failed upstream watch). */

@@ -17,6 +17,11 @@ export interface WatchPlan {
    * source with a longer route of another source under its prefix), which keys belong to it.
    */
   readonly filters: ReadonlyMap<number, (key: string) => boolean>
+  /**
+   * The caller asked for a listing after each reconnection (`WatchOptions.relistOnReconnect`):
+   * the sources are asked the same, and a source's `reconnect` snapshot becomes a combined one.
+   */
+  readonly relistOnReconnect?: boolean
 }
 
 /** What every watch of one combined store shares. */
@@ -48,6 +53,8 @@ interface Visible<V> {
  * - A later snapshot of one source (its gap, reconnect or relist) is not a combined snapshot:
  *   it becomes one batch of the differences it made to the combined view (deletes carry the last
  *   value), so the other sources' changes keep flowing and consumers get only the differences.
+ *   With `relistOnReconnect`, a source's `reconnect` snapshot is a combined snapshot (cause
+ *   `reconnect`) of the whole view instead.
  *
  * ```
  * source a:   S(a/1=1)-------c(a/1=2)---------------S(a/1=2,a/3=3)--
@@ -93,12 +100,13 @@ class Merger<V> {
       this.#late.clear()
     })
     for (const index of this.plan.prefixes.keys()) this.#pending.add(index)
+    const relist = this.plan.relistOnReconnect === true ? { relistOnReconnect: true } : {}
     for (const [index, prefixes] of this.plan.prefixes) {
       if (this.subscriber.closed) break
       const store = sources.stores[index]
       if (store === undefined) continue
       subscription.add(
-        store.watch(prefixes).subscribe({
+        store.watch(prefixes, relist).subscribe({
           next: (event) => {
             this.#guard(() => {
               this.#receive(index, event)
@@ -149,7 +157,11 @@ class Merger<V> {
         this.#late.get(index)?.()
         this.#late.delete(index)
       }
-      this.#relist(index, fresh)
+      this.#relist(
+        index,
+        fresh,
+        event.cause === 'reconnect' && this.plan.relistOnReconnect === true,
+      )
       return
     }
     if (!this.#started) {
@@ -180,22 +192,14 @@ class Merger<V> {
     this.#deadline?.unsubscribe()
     const { clock, sources, startTimeoutMs } = this.context
     for (const index of this.#pending) this.#late.set(index, sources.late(index, startTimeoutMs))
-    const at = clock.tick()
-    const next = () => at
-    const items = mergeSorted(
-      this.#views.map((view) => view.items()),
-      (item) => item.key,
-      (item, source): KeyValue<V> => ({
-        key: item.key,
-        value: item.value,
-        revision: clock.observe(item.key, source, item.revision, next),
-      }),
-    )
-    this.#emit({ type: 'snapshot', revision: at, items, cause: 'startup' })
+    this.#emit({ ...this.#merged(clock.tick()), cause: 'startup' })
   }
 
-  /** A source's new snapshot replaces its part; the differences in the combined view go out. */
-  #relist(index: number, view: SourceView<V>): void {
+  /**
+   * A source's new snapshot replaces its part; the differences in the combined view go out, or
+   * with `whole` the combined view as a snapshot with cause `reconnect`.
+   */
+  #relist(index: number, view: SourceView<V>, whole: boolean): void {
     const old = (this.#views[index] ?? new SourceView<V>()).map()
     const fresh = view.map()
     const touched: string[] = []
@@ -215,9 +219,29 @@ class Merger<V> {
       const out = this.#change(key, before[i], this.#visible(key), next)
       if (out !== undefined) changes.push(out)
     })
+    if (whole) {
+      this.#emit({ ...this.#merged(next()), cause: 'reconnect' })
+      return
+    }
     if (changes.length === 0) return
     changes.sort((a, b) => compareKeys(a.key, b.key))
     this.#emit({ type: 'changes', revision: next(), changes })
+  }
+
+  /** The combined view at `at`: each key's visible item, at the revision the clock gave it. */
+  #merged(at: Revision): { type: 'snapshot'; revision: Revision; items: KeyValue<V>[] } {
+    const { clock } = this.context
+    const next = () => at
+    const items = mergeSorted(
+      this.#views.map((view) => view.items()),
+      (item) => item.key,
+      (item, source): KeyValue<V> => ({
+        key: item.key,
+        value: item.value,
+        revision: clock.observe(item.key, source, item.revision, next),
+      }),
+    )
+    return { type: 'snapshot', revision: at, items }
   }
 
   #visible(key: string): Visible<V> | undefined {

@@ -14,7 +14,14 @@ import {
 import { toMillis } from '../../core/duration.js'
 import { CapabilityError, DatasyncError } from '../../core/errors.js'
 import type { KeyValue, StoreEvent } from '../../core/events.js'
-import type { Capabilities, KvStore, TxnCondition, TxnOp, TxnResult } from '../../core/store.js'
+import type {
+  Capabilities,
+  KvStore,
+  TxnCondition,
+  TxnOp,
+  TxnResult,
+  WatchOptions,
+} from '../../core/store.js'
 import { argumentChecks, type ArgumentChecks } from '../../internal/checks.js'
 import { CombinedClock, stamp } from './clock.js'
 import { mergeWatch, type MergeContext } from './merge.js'
@@ -193,7 +200,7 @@ export function combinedStore<V>(parts: CombinedParts<V>): CombinedStore<V> {
     sources$: sources.sources$,
     status$: sources.status$,
 
-    watch(prefixes: readonly string[]): Observable<StoreEvent<V>> {
+    watch(prefixes: readonly string[], options?: WatchOptions): Observable<StoreEvent<V>> {
       return edge.watch(
         defer(() => {
           check.prefixes(prefixes)
@@ -204,7 +211,11 @@ export function combinedStore<V>(parts: CombinedParts<V>): CombinedStore<V> {
               filters.set(source, (key) => layout.accepts(source, key))
             }
           }
-          return mergeWatch(context, { prefixes: plan, filters })
+          return mergeWatch(context, {
+            prefixes: plan,
+            filters,
+            relistOnReconnect: options?.relistOnReconnect === true,
+          })
         }),
       )
     },
