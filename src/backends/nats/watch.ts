@@ -58,7 +58,9 @@ export interface WatchContext {
  *   `index-reset` when the stream is behind the last revision: the bucket was recreated), which
  *   the orchestrator diffs (deletes carry the last value);
  * - with `options.after` it starts as if it had delivered everything up to it: no snapshot when
- *   the stream still holds the history after it, else a snapshot with cause `startup`.
+ *   the stream still holds the history after it, else a snapshot with cause `startup`;
+ * - with `options.relistOnReconnect` a broken consumer lists afresh instead of resuming (a
+ *   snapshot with cause `reconnect`).
  *
  * ```
  * watch(['a/']):  S(R)--c(R+1)--c--x(consumer lost)--c(resumed)--x......S(compacted)--c--
@@ -183,6 +185,10 @@ export function watchBucket(
             brokeAt !== undefined && context.scheduler.now() - brokeAt > context.resumeWithinMs
           if (bounds.last < from) return snapshot(fresh ? 'startup' : 'index-reset')
           if (bounds.first > from + 1n || stale) return snapshot(fresh ? 'startup' : 'compacted')
+          // A reconnection, and the caller asked for a listing after each one.
+          if (brokeAt !== undefined && options.relistOnReconnect === true) {
+            return snapshot('reconnect')
+          }
           return resume(from)
         }),
       )
