@@ -109,6 +109,40 @@ describe('nats store on a real server', { timeout: 120_000 }, () => {
     }
   })
 
+  it('a snapshot and a listing taken while every key is being rewritten hold every key', async () => {
+    // Found by the chaos run (issue 16, NATS): a snapshot that counted messages ended with a key
+    // still to come when the key had been rewritten during it, and nats-server 2.9 redelivers
+    // the start set's last message once and counts it off its pending count. Before the fix, about
+    // one snapshot in six of this loop missed a key (a phantom delete for the orchestrator).
+    const keys = Array.from({ length: 40 }, (_, i) => `rw/${i}`)
+    for (const key of keys) {
+      await lastValueFrom(store.put(key, enc('0')), { defaultValue: undefined })
+    }
+    let writing = true
+    let version = 0
+    const writer = (async () => {
+      while (writing) {
+        const key = keys[version % keys.length]!
+        await lastValueFrom(store.put(key, enc(String(++version))), { defaultValue: undefined })
+      }
+    })()
+    const short: string[] = []
+    try {
+      for (let round = 0; round < 60; round++) {
+        const snapshot = await firstValueFrom(store.watch(['rw/']))
+        const items = snapshot.type === 'snapshot' ? snapshot.items : []
+        if (items.length !== keys.length) short.push(`snapshot ${round}: ${items.length} keys`)
+        const listed = await lastValueFrom(store.list('rw/'))
+        if (listed.length !== keys.length) short.push(`list ${round}: ${listed.length} keys`)
+      }
+    } finally {
+      writing = false
+      await writer
+    }
+    expect(version).toBeGreaterThan(60)
+    expect(short).toEqual([])
+  })
+
   it('watch with after: only what follows while the history holds, a snapshot when it does not', async () => {
     await lastValueFrom(store.put('w/1', enc('1')), { defaultValue: undefined })
     const first = await firstValueFrom(store.watch(['w/']))

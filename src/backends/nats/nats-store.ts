@@ -8,6 +8,8 @@ import {
   mergeMap,
   of,
   reduce,
+  ignoreElements,
+  endWith,
   switchMap,
   takeWhile,
   timeout,
@@ -29,7 +31,7 @@ import type {
 import { StoreEdge } from '../../internal/edge.js'
 import { byKey, compareKeys } from '../../internal/order.js'
 import { NAME, errorMapper } from './errors.js'
-import { consumerFeed, type FeedEvent, type FeedStart } from './feed.js'
+import { StartSet, consumerFeed, type FeedEvent, type FeedStart } from './feed.js'
 import {
   assertKey,
   assertPrefix,
@@ -130,32 +132,33 @@ export function createNatsStore(options: NatsStoreOptions = {}): NatsStore {
       ),
     )
 
-  /** Every key under `prefix` with its last message, read by one consumer (one stream position). */
-  const lastPerKey = (prefix: string, headersOnly: boolean) => {
-    const filter = filterFor(prefix)
-    let expected = -1
-    let count = 0
-    return feed(filter.subject, { from: 'last-per-subject' }, headersOnly).pipe(
-      takeWhile((event) => {
-        if (event.type === 'created') expected = event.pending
-        else if (event.type === 'idle') return false
-        else count++
-        return (
-          expected !== 0 && (event.type !== 'message' || (count < expected && event.pending > 0))
-        )
-      }, true),
-      reduce((items, event) => {
-        if (event.type !== 'message') return items
-        const key = decodeKey(event.natsKey)
-        if (!filter.exact && !matchesAny(key, [prefix])) return items
-        if (event.op === 'put')
-          items.set(key, { key, value: event.value, revision: revision(event.seq) })
-        else items.delete(key)
-        return items
-      }, new Map<string, KeyValue<Uint8Array>>()),
-      map((items) => [...items.values()].sort(byKey)),
-    )
-  }
+  /**
+   * Every key under `prefix` with its last message, read by one consumer (one stream position)
+   * until it has delivered its start set (see {@link StartSet}).
+   */
+  const lastPerKey = (prefix: string, headersOnly: boolean) =>
+    defer(() => {
+      const filter = filterFor(prefix)
+      const start = new StartSet()
+      const items = new Map<string, KeyValue<Uint8Array>>()
+      return feed(filter.subject, { from: 'last-per-subject' }, headersOnly).pipe(
+        takeWhile((event) => {
+          if (event.type === 'created') return event.pending !== 0
+          if (event.type === 'idle') return false
+          const { fresh, complete } = start.take(event)
+          const key = decodeKey(event.natsKey)
+          if (fresh && (filter.exact || matchesAny(key, [prefix]))) {
+            if (event.op === 'put')
+              items.set(key, { key, value: event.value, revision: revision(event.seq) })
+            else items.delete(key)
+          }
+          return !complete
+        }),
+        ignoreElements(),
+        endWith(undefined),
+        map(() => [...items.values()].sort(byKey)),
+      )
+    })
 
   return {
     name: NAME,

@@ -17,7 +17,7 @@ import { backoffDelay, type BackoffOptions } from '../../internal/backoff.js'
 import { asDatasyncError, isFatalToWatch, type ErrorMapper } from '../../internal/errors.js'
 import { byKey } from '../../internal/order.js'
 import type { HealthPart } from '../../internal/store-health.js'
-import type { FeedEvent, FeedStart } from './feed.js'
+import { StartSet, type FeedEvent, type FeedStart } from './feed.js'
 import { decodeKey, filterFor, watchRoot } from './keys.js'
 
 /** The bucket's stream bounds: its first and last sequence now. */
@@ -127,7 +127,7 @@ export function watchBucket(
       context.bounds().pipe(
         mergeMap((bounds) => {
           let expected = -1
-          let count = 0
+          const start = new StartSet()
           let at = bounds.last
           const items = new Map<string, KeyValue<Uint8Array>>()
           const done = () => {
@@ -147,18 +147,20 @@ export function watchBucket(
                 return expected === 0 ? [done()] : []
               }
               if (expected < 0) return live(event)
-              // Idle: the consumer has nothing more now (a message of the start set was removed
-              // as its key was rewritten, and the rewrite is not here yet).
+              // Idle: the consumer has nothing more now (the last messages of the start set
+              // were removed, by a purge or an age limit, before it delivered them).
               if (event.type === 'idle') return [done()]
-              count++
-              if (event.seq > at) at = event.seq
-              const key = decodeKey(event.natsKey)
-              if (matches(key)) {
-                if (event.op === 'put')
-                  items.set(key, { key, value: event.value, revision: revision(event.seq) })
-                else items.delete(key)
+              const { fresh, complete } = start.take(event)
+              if (fresh) {
+                if (event.seq > at) at = event.seq
+                const key = decodeKey(event.natsKey)
+                if (matches(key)) {
+                  if (event.op === 'put')
+                    items.set(key, { key, value: event.value, revision: revision(event.seq) })
+                  else items.delete(key)
+                }
               }
-              return count >= expected || event.pending === 0 ? [done()] : []
+              return complete ? [done()] : []
             }),
           )
         }),
