@@ -10,23 +10,21 @@ import {
   map,
   merge,
   mergeMap,
-  reduce,
   switchMap,
-  takeWhile,
   type Subscription,
 } from 'rxjs'
 import { toMillis, type Duration } from '../../core/duration.js'
 import { CapabilityError, ConfigError } from '../../core/errors.js'
-import type { Change, KeyValue, StoreEvent } from '../../core/events.js'
+import type { Change, StoreEvent } from '../../core/events.js'
 import { revision, type Revision } from '../../core/revision.js'
 import { matchesAny } from '../../core/snapshot.js'
 import type { Capabilities, KvStore, WatchOptions } from '../../core/store.js'
 import { StoreEdge } from '../../internal/edge.js'
-import { byKey, compareKeys } from '../../internal/order.js'
+import { compareKeys } from '../../internal/order.js'
 import { BUS_HEADERS, ensureStream, resolveBus, type NatsBusOptions } from './bus-sink.js'
 import { AckPolicy, DeliverPolicy, nanos } from './client.js'
 import { API, NAME, errorMapper } from './errors.js'
-import { consumerFeed } from './feed.js'
+import { consumerFeed, lastPerKey } from './feed.js'
 import { assertKey, assertPrefix, assertPrefixes, decodeKey, filterFor, watchRoot } from './keys.js'
 import { NatsLink, type Handles } from './link.js'
 import { resolveOptions } from './options.js'
@@ -116,48 +114,30 @@ export function createNatsStreamSource(options: NatsSourceOptions = {}): NatsStr
       }),
     )
 
-  const lastPerKey = (prefix: string, headersOnly: boolean) => {
-    const filterSubject = filterFor(prefix)
-    let expected = -1
-    let count = 0
-    let last = 0n
-    return busHandles().pipe(
+  const lastPerKeyOf = (prefix: string, headersOnly: boolean) =>
+    busHandles().pipe(
       switchMap((h) =>
         from(h.jsm.streams.info(bus.stream)).pipe(
           switchMap((info) => {
-            last = BigInt(info.state.last_seq)
-            return consumerFeed(h, {
-              filter: filterSubject.subject,
+            const last = BigInt(info.state.last_seq)
+            const feed = consumerFeed(h, {
+              filter: filterFor(prefix).subject,
               start: { from: 'last-per-subject' },
               headersOnly,
               heartbeatMs: settings.heartbeatMs,
               scheduler: settings.scheduler,
               disconnects: link.disconnects$,
             })
+            return lastPerKey(feed, prefix).pipe(
+              map(({ items, highest }) => ({
+                at: revision(highest > last ? highest : last),
+                items,
+              })),
+            )
           }),
         ),
       ),
-      takeWhile((event) => {
-        if (event.type === 'created') expected = event.pending
-        else if (event.type === 'idle') return false
-        else count++
-        return (
-          expected !== 0 && (event.type !== 'message' || (count < expected && event.pending > 0))
-        )
-      }, true),
-      reduce((items, event) => {
-        if (event.type !== 'message') return items
-        if (event.seq > last) last = event.seq
-        const key = decodeKey(event.natsKey)
-        if (!filterSubject.exact && !matchesAny(key, [prefix])) return items
-        if (event.op === 'put')
-          items.set(key, { key, value: event.value, revision: revision(event.seq) })
-        else items.delete(key)
-        return items
-      }, new Map<string, KeyValue<Uint8Array>>()),
-      map((items) => ({ at: revision(last), items: [...items.values()].sort(byKey) })),
     )
-  }
 
   /** Makes the durable consumer afresh from `start` + 1; returns the ack floor it had. */
   const resetDurable = async (h: Handles, filterSubject: string, start: bigint | undefined) => {
@@ -192,7 +172,7 @@ export function createNatsStreamSource(options: NatsSourceOptions = {}): NatsStr
 
     const snapshot: Observable<{ event?: StoreEvent<Uint8Array>; start?: bigint }> =
       after === undefined
-        ? lastPerKey(root, false).pipe(
+        ? lastPerKeyOf(root, false).pipe(
             map(({ at, items }) => {
               const mine = items.filter((item) => matches(item.key))
               for (const item of mine) held.set(item.key, { value: item.value, origin: 0n })
@@ -324,7 +304,7 @@ export function createNatsStreamSource(options: NatsSourceOptions = {}): NatsStr
     get(key: string) {
       return edge.op(`get '${key}'`, () => {
         assertKey('get', key)
-        return lastPerKey(key, false).pipe(
+        return lastPerKeyOf(key, false).pipe(
           map(({ items }) => items.find((item) => item.key === key)),
         )
       })
@@ -332,13 +312,13 @@ export function createNatsStreamSource(options: NatsSourceOptions = {}): NatsStr
     list(prefix: string) {
       return edge.op(`list '${prefix}'`, () => {
         assertPrefix('list', prefix)
-        return lastPerKey(prefix, false).pipe(map(({ items }) => items))
+        return lastPerKeyOf(prefix, false).pipe(map(({ items }) => items))
       })
     },
     listKeys(prefix: string) {
       return edge.op(`listKeys '${prefix}'`, () => {
         assertPrefix('listKeys', prefix)
-        return lastPerKey(prefix, true).pipe(
+        return lastPerKeyOf(prefix, true).pipe(
           map(({ items }) => items.map((item) => item.key).sort(compareKeys)),
         )
       })

@@ -1,9 +1,23 @@
 import type { ConsumerConfig } from '@nats-io/jetstream'
 import type { Msg } from '@nats-io/transport-node'
-import { Observable, interval, type SchedulerLike } from 'rxjs'
+import {
+  Observable,
+  defer,
+  endWith,
+  ignoreElements,
+  interval,
+  map,
+  takeWhile,
+  type SchedulerLike,
+} from 'rxjs'
+import type { KeyValue } from '../../core/events.js'
+import { revision } from '../../core/revision.js'
+import { matchesAny } from '../../core/snapshot.js'
+import { byKey } from '../../internal/order.js'
 import { UnavailableError } from '../../core/errors.js'
 import { AckPolicy, DeliverPolicy, createInbox, nanos, nuid } from './client.js'
 import { NAME } from './errors.js'
+import { decodeKey, filterFor } from './keys.js'
 import type { Handles } from './link.js'
 
 /** One stored message of the bucket, as a consumer delivered it. */
@@ -214,4 +228,42 @@ export class StartSet {
     else if (message.pending === 0) this.#sinceZero = 0
     return { fresh, complete: this.#sinceZero >= this.#redelivered }
   }
+}
+
+/** What {@link lastPerKey} read: every key's last message, and the highest sequence seen. */
+export interface LastPerKey {
+  readonly items: readonly KeyValue<Uint8Array>[]
+  readonly highest: bigint
+}
+
+/**
+ * Every key under `prefix` with its last message, from a `last-per-subject` feed on the
+ * prefix's subject filter (see `filterFor`), read until the start set is in ({@link StartSet}).
+ * A delete marker removes its key.
+ */
+export function lastPerKey(feed: Observable<FeedEvent>, prefix: string): Observable<LastPerKey> {
+  return defer(() => {
+    const exact = filterFor(prefix).exact
+    const start = new StartSet()
+    const items = new Map<string, KeyValue<Uint8Array>>()
+    let highest = 0n
+    return feed.pipe(
+      takeWhile((event) => {
+        if (event.type === 'created') return event.pending !== 0
+        if (event.type === 'idle') return false
+        const { fresh, complete } = start.take(event)
+        if (event.seq > highest) highest = event.seq
+        const key = decodeKey(event.natsKey)
+        if (fresh && (exact || matchesAny(key, [prefix]))) {
+          if (event.op === 'put')
+            items.set(key, { key, value: event.value, revision: revision(event.seq) })
+          else items.delete(key)
+        }
+        return !complete
+      }),
+      ignoreElements(),
+      endWith(undefined),
+      map(() => ({ items: [...items.values()].sort(byKey), highest })),
+    )
+  })
 }

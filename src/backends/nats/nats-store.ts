@@ -8,16 +8,12 @@ import {
   mergeMap,
   of,
   reduce,
-  ignoreElements,
-  endWith,
   switchMap,
-  takeWhile,
   timeout,
 } from 'rxjs'
 import { CapabilityError } from '../../core/errors.js'
 import type { KeyValue, StoreEvent } from '../../core/events.js'
 import { revision } from '../../core/revision.js'
-import { matchesAny } from '../../core/snapshot.js'
 import type {
   Capabilities,
   DeleteOptions,
@@ -29,17 +25,10 @@ import type {
   WatchOptions,
 } from '../../core/store.js'
 import { StoreEdge } from '../../internal/edge.js'
-import { byKey, compareKeys } from '../../internal/order.js'
+import { compareKeys } from '../../internal/order.js'
 import { NAME, errorMapper } from './errors.js'
-import { StartSet, consumerFeed, type FeedEvent, type FeedStart } from './feed.js'
-import {
-  assertKey,
-  assertPrefix,
-  assertPrefixes,
-  assertValue,
-  decodeKey,
-  filterFor,
-} from './keys.js'
+import { consumerFeed, lastPerKey, type FeedEvent, type FeedStart } from './feed.js'
+import { assertKey, assertPrefix, assertPrefixes, assertValue, filterFor } from './keys.js'
 import { NatsLink, type Handles } from './link.js'
 import { resolveOptions, type NatsStoreOptions } from './options.js'
 import { NOTHING_WATCHED, watchBucket } from './watch.js'
@@ -132,33 +121,12 @@ export function createNatsStore(options: NatsStoreOptions = {}): NatsStore {
       ),
     )
 
-  /**
-   * Every key under `prefix` with its last message, read by one consumer (one stream position)
-   * until it has delivered its start set (see {@link StartSet}).
-   */
-  const lastPerKey = (prefix: string, headersOnly: boolean) =>
-    defer(() => {
-      const filter = filterFor(prefix)
-      const start = new StartSet()
-      const items = new Map<string, KeyValue<Uint8Array>>()
-      return feed(filter.subject, { from: 'last-per-subject' }, headersOnly).pipe(
-        takeWhile((event) => {
-          if (event.type === 'created') return event.pending !== 0
-          if (event.type === 'idle') return false
-          const { fresh, complete } = start.take(event)
-          const key = decodeKey(event.natsKey)
-          if (fresh && (filter.exact || matchesAny(key, [prefix]))) {
-            if (event.op === 'put')
-              items.set(key, { key, value: event.value, revision: revision(event.seq) })
-            else items.delete(key)
-          }
-          return !complete
-        }),
-        ignoreElements(),
-        endWith(undefined),
-        map(() => [...items.values()].sort(byKey)),
-      )
-    })
+  /** Every key under `prefix` with its last message, read by one consumer (one stream position). */
+  const listLast = (prefix: string, headersOnly: boolean) =>
+    lastPerKey(
+      feed(filterFor(prefix).subject, { from: 'last-per-subject' }, headersOnly),
+      prefix,
+    ).pipe(map(({ items }) => items))
 
   return {
     name: NAME,
@@ -220,14 +188,14 @@ export function createNatsStore(options: NatsStoreOptions = {}): NatsStore {
     list(prefix: string): Observable<readonly KeyValue<Uint8Array>[]> {
       return edge.op(`list '${prefix}'`, () => {
         assertPrefix('list', prefix)
-        return lastPerKey(prefix, false)
+        return listLast(prefix, false)
       })
     },
 
     listKeys(prefix: string): Observable<readonly string[]> {
       return edge.op(`listKeys '${prefix}'`, () => {
         assertPrefix('listKeys', prefix)
-        return lastPerKey(prefix, true).pipe(
+        return listLast(prefix, true).pipe(
           map((items) => items.map((item) => item.key).sort(compareKeys)),
         )
       })
@@ -256,7 +224,7 @@ export function createNatsStore(options: NatsStoreOptions = {}): NatsStore {
           return write((handles) => deleteOne(handles, key)).pipe(map((deleted) => ({ deleted })))
         }
         assertPrefix('delete', key)
-        return lastPerKey(key, true).pipe(
+        return listLast(key, true).pipe(
           mergeMap((items) => from(items)),
           mergeMap(
             (item) => write((handles) => deleteOne(handles, item.key)),
