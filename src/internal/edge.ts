@@ -1,4 +1,4 @@
-import { Observable, Subject, catchError, defer, from, tap, throwError } from 'rxjs'
+import { Observable, Subject, catchError, tap, throwError } from 'rxjs'
 import { ClosedError, type DatasyncError } from '../core/errors.js'
 import { isConnectionFault, type ErrorMapper, type Mapped } from './errors.js'
 import { StoreHealth, type HealthPart } from './store-health.js'
@@ -104,16 +104,47 @@ export class StoreEdge {
    * broker part up. It errors with {@link refusal} when the store closes while it is in flight.
    */
   op<T>(what: string, run: () => Promise<T> | Observable<T>): Observable<T> {
-    return this.#until(
-      defer(() => {
-        this.assertOpen()
-        return from(run()).pipe(
-          tap(() => this.#broker?.up()),
-          catchError((raw: unknown) => throwError(() => this.fail(raw, what))),
+    return new Observable<T>((subscriber) => {
+      if (this.#closed) {
+        subscriber.error(this.refusal())
+        return undefined
+      }
+      const closing = this.#closing.subscribe(() => {
+        subscriber.error(this.refusal())
+      })
+      // A synchronous throw (an argument check) passes through as it is.
+      let running: Promise<T> | Observable<T>
+      try {
+        running = run()
+      } catch (error) {
+        subscriber.error(error)
+        return closing
+      }
+      if (running instanceof Promise) {
+        // A promise without the Observable plumbing: a broker call is the hot path of writes.
+        running.then(
+          (value) => {
+            if (subscriber.closed) return
+            this.#broker?.up()
+            subscriber.next(value)
+            subscriber.complete()
+          },
+          (raw: unknown) => {
+            if (!subscriber.closed) subscriber.error(this.fail(raw, what))
+          },
         )
-      }),
-      'error',
-    )
+        return closing
+      }
+      closing.add(
+        running
+          .pipe(
+            tap(() => this.#broker?.up()),
+            catchError((raw: unknown) => throwError(() => this.fail(raw, what))),
+          )
+          .subscribe(subscriber),
+      )
+      return closing
+    })
   }
 
   /**

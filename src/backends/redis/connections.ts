@@ -17,12 +17,12 @@ export function mapAddress(settings: Settings, address: HostPort): HostPort {
 /**
  * Options every connection of the store shares.
  *
- * `protocol: 2`: ioredis 6 speaks RESP3 by default. The store pins RESP2 because its design rests
- * on RESP2 semantics: a watch's subscriber is a dedicated connection that can do nothing but
- * (P)SUBSCRIBE and PING, so notifications and command replies never share a socket, and replies
- * (CONFIG GET, SCAN, CLUSTER SLOTS, INFO) keep the same shapes on every server version, Sentinel
- * and Cluster included. RESP3 would add push frames interleaved with replies on one connection
- * and a HELLO handshake that older or proxied servers refuse; nothing in the store gains from it.
+ * `protocol`: ioredis 6 speaks RESP3 by default. The store pins RESP2 on its broker and reader
+ * connections, so replies (CONFIG GET, SCAN, CLUSTER SLOTS, INFO) keep the same shapes on every
+ * server version, Sentinel and Cluster included. A watch's subscriber speaks RESP3 (Redis 6 and
+ * later, which the store requires): there a subscribed connection may run any command, and a
+ * command's reply comes in order with the notifications pushed to it, so a value the watch reads
+ * on its subscriber needs no barrier to be placed among the messages (see `session.ts`).
  *
  * `autoResubscribe: false`: a resubscription after a reconnect hides the gap during which
  * notifications were lost; the watch instead opens a new session and relists (P4).
@@ -31,7 +31,7 @@ export function mapAddress(settings: Settings, address: HostPort): HostPort {
  */
 function common(settings: Settings, role: Role): Options {
   return {
-    protocol: 2,
+    protocol: role === 'watch' ? 3 : 2,
     lazyConnect: true,
     autoResubscribe: false,
     autoResendUnfulfilledCommands: false,

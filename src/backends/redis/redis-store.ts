@@ -18,14 +18,23 @@ import type {
 import { argumentChecks, type ArgumentChecks } from '../../internal/checks.js'
 import { StoreEdge } from '../../internal/edge.js'
 import { byKey, compareKeys } from '../../internal/order.js'
-import { copyBytes } from './bytes.js'
+import { asBuffer, copyBytes } from './bytes.js'
 import { Masters, checkClusterTxn } from './cluster.js'
 import { createMainClient, ended } from './connections.js'
 import { NAME, storeErrorMapper, toDatasyncError, tooLarge } from './errors.js'
 import { resolveOptions, type RedisStoreOptions } from './options.js'
 import { groupKeys, readValues } from './reads.js'
 import { RevisionClock } from './revisions.js'
-import { encodeWrite, messageHead, runWriteScript, writesChannel, type Write } from './scripts.js'
+import { PutBatch } from './put-batch.js'
+import {
+  encodeWrite,
+  messageHead,
+  putMessagePrefix,
+  runPutsScript,
+  runWriteScript,
+  writesChannel,
+  type Write,
+} from './scripts.js'
 import { keySlot } from './slots.js'
 import { watchKeys } from './watch.js'
 
@@ -121,9 +130,31 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
   main.on('reconnecting', lost)
   const masters = new Masters(main, settings, scheduler)
   const cluster = masters.cluster
+  const channel = writesChannel(settings.db)
+  /**
+   * Plain puts on a node or a Sentinel master, batched per turn of the event loop (on a Cluster
+   * a script's keys must share a slot: each put runs the write script). Every other command on
+   * `main` flushes it first (`flushed`), so commands keep the order they were made in.
+   */
+  const puts =
+    cluster === undefined
+      ? new PutBatch(async (batch) => {
+          const outcomes = await runPutsScript(main, channel, batch)
+          batch.forEach((item, i) => {
+            if (outcomes[i] === undefined) clock.record(item.key, item.value, clock.tick())
+          })
+          return outcomes
+        })
+      : undefined
+  /** Sends the queued puts, then returns `main` for the next command. */
+  const flushed = (): Redis | Cluster => {
+    puts?.flush()
+    return main
+  }
 
   async function listItems(prefix: string): Promise<KeyValue<Uint8Array>[]> {
     const items: KeyValue<Uint8Array>[] = []
+    flushed()
     for (const { node, keys } of await masters.scan(prefix)) {
       const values = await readValues(node, keys, cluster !== undefined)
       for (const [key, value] of values) {
@@ -135,6 +166,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
 
   async function deletePrefix(prefix: string): Promise<number> {
     let deleted = 0
+    flushed()
     for (const { keys } of await masters.scan(prefix)) {
       // One script per batch (one slot each on a Cluster): watches see each batch as one event.
       for (const group of groupKeys(keys, cluster !== undefined)) {
@@ -156,6 +188,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     writes: readonly Write[],
     conditions: readonly TxnCondition<Uint8Array>[],
   ): Promise<{ succeeded: boolean; deleted: number; revision: Revision }> {
+    puts?.flush()
     if (writes.length === 0 && conditions.length === 0) {
       return { succeeded: true, deleted: 0, revision: clock.now() }
     }
@@ -166,7 +199,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     // Numbered in the order the scripts go out on the connection.
     sequence++
     const head = messageHead(first === undefined ? 0 : keySlot(first), writerId, sequence)
-    const result = await runWriteScript(main, writesChannel(settings.db), head, encoded)
+    const result = await runWriteScript(main, channel, head, encoded)
     if (!result.succeeded || writes.length === 0) {
       return { ...result, revision: clock.now() }
     }
@@ -211,11 +244,13 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
       return edge.op('get', () => {
         assertKey('get', key)
         // MGET, not GET: a key holding another type reads as missing, as everywhere else.
-        return main.mgetBuffer(key).then(([value]) => {
-          if (value == null) return undefined
-          const bytes = copyBytes(value)
-          return { key, value: bytes, revision: clock.observe(key, bytes) }
-        })
+        return flushed()
+          .mgetBuffer(key)
+          .then(([value]) => {
+            if (value == null) return undefined
+            const bytes = copyBytes(value)
+            return { key, value: bytes, revision: clock.observe(key, bytes) }
+          })
       })
     },
 
@@ -229,6 +264,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     listKeys(prefix: string): Observable<readonly string[]> {
       return edge.op('listKeys', () => {
         assertPrefix('listKeys', prefix)
+        flushed()
         return masters.scan(prefix).then((all) => all.flatMap(({ keys }) => keys).sort(compareKeys))
       })
     },
@@ -241,7 +277,12 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
         const item: Write =
           ttl === undefined ? { op: 'put', key, value } : { op: 'put', key, value, ttl }
         assertSizes('put', [item])
-        return write([item], []).then(() => undefined)
+        if (puts === undefined) return write([item], []).then(() => undefined)
+        // Numbered in the order the puts go out on the connection (the batch keeps it).
+        sequence++
+        const bytes = asBuffer(value)
+        const prefix = putMessagePrefix(keySlot(key), writerId, sequence, key, bytes.length)
+        return puts.put({ key, value: bytes, ttl, prefix })
       })
     },
 
@@ -278,6 +319,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     ping(): Observable<number> {
       return edge.op('ping', async () => {
         const started = scheduler.now()
+        flushed()
         const all = await masters.all()
         await Promise.all(all.map(({ node }) => node.ping()))
         return scheduler.now() - started

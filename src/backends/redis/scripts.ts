@@ -119,6 +119,45 @@ return { 1, deleted }
 
 const SHA = createHash('sha1').update(WRITE_SCRIPT).digest('hex')
 
+/**
+ * The script of plain puts (no condition): the store sends the puts made in one turn of the
+ * event loop as one call of it (`put-batch.ts`). Each put is a SET and a PUBLISH of its own write
+ * message, exactly the message {@link WRITE_SCRIPT} publishes for one put, so a watch sees each
+ * put as its own change event; a put's message is `ARGV[at] .. value` (its head and the put's
+ * entry up to the value, built by {@link putMessagePrefix}), concatenated on the server so the
+ * value travels once. The puts are independent, as separate calls would be: a refused SET
+ * publishes the message's head alone (the store's sequence moves on) and its error string is the
+ * put's reply, the others' is 1.
+ *
+ * KEYS: the put keys, in order (a key may repeat). ARGV: the channel, then per put its message
+ * prefix, value and TTL in milliseconds ('' for none).
+ */
+export const PUTS_SCRIPT = `
+local channel = ARGV[1]
+local replies = {}
+for i = 1, #KEYS do
+  local at = i * 3 - 1
+  local value = ARGV[at + 1]
+  local ttl = ARGV[at + 2]
+  local reply
+  if ttl == '' then
+    reply = redis.pcall('SET', KEYS[i], value)
+  else
+    reply = redis.pcall('SET', KEYS[i], value, 'PX', ttl)
+  end
+  if type(reply) == 'table' and reply.err then
+    redis.call('PUBLISH', channel, string.sub(ARGV[at], 1, ${String(4 + 2 + 8 + 8)}))
+    replies[i] = reply.err
+  else
+    redis.call('PUBLISH', channel, ARGV[at] .. value)
+    replies[i] = 1
+  end
+end
+return replies
+`
+
+const PUTS_SHA = createHash('sha1').update(PUTS_SCRIPT).digest('hex')
+
 /** The channel the store's writes are published on, one per database (pub/sub ignores SELECT). */
 export function writesChannel(db: number): string {
   return `__rx-datasync__:writes@${db}`
@@ -133,11 +172,37 @@ const HEAD_LENGTH = MAGIC.length + 2 + 8 + 8
  */
 export function messageHead(slot: number, writer: Buffer, sequence: bigint): Buffer {
   const head = Buffer.alloc(HEAD_LENGTH)
-  MAGIC.copy(head)
-  head.writeUInt16BE(slot, MAGIC.length)
-  writer.copy(head, MAGIC.length + 2, 0, 8)
-  head.writeBigUInt64BE(sequence, MAGIC.length + 10)
+  writeHead(head, slot, writer, sequence)
   return head
+}
+
+function writeHead(into: Buffer, slot: number, writer: Buffer, sequence: bigint): void {
+  MAGIC.copy(into)
+  into.writeUInt16BE(slot, MAGIC.length)
+  writer.copy(into, MAGIC.length + 2, 0, 8)
+  into.writeBigUInt64BE(sequence, MAGIC.length + 10)
+}
+
+/**
+ * A put's write message up to its value: the head (as {@link messageHead} makes it), then the
+ * put's entry (`p`, the key's length and bytes, the value's length). {@link PUTS_SCRIPT} appends
+ * the value.
+ */
+export function putMessagePrefix(
+  slot: number,
+  writer: Buffer,
+  sequence: bigint,
+  key: string,
+  valueLength: number,
+): Buffer {
+  const keyLength = Buffer.byteLength(key)
+  const prefix = Buffer.allocUnsafe(HEAD_LENGTH + 9 + keyLength)
+  writeHead(prefix, slot, writer, sequence)
+  prefix[HEAD_LENGTH] = 0x70
+  prefix.writeUInt32BE(keyLength, HEAD_LENGTH + 1)
+  prefix.write(key, HEAD_LENGTH + 5, 'utf8')
+  prefix.writeUInt32BE(valueLength, HEAD_LENGTH + 5 + keyLength)
+  return prefix
 }
 
 /** One write of a published message: a put with its value, or a delete. */
@@ -271,14 +336,55 @@ export async function runWriteScript(
   write: EncodedWrite,
 ): Promise<{ succeeded: boolean; deleted: number }> {
   const { keys } = write
-  const args = [channel, head, ...write.args]
-  let reply: unknown
-  try {
-    reply = await client.evalsha(SHA, keys.length, ...keys, ...args)
-  } catch (error) {
-    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
-    reply = await client.eval(WRITE_SCRIPT, keys.length, ...keys, ...args)
-  }
+  const reply = await evalScript(client, SHA, WRITE_SCRIPT, keys, [channel, head, ...write.args])
   const [ok, deleted] = reply as [number, number]
   return { succeeded: ok === 1, deleted }
+}
+
+/** A put of {@link runPutsScript}: its key, value, TTL and message prefix. */
+export interface PutArgs {
+  readonly key: string
+  readonly value: Buffer
+  /** Milliseconds; undefined for none. */
+  readonly ttl: number | undefined
+  /** See {@link putMessagePrefix}. */
+  readonly prefix: Buffer
+}
+
+/**
+ * Runs {@link PUTS_SCRIPT} for `puts` (on one node: its keys may be in any slot). Resolves with
+ * each put's outcome, in order: undefined when it was made, else the server's error.
+ */
+export async function runPutsScript(
+  client: Redis | Cluster,
+  channel: string,
+  puts: readonly PutArgs[],
+): Promise<(Error | undefined)[]> {
+  const keys: string[] = []
+  const args: Arg[] = [channel]
+  for (const put of puts) {
+    keys.push(put.key)
+    args.push(put.prefix, put.value, put.ttl === undefined ? '' : String(put.ttl))
+  }
+  const replies = (await evalScript(client, PUTS_SHA, PUTS_SCRIPT, keys, args)) as unknown[]
+  return puts.map((_, i) => {
+    const reply = replies[i]
+    return reply === 1 ? undefined : new Error(String(reply))
+  })
+}
+
+/** EVALSHA, loading the script with EVAL when the server lacks it. */
+async function evalScript(
+  client: Redis | Cluster,
+  sha: string,
+  script: string,
+  keys: readonly string[],
+  args: readonly Arg[],
+): Promise<unknown> {
+  try {
+    return await client.evalsha(sha, keys.length, ...keys, ...args)
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
+    return client.eval(script, keys.length, ...keys, ...args)
+  }
 }
