@@ -20,10 +20,21 @@ export interface WriteUnit {
   readonly writer: string
   /** The write's number in its store: each store numbers its writes 1, 2, 3 … */
   readonly sequence: bigint
+  /**
+   * Its values are not to be trusted, only its keys read: a write to a Cluster slot being moved
+   * (it may have run on the source or the target, and arrives from both, in no order with the
+   * other's keyspace events).
+   */
+  readonly reread: boolean
 }
 
 /** Something that arrived on a subscriber connection. */
 export type Unit = ReadUnit | WriteUnit
+
+/** Whether the keys of a unit must be read (a keyspace event, or a write to reread). */
+export function needsRead(unit: Unit): boolean {
+  return unit.kind === 'read' || unit.reread
+}
 
 /** The keys a unit names. */
 export function keysOf(unit: Unit): readonly string[] {
@@ -80,10 +91,15 @@ export class ArrivalOrder {
     this.#arrive(endpoint, { seq: ++this.#seq, endpoint, kind: 'read', key })
   }
 
-  /** A store's write message arrived from master `endpoint`. */
-  write(endpoint: number, message: Pick<WriteUnit, 'writes' | 'writer' | 'sequence'>): void {
+  /** A store's write message arrived from master `endpoint` (`reread`: see {@link WriteUnit}). */
+  write(
+    endpoint: number,
+    message: Pick<WriteUnit, 'writes' | 'writer' | 'sequence'>,
+    reread = false,
+  ): void {
     const { writes, writer, sequence } = message
-    this.#arrive(endpoint, { seq: ++this.#seq, endpoint, kind: 'write', writes, writer, sequence })
+    const seq = ++this.#seq
+    this.#arrive(endpoint, { seq, endpoint, kind: 'write', writes, writer, sequence, reread })
   }
 
   /**
@@ -107,7 +123,9 @@ export class ArrivalOrder {
     const keys = new Set<string>()
     for (const units of [this.#queue, ...this.#inboxes]) {
       for (const unit of units) {
-        if (unit.kind === 'write') for (const write of unit.writes) keys.add(write.key)
+        if (unit.kind === 'write' && !unit.reread) {
+          for (const write of unit.writes) keys.add(write.key)
+        }
       }
     }
     return keys

@@ -5,7 +5,8 @@ import type { TxnCondition } from '../../core/store.js'
 import { mapAddress } from './connections.js'
 import { NAME } from './errors.js'
 import type { HostPort, Settings } from './options.js'
-import { scanKeys } from './reads.js'
+import { keysInSlot, scanKeys } from './reads.js'
+import { readSlotMoves } from './migrations.js'
 import type { Write } from './scripts.js'
 import { SLOT_COUNT, keySlot } from './slots.js'
 
@@ -49,6 +50,12 @@ export interface Master {
   readonly owns: (key: string) => boolean
 }
 
+/** Keys a listing found, and the connection to read them through. */
+export interface Scanned {
+  readonly node: Redis | Cluster
+  readonly keys: string[]
+}
+
 /**
  * The masters behind the broker's connection: the one server of a node or Sentinel setup, or
  * every master of a Cluster (found through the Cluster client's pool, whose connections it
@@ -72,8 +79,12 @@ export class Masters {
 
   /** The connections to every master. */
   async all(): Promise<Master[]> {
+    return (await this.#masters()).all
+  }
+
+  async #masters(): Promise<{ all: Master[]; topology?: Topology }> {
     const cluster = this.cluster
-    if (!cluster) return [{ node: this.#main as Redis, owns: () => true }]
+    if (!cluster) return { all: [{ node: this.#main as Redis, owns: () => true }] }
     await this.#ready(cluster)
     for (let attempt = 1; ; attempt++) {
       const topology = await clusterTopology(cluster)
@@ -83,10 +94,11 @@ export class Masters {
         return pool.find((n) => n.options.host === host && n.options.port === port)
       })
       if (found.every((node) => node !== undefined)) {
-        return found.map((node, index) => ({
+        const all = found.map((node, index) => ({
           node,
           owns: (key: string) => topology.owners[keySlot(key)] === index,
         }))
+        return { all, topology }
       }
       if (attempt === 3) {
         throw new UnavailableError(
@@ -104,15 +116,47 @@ export class Masters {
     }
   }
 
-  /** Every string key under `prefix`, by the master that serves it. */
-  async scan(prefix: string): Promise<{ node: Redis; keys: string[] }[]> {
-    const all = await this.all()
-    return Promise.all(
-      all.map(async ({ node, owns }) => ({
-        node,
-        keys: (await scanKeys(node, prefix, this.#settings.scanCount)).filter(owns),
-      })),
+  /**
+   * Every string key under `prefix`, by the master that serves it. On a Cluster, the keys of a
+   * slot being moved (or found off their master) come last, to be read through the Cluster
+   * client, which follows ASK and MOVED; once every SCAN is done, a moving slot's target is asked
+   * for its keys again (a key moved there after its SCAN went past, before the source's did, is
+   * on neither list). See `listMasters` for the watch's listing.
+   */
+  async scan(prefix: string): Promise<Scanned[]> {
+    const { all, topology } = await this.#masters()
+    const cluster = this.cluster
+    if (!cluster || !topology) {
+      return Promise.all(
+        all.map(async ({ node }) => ({
+          node,
+          keys: await scanKeys(node, prefix, this.#settings.scanCount),
+        })),
+      )
+    }
+    const nodes = all.map(({ node }) => node)
+    const moves = await readSlotMoves(nodes, topology.masters)
+    const strays = new Set<string>()
+    const scanned = await Promise.all(
+      all.map(async ({ node }, index) => {
+        const keys = await scanKeys(node, prefix, this.#settings.scanCount)
+        const own = keys.filter((key) => {
+          const slot = keySlot(key)
+          if (topology.owners[slot] === index && !moves.bySlot.has(slot)) return true
+          strays.add(key)
+          return false
+        })
+        return { node, keys: own }
+      }),
     )
+    for (const move of moves.bySlot.values()) {
+      const target = nodes[move.target]
+      if (target === undefined) continue
+      for (const key of await keysInSlot(target, move.slot)) {
+        if (key.startsWith(prefix)) strays.add(key)
+      }
+    }
+    return strays.size === 0 ? scanned : [...scanned, { node: cluster, keys: [...strays] }]
   }
 
   /** Resolves when the Cluster client is ready (it may be reconnecting after an outage). */

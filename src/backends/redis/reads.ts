@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { copyAll } from './bytes.js'
 import { toDatasyncError } from './errors.js'
 import { keyPattern } from './keyspace.js'
@@ -73,10 +73,11 @@ export function groupKeys(keys: readonly string[], cluster: boolean): string[][]
 /**
  * The values of `keys` on one server, read with pipelined MGETs (one slot per MGET on a Cluster
  * node, so a transaction's keys are read atomically); a missing key (or one that is not a string)
- * maps to undefined.
+ * maps to undefined. Through a Cluster client, one MGET per key, which the client sends to the
+ * key's master and redirects as a slot move asks (ASK, MOVED).
  */
 export async function readValues(
-  node: Redis,
+  node: Redis | Cluster,
   keys: readonly string[],
   cluster: boolean,
 ): Promise<Map<string, Uint8Array | undefined>> {
@@ -92,12 +93,19 @@ export async function readValues(
  * missing) to `onValue` as the replies arrive, without building a map.
  */
 export async function readEach(
-  node: Redis,
+  node: Redis | Cluster,
   keys: readonly string[],
   cluster: boolean,
   onValue: (key: string, value: Uint8Array | undefined) => void,
 ): Promise<void> {
   if (keys.length === 0) return
+  if (node.isCluster) {
+    const replies = await Promise.all(keys.map((key) => node.mgetBuffer(key)))
+    keys.forEach((key, i) => {
+      onValue(key, copyAll(replies[i] ?? [])[0])
+    })
+    return
+  }
   const groups = groupKeys(keys, cluster)
   const pipeline = node.pipeline()
   for (const group of groups) pipeline.mgetBuffer(...group)
@@ -116,4 +124,11 @@ export async function readEach(
 export async function serverRunId(node: Redis): Promise<string> {
   const info = await node.info('server')
   return /run_id:(\w+)/.exec(info)?.[1] ?? ''
+}
+
+/** Every key of `slot` on one Cluster master (CLUSTER COUNTKEYSINSLOT, then GETKEYSINSLOT). */
+export async function keysInSlot(node: Redis, slot: number): Promise<string[]> {
+  const count = Number(await node.call('CLUSTER', 'COUNTKEYSINSLOT', slot))
+  if (count === 0) return []
+  return (await node.call('CLUSTER', 'GETKEYSINSLOT', slot, count)) as string[]
 }

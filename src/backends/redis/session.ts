@@ -23,7 +23,7 @@ import {
 import type { StoreEvent } from '../../core/events.js'
 import { matchesAny } from '../../core/snapshot.js'
 import type { HealthPart } from '../../internal/store-health.js'
-import { ArrivalOrder, keysOf, type Unit } from './arrivals.js'
+import { ArrivalOrder, keysOf, needsRead, type Unit } from './arrivals.js'
 import { clusterTopology, type Topology } from './cluster.js'
 import { SessionEnd, type WatchContext, type WatchState } from './context.js'
 import { NON_WRITE_EVENTS, keyPattern } from './keyspace.js'
@@ -32,16 +32,14 @@ import { SessionLinks, type Endpoint } from './links.js'
 import { listMasters } from './listing.js'
 import { ValueMemory, type Pending, type WatchMemory } from './memory.js'
 import { readValues } from './reads.js'
+import { SlotRoutes, clusterLayout, readRouted } from './routed.js'
 import { decodeWriteMessage, writesChannel } from './scripts.js'
 
 /** At most this many keys are read per batch of notifications. */
 const MAX_BATCH_KEYS = 5_000
 
-/** A batch's reads: the keys to read from each master, by its index. */
-type Reads = Map<number, string[]>
-
-/** What a batch's reads found, one map per master. */
-type ReadResults = readonly Map<string, Uint8Array | undefined>[]
+/** What a batch's reads found. */
+type ReadResults = Map<string, Uint8Array | undefined>
 
 /**
  * One session of a watch (see `watchKeys`): it subscribes, lists, emits the snapshot and then
@@ -53,9 +51,8 @@ export function session(
   state: WatchState,
   health: HealthPart,
 ): Observable<StoreEvent<Uint8Array>> {
-  return defer(() =>
-    context.cluster ? from(clusterTopology(context.cluster)) : of(undefined),
-  ).pipe(
+  const cluster = context.cluster
+  return defer(() => (cluster ? from(clusterLayout(cluster)) : of(undefined))).pipe(
     concatMap((topology) =>
       defer(() => {
         const run = new Session(context, state, health, topology)
@@ -85,6 +82,8 @@ class Session {
   /** Something arrived, or a barrier settled: the queue may have work. */
   readonly #kicks = new Subject<void>()
   readonly #channelPrefix: string
+  /** On a Cluster: the slot map and the slot moves, which the listing and the reads follow. */
+  readonly #slots: SlotRoutes | undefined
 
   constructor(
     context: WatchContext,
@@ -99,6 +98,12 @@ class Session {
     this.#channelPrefix = `__keyspace@${context.settings.db}__:`
     this.#memory = context.settings.watchMemory === 'lean' ? new LeanMemory() : new ValueMemory()
     this.#links = new SessionLinks(context, topology)
+    this.#slots = topology
+      ? new SlotRoutes(
+          topology,
+          this.#links.endpoints.map((endpoint) => endpoint.reader),
+        )
+      : undefined
     this.#order = new ArrivalOrder(this.#links.endpoints.length)
   }
 
@@ -126,15 +131,23 @@ class Session {
    */
   #snapshot(): Observable<StoreEvent<Uint8Array>> {
     const { settings, clock } = this.#context
-    const listing = defer(() =>
-      from(
-        listMasters(this.#links.endpoints, {
-          prefixes: this.#state.prefixes,
-          scanCount: settings.scanCount,
-          owners: this.#topology?.owners,
-          clock,
-          record: this.#memory.records,
-        }),
+    const listing = defer(async () => {
+      await this.#slots?.readMoves()
+      const listed = await listMasters(this.#links.endpoints, {
+        prefixes: this.#state.prefixes,
+        scanCount: settings.scanCount,
+        routes: this.#slots?.routes(),
+        clock,
+        record: this.#memory.records,
+      })
+      return { listed, unchanged: (await this.#slots?.unchanged()) ?? true }
+    }).pipe(
+      concatMap(({ listed, unchanged }) =>
+        unchanged
+          ? of(listed)
+          : throwError(() =>
+              SessionEnd.gap('watch-error', 'cluster slots moved during the listing'),
+            ),
       ),
     )
     return listing.pipe(
@@ -174,10 +187,10 @@ class Session {
   /**
    * The events of the next batch. A key whose last unit in the batch is a write message needs no
    * read: its values are exact, and batches of those go at once. The others are read (each from
-   * the master that published the event), then a PING on those masters' subscribers makes sure
-   * every message published before the read executed has arrived: a key with a write message
-   * among those is left to that message (the read may be older or newer than it), so a value
-   * never goes back in time.
+   * the master serving its slot, following a slot move's redirections), then a PING on the
+   * masters that answered makes sure every message published before the read executed has
+   * arrived: a key with a write message among those is left to that message (the read may be
+   * older or newer than it), so a value never goes back in time.
    */
   #nextBatch(): Observable<StoreEvent<Uint8Array>> {
     const events: StoreEvent<Uint8Array>[] = []
@@ -186,14 +199,9 @@ class Session {
       if (batch.length === 0) return from(events)
       const last = new Map<string, Unit>()
       for (const unit of batch) for (const key of keysOf(unit)) last.set(key, unit)
-      const reads: Reads = new Map()
-      for (const [key, unit] of last) {
-        if (unit.kind !== 'read') continue
-        const keys = reads.get(unit.endpoint)
-        if (keys) keys.push(key)
-        else reads.set(unit.endpoint, [key])
-      }
-      if (reads.size === 0) {
+      const reads: string[] = []
+      for (const [key, unit] of last) if (needsRead(unit)) reads.push(key)
+      if (reads.length === 0) {
         events.push(...this.#writeEvents(batch))
         this.#forget()
         continue
@@ -205,21 +213,23 @@ class Session {
     }
   }
 
-  /** Reads the keys from their masters, then a barrier on those masters' subscribers. */
-  #read(reads: Reads): Observable<ReadResults> {
-    const cluster = this.#topology !== undefined
+  /** Reads the keys from their masters, then a barrier on the subscribers of those that answered. */
+  #read(keys: readonly string[]): Observable<ReadResults> {
     const links = this.#links
-    const masters = [...reads.keys()].map((index) => links.endpoint(index))
-    return defer(() =>
-      from(
-        Promise.all(
-          [...reads].map(([index, keys]) =>
-            readValues(links.endpoint(index).reader, keys, cluster),
-          ),
-        ),
+    return defer(async () => {
+      const routes = this.#slots?.routes()
+      if (!routes) {
+        return { results: await readValues(links.endpoint(0).reader, keys, false), answered: [0] }
+      }
+      const results: ReadResults = new Map()
+      const answered = await readRouted(routes, keys, (key, value) => {
+        results.set(key, value)
+      })
+      return { results, answered: [...answered] }
+    }).pipe(
+      concatMap(({ results, answered }) =>
+        links.ping(answered.map((index) => links.endpoint(index))).pipe(map(() => results)),
       ),
-    ).pipe(
-      concatMap((results) => links.ping(masters).pipe(map(() => results))),
       catchError((error: unknown) =>
         throwError(() => SessionEnd.gap('watch-error', 'reading notified keys failed', error)),
       ),
@@ -236,12 +246,10 @@ class Session {
     // Every message published before the reads executed has arrived by now.
     const until = this.#order.arrived
     const changes: Pending[] = []
-    for (const result of results) {
-      for (const [key, value] of result) {
-        if (overtaken.has(key)) continue
-        const change = this.#memory.read(key, value, last.get(key)?.seq ?? 0, until)
-        if (change) changes.push(change)
-      }
+    for (const [key, value] of results) {
+      if (overtaken.has(key)) continue
+      const change = this.#memory.read(key, value, last.get(key)?.seq ?? 0, until)
+      if (change) changes.push(change)
     }
     const event = this.#event(changes)
     if (event) events.push(event)
@@ -253,7 +261,7 @@ class Session {
   #writeEvents(batch: readonly Unit[]): StoreEvent<Uint8Array>[] {
     const events: StoreEvent<Uint8Array>[] = []
     for (const unit of batch) {
-      if (unit.kind !== 'write') continue
+      if (unit.kind !== 'write' || unit.reread) continue
       const changes: Pending[] = []
       for (const write of unit.writes) {
         const change = this.#memory.written(write.key, write.value, unit.seq)
@@ -357,14 +365,21 @@ class Session {
 
   #onWriteMessage(endpoint: Endpoint, payload: Buffer): void {
     const message = decodeWriteMessage(payload)
+    if (!message) return
     // On a Cluster every node relays every message; only the master that ran the write
-    // delivers it in order with the write's keyspace events.
+    // delivers it in order with the write's keyspace events. A slot being moved has two (the
+    // source, or the target when the key is gone from the source): its keys are read instead,
+    // from both sides' messages.
     const owners = this.#topology?.owners
-    if (!message || (owners && owners[message.slot] !== endpoint.index)) return
+    const move = this.#slots?.moves.bySlot.get(message.slot)
+    const reread = move !== undefined
+    if (move) {
+      if (endpoint.index !== move.source && endpoint.index !== move.target) return
+    } else if (owners && owners[message.slot] !== endpoint.index) return
     // A message without writes under the prefixes still counts: it moves its store's sequence.
     const prefixes = this.#state.prefixes
     const writes = message.writes.filter((write) => matchesAny(write.key, prefixes))
-    this.#order.write(endpoint.index, { ...message, writes })
+    this.#order.write(endpoint.index, { ...message, writes }, reread)
     this.#kicks.next()
   }
 }
