@@ -37,7 +37,9 @@ export interface Access {
  */
 export function accessOf(request: IncomingMessage, settings: ServerSettings): Access {
   const served = settings.prefixes
-  if (settings.tokens === undefined) return makeAccess('anonymous', served, served, served)
+  if (settings.tokens === undefined) {
+    return cached(settings, () => makeAccess('anonymous', served, served, served))
+  }
   const header = request.headers.authorization
   const token = header === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1]
   if (token === undefined) {
@@ -51,7 +53,22 @@ export function accessOf(request: IncomingMessage, settings: ServerSettings): Ac
   }
   const grant = settings.tokens.get(token)
   if (grant === undefined) throw new HttpError(401, 'unauthorized', 'the token is not known')
-  return makeAccess('the token', served, grant.read, grant.write)
+  return cached(grant, () => makeAccess('the token', served, grant.read, grant.write))
+}
+
+/**
+ * One access per token (per server without tokens), built once: a watch keeps its access for
+ * as long as it runs, and a thousand watches with one token should not keep a thousand.
+ */
+const accesses = new WeakMap<object, Access>()
+
+function cached(owner: object, make: () => Access): Access {
+  let access = accesses.get(owner)
+  if (access === undefined) {
+    access = make()
+    accesses.set(owner, access)
+  }
+  return access
 }
 
 function makeAccess(

@@ -115,7 +115,8 @@ export class Hub {
     this.#subscription.add(
       interval(this.settings.heartbeatMs, this.settings.scheduler).subscribe(() => {
         if (!this.ready) return
-        for (const session of this.sessions) session.progress(this.#revision)
+        const shared = {}
+        for (const session of this.sessions) session.progress(this.#revision, shared)
       }),
     )
   }
@@ -202,7 +203,7 @@ export class Hub {
 
   #items(session: Session): KeyValue<Uint8Array>[] {
     const items: KeyValue<Uint8Array>[] = []
-    for (const item of this.#view.values()) if (session.filter(item.key)) items.push(item)
+    for (const item of this.#view.values()) if (session.sees(item.key)) items.push(item)
     return items.sort(byKey)
   }
 

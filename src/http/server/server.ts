@@ -3,7 +3,6 @@ import { createServer as createHttps } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Observable } from 'rxjs'
 import type { Revision } from '../../core/revision.js'
-import { matchesAny } from '../../core/snapshot.js'
 import type { KvStore, StoreStatus } from '../../core/store.js'
 import { parseRevision } from '../wire.js'
 import { HttpError, accessOf, applyCors, errorResponse } from './access.js'
@@ -11,7 +10,7 @@ import { Hub } from './hub.js'
 import { Counters, prometheusText, type HttpServerMetrics } from './metrics.js'
 import { resolveServerOptions, type HttpServerOptions } from './options.js'
 import { param, readJson, restOperations } from './rest.js'
-import { Session } from './session.js'
+import { Session, type SessionOptions } from './session.js'
 
 /** A running store server, from {@link serveStore}. */
 export interface StoreServer {
@@ -65,6 +64,14 @@ export async function serveStore(
   const counters = new Counters()
   const hub = new Hub(store, settings, counters)
   const sockets = new Set<Socket>()
+  const sessionOptions: SessionOptions = {
+    maxBufferedBytes: settings.maxBufferedBytes,
+    snapshotChunk: settings.snapshotChunk,
+    counters,
+    onEnd: (ended) => {
+      hub.detach(ended)
+    },
+  }
 
   const handler = (request: IncomingMessage, response: ServerResponse) => {
     answer(request, response)
@@ -189,19 +196,7 @@ export async function serveStore(
         })
         response.flushHeaders()
         request.socket.setNoDelay(true)
-        const session = new Session(
-          response,
-          (key) => matchesAny(key, prefixes) && access.canRead(key),
-          {
-            maxBufferedBytes: settings.maxBufferedBytes,
-            snapshotChunk: settings.snapshotChunk,
-            counters,
-            onEnd: (ended) => {
-              hub.detach(ended)
-            },
-          },
-        )
-        hub.attach(session, after)
+        hub.attach(new Session(response, prefixes, access, sessionOptions), after)
         return undefined
       }
       default:

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import type { Change, KeyValue, SnapshotCause } from '../../core/events.js'
 import type { Revision } from '../../core/revision.js'
+import { matchesAny } from '../../core/snapshot.js'
 import {
   toWireChange,
   toWireKeyValue,
@@ -9,17 +10,32 @@ import {
   type WireSnapshotChunk,
   type WireStatus,
 } from '../wire.js'
+import type { Access } from './access.js'
 import type { Counters } from './metrics.js'
 
-/** The frame of a whole change batch, encoded by the first session that needs it. */
+/**
+ * A frame every session of one fan-out writes alike (a whole change batch, a progress event),
+ * encoded to bytes by the first session that needs it: each other session writes the same
+ * Buffer, with no JSON and no UTF-8 encoding of its own.
+ */
 export interface SharedFrame {
-  frame?: string
+  frame?: Buffer
 }
 
 function changesFrame(revision: Revision, changes: readonly Change<Uint8Array>[]): string {
   const body: WireChanges = { revision: revision.toString(), changes: changes.map(toWireChange) }
   return `event: changes\nid: ${revision.toString()}\ndata: ${JSON.stringify(body)}\n\n`
 }
+
+function progressFrame(revision: Revision): string {
+  const id = revision.toString()
+  return `event: progress\nid: ${id}\ndata: ${JSON.stringify({ revision: id })}\n\n`
+}
+
+const HEARTBEAT = Buffer.from(': heartbeat\n\n')
+
+const byteLength = (frame: string | Buffer) =>
+  typeof frame === 'string' ? Buffer.byteLength(frame) : frame.length
 
 /** What a session needs from its server. */
 export interface SessionOptions {
@@ -29,6 +45,12 @@ export interface SessionOptions {
   /** Called once when the stream ends (closed by the client, cut, or ended by the server). */
   readonly onEnd: (session: Session) => void
 }
+
+/** Ends the session of a response whose connection closed (one listener function for all). */
+function onResponseClose(this: ServerResponse & { [SESSION]?: Session }): void {
+  this[SESSION]?.end()
+}
+const SESSION = Symbol('session')
 
 /**
  * One watch client's Server-Sent Events stream. The hub hands it every change batch at once (it
@@ -40,24 +62,36 @@ export interface SessionOptions {
  *
  * Only a complete snapshot (its last chunk), a change batch or a progress event carries an
  * `id:` (the revision), so a client cut in the middle of a snapshot never resumes from it.
+ *
+ * An idle session costs the server little: the options object is the server's (shared), the
+ * access the token's (cached), and the close listener one function for every response; a batch
+ * costs it one write of a shared Buffer.
  */
 export class Session {
   /** The revision of the last event with an id written to the stream. */
   lastId: Revision | undefined
   /** `waiting` until its snapshot or resume starts: events before it are in the snapshot. */
   #phase: 'waiting' | 'snapshot' | 'live' | 'ended' = 'waiting'
-  #queue: [string, Revision | undefined][] = []
+  /** Frames that wait for the snapshot to be written (allocated when one does). */
+  #queue: [string | Buffer, Revision | undefined][] | undefined
   #queueBytes = 0
 
   constructor(
     readonly response: ServerResponse,
-    /** Whether a key is watched by this client and readable by its token. */
-    readonly filter: (key: string) => boolean,
+    /** The prefixes the client watches. */
+    readonly prefixes: readonly string[],
+    /** What its token may read. */
+    readonly access: Access,
+    /** The server's, shared by every session. */
     readonly options: SessionOptions,
   ) {
-    response.once('close', () => {
-      this.#end()
-    })
+    ;(response as ServerResponse & { [SESSION]?: Session })[SESSION] = this
+    response.on('close', onResponseClose)
+  }
+
+  /** Whether a key is watched by this client and readable by its token. */
+  sees(key: string): boolean {
+    return matchesAny(key, this.prefixes) && this.access.canRead(key)
   }
 
   /** Whether the stream has ended. */
@@ -95,32 +129,45 @@ export class Session {
     this.lastId = after
   }
 
-  /** Sends the changes of one batch that this client may see, if any. */
+  /**
+   * Sends the changes of one batch that this client may see, if any. A client that sees the
+   * whole batch (the common case) writes `shared`'s frame: one Buffer for all of them.
+   */
   changes(
     revision: Revision,
     changes: readonly Change<Uint8Array>[],
     shared: SharedFrame = {},
   ): void {
     if (this.#phase === 'ended' || this.#phase === 'waiting') return
-    const kept = changes.filter((change) => this.filter(change.key))
-    if (kept.length === 0) return
-    if (kept.length === changes.length) {
-      // Every client that sees the whole batch writes the same frame: encoded once.
-      shared.frame ??= changesFrame(revision, kept)
+    let seen = 0
+    for (const change of changes) if (this.sees(change.key)) seen++
+    if (seen === 0) return
+    if (seen === changes.length) {
+      shared.frame ??= Buffer.from(changesFrame(revision, changes))
       this.#write(shared.frame, revision)
       return
     }
+    const kept = changes.filter((change) => this.sees(change.key))
     this.#write(changesFrame(revision, kept), revision)
   }
 
-  /** Moves the client's resume position to `revision` when nothing it sees changed since. */
-  progress(revision: Revision): void {
+  /**
+   * Moves the client's resume position to `revision` when nothing it sees changed since (the
+   * frame shared like a change batch's), or just keeps the stream alive.
+   */
+  progress(revision: Revision, shared: SharedFrame = {}): void {
     if (this.#phase !== 'live') return
     if (this.lastId !== undefined && this.lastId >= revision) {
-      this.#write(': heartbeat\n\n', undefined)
+      this.#write(HEARTBEAT, undefined)
       return
     }
-    this.#send('progress', { revision: revision.toString() }, revision)
+    shared.frame ??= Buffer.from(progressFrame(revision))
+    this.#write(shared.frame, revision)
+  }
+
+  /** Ends the stream's session (its connection closed). */
+  end(): void {
+    this.#end()
   }
 
   /** Tells the client the served store's health. */
@@ -149,20 +196,20 @@ export class Session {
     this.#write(frame, id)
   }
 
-  #write(frame: string, id: Revision | undefined): void {
+  #write(frame: string | Buffer, id: Revision | undefined): void {
     if (this.#phase === 'snapshot') {
-      this.#queue.push([frame, id])
-      this.#queueBytes += frame.length
+      ;(this.#queue ??= []).push([frame, id])
+      this.#queueBytes += byteLength(frame)
     } else {
       this.#out(frame, id)
     }
     this.#checkLimit()
   }
 
-  #out(frame: string, id: Revision | undefined): boolean {
+  #out(frame: string | Buffer, id: Revision | undefined): boolean {
     const counters = this.options.counters
     counters.eventsSent++
-    counters.bytesSent += frame.length
+    counters.bytesSent += byteLength(frame)
     if (id !== undefined) this.lastId = id
     return this.response.write(frame)
   }
@@ -192,8 +239,8 @@ export class Session {
     }
     if (this.#phase !== 'snapshot') return
     this.#phase = 'live'
-    const queued = this.#queue
-    this.#queue = []
+    const queued = this.#queue ?? []
+    this.#queue = undefined
     this.#queueBytes = 0
     for (const [frame, id] of queued) this.#out(frame, id)
     this.#checkLimit()
@@ -214,7 +261,7 @@ export class Session {
   #end(): void {
     if (this.#phase === 'ended') return
     this.#phase = 'ended'
-    this.#queue = []
+    this.#queue = undefined
     this.#queueBytes = 0
     this.options.onEnd(this)
   }
