@@ -5,7 +5,7 @@
  * passes, a violation).
  */
 import { performance } from 'node:perf_hooks'
-import { filter, firstValueFrom, timeout } from 'rxjs'
+import { filter, firstValueFrom, take, timeout } from 'rxjs'
 import {
   createDatasync,
   string,
@@ -192,11 +192,14 @@ export async function runSchedule(
     const healed = performance.now()
     converged = await quiesce(session.read.bind(session), root, live, checks, convergeMs)
     if (converged < 0) {
-      for (const [name, { plan }] of live) {
+      // What the orchestrator holds too, to tell a lost change from one it never handed out.
+      const where = `orchestrator ${currentStatus(sync)}`
+      for (const [name, { plan, consumer }] of live) {
         const check = checks.get(name)!
         const expected = await expectedState(session.read.bind(session), root, plan.prefixes)
+        const view = new Map([...consumer.view()].map(([key, item]) => [key, item.value]))
         violations.push(
-          `consumer '${name}' did not converge within ${convergeMs} ms: ${difference(check.state, expected)}`,
+          `consumer '${name}' did not converge within ${convergeMs} ms: ${difference(check.state, expected)} (${where}, listening ${check.listening}, view() against the store: ${difference(view, expected) || 'equal'})`,
         )
       }
     } else {
@@ -293,6 +296,13 @@ function sameMap(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>)
   if (a.size !== b.size) return false
   for (const [key, value] of a) if (b.get(key) !== value) return false
   return true
+}
+
+/** The orchestrator's status now (its stream replays the current one at once). */
+function currentStatus(sync: Datasync<Uint8Array>): string {
+  let state = 'unknown'
+  sync.status$.pipe(take(1)).subscribe((status) => (state = status.state))
+  return state
 }
 
 /** What differs between a consumer's state and the store, briefly. */
