@@ -16,7 +16,7 @@ export interface Child {
 export function startChild(
   name: string,
   input: unknown,
-  options: { exposeGc?: boolean } = {},
+  options: { exposeGc?: boolean; execArgv?: readonly string[] } = {},
 ): Child {
   const script = fileURLToPath(new URL(`../children/${name}.ts`, import.meta.url))
   const child = fork(script, [JSON.stringify(input)], {
@@ -25,6 +25,7 @@ export function startChild(
       '--import',
       'tsx',
       ...(options.exposeGc === true ? ['--expose-gc'] : []),
+      ...(options.execArgv ?? []),
     ],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
