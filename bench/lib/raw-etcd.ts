@@ -2,8 +2,8 @@
 import { Range, type Etcd3, type IKeyValue } from 'etcd3'
 import type { RawListing } from './backend.js'
 
-/** Keys per page of the raw paged read: the store's default `pageSize`. */
-export const RAW_PAGE = 1000
+/** Keys per page of the raw paged read: the store's default `pageSize` (large pages: etcd walks the rest of the range for every page). */
+export const RAW_PAGE = 50_000
 
 /**
  * The raw client's resync of `prefixes`: a paged range per prefix (limit, then continue after

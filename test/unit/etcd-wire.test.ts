@@ -129,7 +129,7 @@ describe('etcd wire: replies decoded by hand', () => {
     expect(response.count).toBe(1000)
     expect(response.kvs.map((kv) => kv.key)).toEqual(['a/1', 'a/2', 'a/ü'])
     expect(response.kvs.map((kv) => Buffer.from(kv.value).toString())).toEqual(['{"x":1}', '', 'v'])
-    expect(response.kvs.map((kv) => kv.modRevision)).toEqual([9n, 9n, ABOVE_53])
+    expect(response.kvs.map((kv) => kv.revision)).toEqual([9n, 9n, ABOVE_53])
     expect(response.lastKey?.toString()).toBe('a/ü')
     // A view into the reply, not a copy.
     expect(response.kvs[0]!.value.buffer).toBe(buf.buffer)
@@ -155,7 +155,7 @@ describe('etcd wire: replies decoded by hand', () => {
     const response = decodeRangeResponse(withKv)
     expect(response.kvs).toHaveLength(1)
     expect(response.kvs[0]!.key).toBe('k')
-    expect(response.kvs[0]!.modRevision).toBe(4n)
+    expect(response.kvs[0]!.revision).toBe(4n)
     expect(Buffer.from(response.kvs[0]!.value).toString()).toBe('v')
   })
 
@@ -195,7 +195,7 @@ describe('etcd wire: replies decoded by hand', () => {
       response.events.map((e) => [
         e.type,
         e.kv.key,
-        e.kv.modRevision,
+        e.kv.revision,
         Buffer.from(e.kv.value).toString(),
         e.prevKv && Buffer.from(e.prevKv.value).toString(),
       ]),

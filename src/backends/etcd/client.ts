@@ -3,7 +3,7 @@ import type * as Grpc from '@grpc/grpc-js'
 import type { IPolicy } from 'cockatiel'
 import type { IDuplexStream, IOptions, IWatchRequest, IWatchResponse } from 'etcd3'
 import { describe } from '../../core/errors.js'
-import { Etcd3, castGrpcError, isRecoverableError } from './etcd3.js'
+import { Etcd3, EtcdInvalidAuthTokenError, castGrpcError, isRecoverableError } from './etcd3.js'
 import { NAME, isTooLarge } from './errors.js'
 
 /** TLS material, already read from files. */
@@ -30,8 +30,12 @@ interface PoolInternals {
   hosts?: { channelCredentials: unknown }[]
   authenticator?: { credentials: unknown; invalidateMetadata?: () => void }
   withConnection<R>(
-    service: 'Watch',
-    fn: (args: { resource: unknown; client: Grpc.Client; metadata: Grpc.Metadata }) => R,
+    service: 'Watch' | 'KV',
+    fn: (args: {
+      resource: unknown
+      client: Grpc.Client
+      metadata: Grpc.Metadata
+    }) => R | PromiseLike<R>,
   ): Promise<R>
   markFailed(resource: unknown, error: Error): void
 }
@@ -63,19 +67,32 @@ class GlobalRetry {
   async execute<T>(
     fn: (context: { signal: AbortSignal; attempt: number }) => PromiseLike<T> | T,
   ): Promise<T> {
+    /** The last failure that said why (see {@link says}). */
+    let telling: unknown
     for (let attempt = 0; ; attempt++) {
       try {
         return await fn({ signal: new AbortController().signal, attempt })
       } catch (error) {
+        if (says(error)) telling = error
         const again =
           attempt < GLOBAL_RETRIES &&
           error instanceof Error &&
           isRecoverableError(error) &&
           !isTooLarge(error)
-        if (!again) throw error
+        if (!again) throw says(error) ? error : (telling ?? error)
       }
     }
   }
+}
+
+/**
+ * Whether a failure says why: gRPC's "No connection established. Last error: null" only says
+ * that the channel was closed while connecting, which another call's failure does (etcd3 resets a
+ * member's channels after a connection fault), so a TLS refusal met by one call could end up
+ * reported as that. Retries report the last failure that said why.
+ */
+function says(error: unknown): boolean {
+  return !(error instanceof Error && error.message.includes('Last error: null'))
 }
 
 /** Thrown (and caught by etcd3, which moves on to the next member) for a member being skipped. */
@@ -126,6 +143,9 @@ class MemberGuard {
 function poolOf(client: Etcd3): PoolInternals {
   return (client as unknown as { pool: PoolInternals }).pool
 }
+
+/** The global fault policy each client was built with (the lean calls run under it too). */
+const retries = new WeakMap<Etcd3, GlobalRetry>()
 
 /**
  * Builds the etcd3 client. Nothing connects here: gRPC channels are made on the first call.
@@ -192,6 +212,7 @@ function buildClient(settings: ClientSettings): Etcd3 {
       : {}),
   }
   const client = new Etcd3(options)
+  retries.set(client, options.faultHandling?.global as unknown as GlobalRetry)
   if (tls?.insecureSkipVerify === true) {
     const grpc = grpcOfEtcd3()
     const credentials = grpc.credentials.createSsl(
@@ -251,4 +272,42 @@ export function openWatchStream(client: Etcd3): Promise<WatchStream> {
     })
     return stream
   })
+}
+
+/** Identity serializers: requests are encoded and replies decoded by `wire/`. */
+const asIs = (buf: Buffer): Buffer => buf
+
+/**
+ * One unary call of etcd's KV service with a request encoded by hand (`wire/encode.ts`) and its
+ * reply decoded by `decode` from the received buffer (`wire/decode.ts`), on the channel etcd3
+ * holds for the member it picks, with its auth token, under the same fault policies as etcd3's
+ * own calls: another member after a connection fault, a member skipped after repeated faults,
+ * the token renewed once when etcd says it is stale. Errors are cast to etcd3's classes.
+ */
+export function unary<T>(
+  client: Etcd3,
+  method: 'Range' | 'Put' | 'DeleteRange' | 'Txn',
+  request: Buffer,
+  decode: (reply: Buffer) => T,
+): Promise<T> {
+  const pool = poolOf(client)
+  const retry = retries.get(client)
+  const path = `/etcdserverpb.KV/${method}`
+  const once = (): Promise<T> =>
+    pool.withConnection('KV', ({ client: grpcClient, metadata }) =>
+      new Promise<Buffer>((resolve, reject) => {
+        grpcClient.makeUnaryRequest(path, asIs, asIs, request, metadata, {}, (error, reply) => {
+          if (error) reject(castGrpcError(error))
+          else resolve(reply as Buffer)
+        })
+      }).then(decode, (error: unknown) => {
+        if (error instanceof EtcdInvalidAuthTokenError) {
+          // As etcd3 does: authenticate again and call once more.
+          forgetToken(client)
+          return once()
+        }
+        throw error
+      }),
+    )
+  return retry === undefined ? once() : retry.execute(once)
 }

@@ -36,7 +36,7 @@ import {
   toCompare,
   toRequestOps,
 } from './checks.js'
-import { createClient, forgetToken } from './client.js'
+import { createClient, forgetToken, unary } from './client.js'
 import { NAME, errorMapper, isStaleToken } from './errors.js'
 import { keyBytes, prefixRange, toBuffer, toKeyValue } from './keys.js'
 import { Leases, allLeases } from './leases.js'
@@ -51,6 +51,8 @@ import {
   type EtcdTxnOp,
 } from './options.js'
 import { watchPrefixes, type WatchContext } from './watch.js'
+import { decodeRangeResponse } from './wire/decode.js'
+import { encodeRangeRequest } from './wire/encode.js'
 
 const CAPABILITIES: Capabilities = Object.freeze({
   write: true,
@@ -118,8 +120,10 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
     defer(() => from(run())).pipe(
       timeout({ first: timeoutMs, scheduler }),
       tap((response) => {
-        const header = (response as { header?: { revision?: string } } | undefined)?.header
-        if (header?.revision !== undefined) observe(BigInt(header.revision))
+        // Replies decoded by wire/ carry the header's revision as a bigint; etcd3's as a string.
+        const reply = response as { revision?: unknown; header?: { revision?: string } } | undefined
+        if (typeof reply?.revision === 'bigint') observe(reply.revision)
+        else if (reply?.header?.revision !== undefined) observe(BigInt(reply.header.revision))
       }),
     )
   /** A request through the edge: refused once closed, its error mapped, its answer reported. */
@@ -199,7 +203,9 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
       const what = `get ${show(key)}`
       return edge.op(what, () => {
         assertKey('get', key)
-        return call(what, () => client.kv.range({ key: keyBytes(key) })).pipe(
+        return call(what, () =>
+          unary(client, 'Range', encodeRangeRequest({ key: keyBytes(key) }), decodeRangeResponse),
+        ).pipe(
           map((response) => {
             const kv = response.kvs[0]
             return kv === undefined ? undefined : toKeyValue(kv)
@@ -229,7 +235,7 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
           ranges: [prefixRange(prefix)],
           keysOnly: true,
           what,
-          convert: (kv) => kv.key.toString('utf8'),
+          convert: (kv) => kv.key,
         }).pipe(map(({ items }) => items))
       })
     },

@@ -1,6 +1,6 @@
-import type { IKeyValue } from 'etcd3'
 import type { KeyValue } from '../../core/events.js'
-import { revision } from '../../core/revision.js'
+import type { Revision } from '../../core/revision.js'
+import type { WireKeyValue } from './wire/decode.js'
 
 /** A key range of etcd: `[start, end)`; `end` = `[0]` means "every key from `start` on". */
 export interface KeyRange {
@@ -21,13 +21,12 @@ export function valueOf(raw: Buffer | undefined): Uint8Array {
   return new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength)
 }
 
-/** A key-value of the client as the store's, its value over the same memory. */
-export function toKeyValue(kv: IKeyValue): KeyValue<Uint8Array> {
-  return {
-    key: kv.key.toString('utf8'),
-    value: valueOf(kv.value),
-    revision: revision(kv.mod_revision),
-  }
+/**
+ * A decoded key-value as the store's: the decoder already made it in that shape (its value a view
+ * into the reply), so it is handed on as it is, without another object per key.
+ */
+export function toKeyValue(kv: WireKeyValue): KeyValue<Uint8Array> {
+  return kv as KeyValue<Uint8Array> & { readonly revision: Revision }
 }
 
 /** A value for the client: the same memory seen as a Buffer (no copy). */

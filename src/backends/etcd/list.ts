@@ -12,9 +12,12 @@ import {
   throwError,
   type Observable,
 } from 'rxjs'
-import type { Etcd3, IKeyValue, IRangeResponse } from 'etcd3'
+import type { Etcd3 } from 'etcd3'
 import { DatasyncError } from '../../core/errors.js'
+import { unary } from './client.js'
 import { keyAfter, type KeyRange } from './keys.js'
+import { decodeRangeResponse, type WireKeyValue, type WireRangeResponse } from './wire/decode.js'
+import { encodeRangeRequest } from './wire/encode.js'
 
 /** What a listing needs from its store. */
 export interface ListContext {
@@ -35,13 +38,17 @@ export interface ListRequest<T> {
   /** What the listing is for, in error messages. */
   readonly what: string
   /** Turns each key-value of a page into an item, as the page arrives. */
-  readonly convert: (kv: IKeyValue) => T
+  readonly convert: (kv: WireKeyValue) => T
   /** The first page may come from the member's applied state (a watch's snapshot). */
   readonly quick?: boolean
 }
 
-/** Pages aim at this many bytes. */
-const PAGE_TARGET_BYTES = 2 * 1024 * 1024
+/**
+ * Pages aim at this many bytes (the client accepts replies up to 64 MiB). etcd 3.4 walks the
+ * rest of the range's index for every page (to count it), so fewer, larger pages are much faster:
+ * 100k keys of 80 bytes read in pages of 1000 took 3x as long as in pages of 20000.
+ */
+const PAGE_TARGET_BYTES = 16 * 1024 * 1024
 /** The first page of a listing asks for at most this many keys (their size is unknown yet). */
 const FIRST_PAGE = 32
 /** How often a listing starts over when its revision is compacted under it. */
@@ -76,33 +83,38 @@ export function listRanges<T>(
   const { ranges, keysOnly, what, convert, quick = false } = request
   return defer(() => {
     const floor = context.highest()
-    let pinned: string | undefined
+    let pinned: bigint | undefined
     let limit = Math.min(FIRST_PAGE, pageSize)
     let bytes = 0
     let count = 0
     const read = (range: KeyRange, start: Buffer, serializable: boolean) =>
       context.call(what, () =>
-        client.kv.range({
-          key: start,
-          range_end: range.end,
-          limit,
-          revision: pinned ?? 0,
-          keys_only: keysOnly,
-          serializable,
-        }),
+        unary(
+          client,
+          'Range',
+          encodeRangeRequest({
+            key: start,
+            rangeEnd: range.end,
+            limit,
+            revision: pinned ?? 0n,
+            keysOnly,
+            serializable,
+          }),
+          decodeRangeResponse,
+        ),
       )
-    const page = (range: KeyRange, start: Buffer): Observable<IRangeResponse> =>
+    const page = (range: KeyRange, start: Buffer): Observable<WireRangeResponse> =>
       (pinned !== undefined || !quick
         ? read(range, start, false)
         : read(range, start, true).pipe(
             concatMap((response) =>
-              BigInt(response.header.revision) >= floor ? of(response) : read(range, start, false),
+              response.revision >= floor ? of(response) : read(range, start, false),
             ),
           )
       ).pipe(
         tap((response) => {
-          pinned ??= response.header.revision
-          for (const kv of response.kvs) bytes += kv.key.length + (kv.value?.length ?? 0) + 64
+          pinned ??= response.revision
+          for (const kv of response.kvs) bytes += kv.key.length + kv.value.length + 64
           count += response.kvs.length
           const average = count === 0 ? 64 : bytes / count
           limit = Math.max(1, Math.min(pageSize, Math.floor(PAGE_TARGET_BYTES / average)))
@@ -112,8 +124,8 @@ export function listRanges<T>(
       concatMap((range) =>
         page(range, range.start).pipe(
           expand((response) => {
-            const lastKv = response.kvs.at(-1)
-            return response.more && lastKv !== undefined ? page(range, keyAfter(lastKv.key)) : EMPTY
+            const lastKey = response.lastKey
+            return response.more && lastKey !== undefined ? page(range, keyAfter(lastKey)) : EMPTY
           }),
         ),
       ),
@@ -121,7 +133,7 @@ export function listRanges<T>(
         for (const kv of response.kvs) items.push(convert(kv))
         return items
       }, []),
-      map((items) => ({ revision: BigInt(pinned ?? '0'), items })),
+      map((items) => ({ revision: pinned ?? 0n, items })),
     )
   }).pipe(
     retry({

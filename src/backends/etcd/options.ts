@@ -110,10 +110,11 @@ export interface EtcdStoreOptions {
   readonly maxRequestBytes?: number
   /**
    * The most keys one page of a listing asks for. Pages are also sized from the bytes seen so
-   * far to stay near 2 MiB, far below gRPC's reply limit, and every page reads the same
-   * revision.
+   * far to stay near 16 MiB, far below the client's reply limit of 64 MiB, and every page reads
+   * the same revision. Large pages are much faster: etcd walks the rest of the range for every
+   * page (100k keys took 3x the time in pages of 1000).
    *
-   * @default 1000
+   * @default 50000
    */
   readonly pageSize?: number
   /**
@@ -267,7 +268,7 @@ export function resolveOptions(options: EtcdStoreOptions): ResolvedOptions {
     statusIntervalMs: positive('statusInterval', options.statusInterval, '5s'),
     maxWritesInFlight: count('maxWritesInFlight', options.maxWritesInFlight, 64),
     maxRequestBytes: count('maxRequestBytes', options.maxRequestBytes, ETCD_MAX_REQUEST_BYTES),
-    pageSize: count('pageSize', options.pageSize, 1000),
+    pageSize: count('pageSize', options.pageSize, 50_000),
     leaseWindowMs: ms('leaseWindow', options.leaseWindow, '1s'),
     scheduler: options.scheduler ?? asyncScheduler,
   }

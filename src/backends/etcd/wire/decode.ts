@@ -8,14 +8,17 @@
  */
 import { BYTES, Reader, VARINT } from './proto.js'
 
-/** A key-value as the store reads it. */
+/**
+ * A key-value as the store reads it, in the shape of the store's `KeyValue` (so a listing hands
+ * it on as it is).
+ */
 export interface WireKeyValue {
   /** The key's UTF-8 text. */
   readonly key: string
   /** The value: a view into the received buffer (empty when absent or keys-only). */
   readonly value: Uint8Array
-  /** The revision of the key's last change. */
-  readonly modRevision: bigint
+  /** The revision of the key's last change (mod_revision). */
+  readonly revision: bigint
 }
 
 /** A `RangeResponse`. */
@@ -108,7 +111,7 @@ function keyValue(reader: Reader, end: number, revisions: Revisions): WireKeyVal
   const buf = reader.buf
   let key = ''
   let value: Uint8Array = EMPTY
-  let modRevision = 0n
+  let revision = 0n
   while (reader.pos < end) {
     const tag = reader.varint()
     switch (tag) {
@@ -121,7 +124,7 @@ function keyValue(reader: Reader, end: number, revisions: Revisions): WireKeyVal
         break
       }
       case (3 << 3) | VARINT:
-        modRevision = revisions.read(reader)
+        revision = revisions.read(reader)
         break
       case (5 << 3) | BYTES: {
         const length = reader.length()
@@ -134,7 +137,7 @@ function keyValue(reader: Reader, end: number, revisions: Revisions): WireKeyVal
     }
   }
   if (reader.pos !== end) throw reader.error('a key-value past its end')
-  return { key, value, modRevision }
+  return { key, value, revision }
 }
 
 /** Decodes a `RangeResponse`. @throws Error on a malformed message. */
@@ -192,7 +195,7 @@ function event(reader: Reader, end: number, revisions: Revisions): WireEvent {
         reader.skip(tag & 7)
     }
   }
-  return { type, kv: kv ?? { key: '', value: EMPTY, modRevision: 0n }, prevKv }
+  return { type, kv: kv ?? { key: '', value: EMPTY, revision: 0n }, prevKv }
 }
 
 /** Decodes a `WatchResponse`. @throws Error on a malformed message. */
