@@ -2,6 +2,7 @@
 import { lastValueFrom } from 'rxjs'
 import type { KvStore } from '../../src/index.js'
 import type { Random } from '../conformance/random.js'
+import type { TcpProxy } from '../support/tcp-proxy.js'
 import type { History } from './history.js'
 
 /** What a fault may use while it runs. */
@@ -56,4 +57,53 @@ export async function readText(store: KvStore, prefix: string): Promise<Map<stri
 /** Waits `ms`: the schedule's own timing (how long a fault holds), not a wait for an event. */
 export function hold(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** A server process the harness can stop and start (test/servers). */
+export interface FaultServer {
+  pause(): Promise<void>
+  resume(): void
+  kill(): Promise<unknown>
+  restart(): Promise<unknown>
+}
+
+/**
+ * The faults every single-server target shares, by kind: `cut` (every connection through the
+ * store's proxy), `SIGSTOP` (SIGCONT after the hold), `kill -9` (a restart after the hold) and a
+ * graceful `restart`. A target lists the ones it uses in its own order (the order is part of what
+ * a seed draws).
+ */
+export function serverFaults(server: () => FaultServer, proxy: () => TcpProxy) {
+  return {
+    cut: {
+      kind: 'cut',
+      run: async (_, holdMs) => {
+        await proxy().interrupt()
+        await hold(holdMs)
+        await proxy().restore()
+      },
+    },
+    sigstop: {
+      kind: 'SIGSTOP',
+      run: async (_, holdMs) => {
+        await server().pause()
+        await hold(holdMs)
+        server().resume()
+      },
+    },
+    kill: {
+      kind: 'kill -9',
+      run: async (_, holdMs) => {
+        await server().kill()
+        await hold(holdMs)
+        await server().restart()
+      },
+    },
+    restart: {
+      kind: 'restart',
+      run: async () => {
+        await server().restart()
+      },
+    },
+  } satisfies Record<string, Fault>
 }

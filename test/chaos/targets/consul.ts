@@ -9,7 +9,7 @@ import { createConsulStore } from '../../../src/backends/consul/index.js'
 import { ensureConsul } from '../../servers/consul-install.js'
 import { startConsul, type ConsulAgent } from '../../servers/consul.js'
 import { startTcpProxy, type TcpProxy } from '../../support/tcp-proxy.js'
-import { hold, readText, type Fault, type Target } from '../target.js'
+import { readText, serverFaults, type Fault, type Target } from '../target.js'
 
 const TIMINGS = {
   waitTime: '5s',
@@ -27,38 +27,8 @@ export function consulTarget(): Target {
     if (agent === undefined) throw new Error('consul did not start')
     return agent
   }
-  const faults: Fault[] = [
-    {
-      kind: 'cut',
-      run: async (_, holdMs) => {
-        await proxy!.interrupt()
-        await hold(holdMs)
-        await proxy!.restore()
-      },
-    },
-    {
-      kind: 'SIGSTOP',
-      run: async (_, holdMs) => {
-        await server().pause()
-        await hold(holdMs)
-        server().resume()
-      },
-    },
-    {
-      kind: 'kill -9',
-      run: async (_, holdMs) => {
-        await server().kill()
-        await hold(holdMs)
-        await server().restart()
-      },
-    },
-    {
-      kind: 'restart',
-      run: async () => {
-        await server().restart()
-      },
-    },
-  ]
+  const common = serverFaults(server, () => proxy!)
+  const faults: Fault[] = [common.cut, common.sigstop, common.kill, common.restart]
   return {
     name: 'consul',
     faults,

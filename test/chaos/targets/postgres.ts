@@ -9,7 +9,7 @@ import { createPostgresStore, type PostgresStore } from '../../../src/backends/p
 import { WATCH_APPLICATION } from '../../../src/backends/postgres/connection.js'
 import { startPostgres, type PostgresServer } from '../../servers/postgres.js'
 import { startTcpProxy, type TcpProxy } from '../../support/tcp-proxy.js'
-import { hold, readText, type Fault, type Target } from '../target.js'
+import { hold, readText, serverFaults, type Fault, type Target } from '../target.js'
 
 export function postgresTarget(): Target {
   let server: PostgresServer | undefined
@@ -19,37 +19,17 @@ export function postgresTarget(): Target {
     if (server === undefined) throw new Error('postgres did not start')
     return server
   }
+  const common = serverFaults(pg, () => proxy!)
   const faults: Fault[] = [
-    {
-      kind: 'cut',
-      run: async (_, holdMs) => {
-        await proxy!.interrupt()
-        await hold(holdMs)
-        await proxy!.restore()
-      },
-    },
+    common.cut,
     {
       kind: 'watch terminated',
       run: async () => {
         await pg().terminate(WATCH_APPLICATION)
       },
     },
-    {
-      kind: 'SIGSTOP',
-      run: async (_, holdMs) => {
-        await pg().pause()
-        await hold(holdMs)
-        pg().resume()
-      },
-    },
-    {
-      kind: 'kill -9',
-      run: async (_, holdMs) => {
-        await pg().kill()
-        await hold(holdMs)
-        await pg().restart()
-      },
-    },
+    common.sigstop,
+    common.kill,
     {
       kind: 'compaction',
       run: async (_, holdMs) => {
