@@ -13,7 +13,7 @@ import {
   type NatsServer,
 } from '../../servers/nats.js'
 import { startTcpProxy, type TcpProxy } from '../../support/tcp-proxy.js'
-import { hold, readText, type Fault, type Target } from '../target.js'
+import { hold, readText, serverFaults, type Fault, type Target } from '../target.js'
 
 export function natsTarget(): Target {
   let server: NatsServer | undefined
@@ -23,23 +23,10 @@ export function natsTarget(): Target {
     if (server === undefined) throw new Error('nats-server did not start')
     return server
   }
+  const common = serverFaults(nats, () => proxy!)
   const faults: Fault[] = [
-    {
-      kind: 'cut',
-      run: async (_, holdMs) => {
-        await proxy!.interrupt()
-        await hold(holdMs)
-        await proxy!.restore()
-      },
-    },
-    {
-      kind: 'SIGSTOP',
-      run: async (_, holdMs) => {
-        await nats().pause()
-        await hold(holdMs)
-        nats().resume()
-      },
-    },
+    common.cut,
+    common.sigstop,
     {
       // Not kill -9: JetStream syncs its files every 2 minutes by default (sync_interval), so a
       // crash loses writes it acknowledged, and the checker would rightly flag the store going
@@ -52,12 +39,7 @@ export function natsTarget(): Target {
         await nats().restart()
       },
     },
-    {
-      kind: 'restart',
-      run: async () => {
-        await nats().restart()
-      },
-    },
+    common.restart,
   ]
   return {
     name: 'nats',
