@@ -14,7 +14,7 @@ import { DatasyncError } from '../../src/core/errors.js'
 import type { KvStore } from '../../src/core/store.js'
 import { publishTo, type Publication } from '../../src/sync/publish.js'
 import { startConsul } from '../servers/consul.js'
-import { startEtcd, startRedis, useServer } from '../servers/index.js'
+import { pollUntil, redisCommand, startEtcd, startRedis, useServer } from '../servers/index.js'
 import { etcdMetric } from '../support/etcd.js'
 
 const MiB = 1024 * 1024
@@ -110,11 +110,18 @@ describe('Redis size limits (proto-max-bulk-len)', () => {
   const redis = useServer(() =>
     startRedis({ name: 'redis-size', extraArgs: ['--proto-max-bulk-len', '1mb'] }),
   )
+  /** Redis's default limit (512 MiB), for the store's own maxValueBytes to be the smaller. */
+  const roomy = useServer(() => startRedis({ name: 'redis-size-roomy' }))
   const stores: RedisStore[] = []
-  const store = (maxValueBytes?: number) => {
+  const store = (
+    maxValueBytes?: number,
+    user?: { username: string; password: string },
+    server = redis,
+  ) => {
     const created = createRedisStore({
-      node: { host: redis().host, port: redis().port },
+      node: { host: server().host, port: server().port },
       ...(maxValueBytes === undefined ? {} : { maxValueBytes }),
+      ...(user ?? {}),
     })
     stores.push(created)
     return created
@@ -142,11 +149,87 @@ describe('Redis size limits (proto-max-bulk-len)', () => {
     expect(results.get('size/published-small')).toMatchObject({ ok: true })
   })
 
-  // The server's own refusal (maxValueBytes left above a lowered proto-max-bulk-len) is not
-  // tested here: Redis replies with an error and drops the connection while the client is still
-  // writing the value, so whether the reply or the reset reaches the client first is a race. Its
-  // mapping is a unit test (test/unit/redis-internals.test.ts); the README says to set
-  // maxValueBytes to the server's limit, which makes the refusal certain.
+  // maxValueBytes left at its default (512 MiB) above the server's 1 MiB: the store reads the
+  // server's proto-max-bulk-len and refuses before sending. Before, the value went out and Redis
+  // replied with an error and dropped the connection mid-write (which of the two the client saw
+  // first was a race: a clean-clone run once saw the reset, and an unavailable error).
+  it("refuses a value over the server's proto-max-bulk-len before sending it", async () => {
+    const s = store()
+    const error = await failure(firstValueFrom(s.put('size/server', new Uint8Array(2 * MiB))))
+    expectNotRetried(error, 'size/server', /proto-max-bulk-len of 1048576 bytes/)
+    expect(error.message).toContain(`${2 * MiB} bytes`)
+    const txn = await failure(
+      firstValueFrom(
+        s.txn([
+          { op: 'put', key: 'size/c', value: new Uint8Array(8) },
+          { op: 'put', key: 'size/d', value: new Uint8Array(MiB + 1) },
+        ]),
+      ),
+    )
+    expectNotRetried(txn, 'size/d', /proto-max-bulk-len of 1048576 bytes/)
+    // Exactly the server's limit goes through, and the connection was never dropped.
+    await firstValueFrom(s.put('size/limit', new Uint8Array(MiB)))
+    const [value] = await Promise.all([firstValueFrom(s.get('size/limit'))])
+    expect(value?.value.byteLength).toBe(MiB)
+    const results = await publishOnce(s, 'size/server-published', 2 * MiB)
+    expect(results.get('size/server-published')).toMatchObject({ ok: false, attempts: 1 })
+    expect(results.get('size/server-published-small')).toMatchObject({ ok: true, attempts: 1 })
+  })
+
+  it('keeps the order of writes made while a large one waits for its check', async () => {
+    const s = store()
+    // The write script loaded first (a write's first EVALSHA may be answered NOSCRIPT and sent
+    // again, after what came behind it: an ordering matter of its own, not of the size check).
+    await firstValueFrom(s.delete('size/order-warm'))
+    const writes = [
+      firstValueFrom(s.put('size/order', new Uint8Array(MiB).fill(1))),
+      firstValueFrom(s.put('size/order', new Uint8Array(8).fill(2))),
+      firstValueFrom(s.delete('size/order-gone')),
+      firstValueFrom(s.put('size/order-gone', new Uint8Array(8).fill(3))),
+    ]
+    await Promise.all(writes)
+    expect((await firstValueFrom(s.get('size/order')))?.value).toEqual(new Uint8Array(8).fill(2))
+    expect((await firstValueFrom(s.get('size/order-gone')))?.value).toEqual(
+      new Uint8Array(8).fill(3),
+    )
+  })
+
+  it('falls back to maxValueBytes, and says so, where the ACL refuses CONFIG', async () => {
+    await redisCommand(
+      roomy().port,
+      'ACL',
+      'SETUSER',
+      'noconfig',
+      'on',
+      '>secret',
+      '~*',
+      '&*',
+      '+@all',
+      '-config',
+    )
+    const warnings: Error[] = []
+    const onWarning = (warning: Error) => warnings.push(warning)
+    process.on('warning', onWarning)
+    try {
+      const s = store(3 * MiB, { username: 'noconfig', password: 'secret' }, roomy)
+      // Over maxValueBytes: refused at once, naming that limit.
+      const error = await failure(firstValueFrom(s.put('size/acl', new Uint8Array(4 * MiB))))
+      expectNotRetried(error, 'size/acl', /maxValueBytes of 3145728 bytes/)
+      // Under maxValueBytes and within the server's limit: the check cannot read the server's
+      // limit, warns once, and the write goes through.
+      await firstValueFrom(s.put('size/acl-ok', new Uint8Array(2 * MiB)))
+      await firstValueFrom(s.put('size/acl-ok', new Uint8Array(2 * MiB)))
+      expect((await firstValueFrom(s.get('size/acl-ok')))?.value.byteLength).toBe(2 * MiB)
+      await pollUntil(() => warnings.length > 0, { description: 'the fallback warning' })
+      expect(warnings.map((w) => w.message)).toEqual([
+        expect.stringMatching(
+          /cannot read the server's proto-max-bulk-len \(.*NOPERM.*\); writes are checked against maxValueBytes \(3145728 bytes\) only/,
+        ),
+      ])
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
 })
 
 describe('Consul size limits (kv_max_value_size)', () => {

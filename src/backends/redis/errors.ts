@@ -22,13 +22,26 @@ const tls: Make = (message, cause) =>
 
 /**
  * The error of a write with a key or value over the server's bulk limit: `invalid-argument`,
- * never retried (it would be refused every time), naming the key, its size and the limit.
+ * never retried (it would be refused every time), naming the key, its size and the limit, and
+ * which limit it is (the store's `maxValueBytes`, or the server's `proto-max-bulk-len` as read).
  */
-export function tooLarge(what: string, key: string, bytes: number, limit: number): DatasyncError {
+export function tooLarge(
+  what: string,
+  key: string,
+  bytes: number,
+  limit: number,
+  which: 'maxValueBytes' | 'proto-max-bulk-len' = 'maxValueBytes',
+): DatasyncError {
+  const over =
+    which === 'maxValueBytes'
+      ? `over the store's maxValueBytes of ${limit} bytes; Redis refuses a key or value over its proto-max-bulk-len (512 MiB by default) and drops the connection; keep values under it, or raise it and maxValueBytes together`
+      : `over the server's proto-max-bulk-len of ${limit} bytes (read with CONFIG GET), which Redis refuses by dropping the connection; keep values under it, or raise it on the server`
   return new DatasyncError(
     'invalid-argument',
-    `${NAME}: ${what} ${JSON.stringify(key)}: ${bytes} bytes is over the store's maxValueBytes of ${limit} bytes; Redis refuses a key or value over its proto-max-bulk-len (512 MiB by default) and drops the connection; keep values under it, or raise it and maxValueBytes together`,
-    { retryable: false },
+    `${NAME}: ${what} ${JSON.stringify(key)}: ${bytes} bytes is ${over}`,
+    {
+      retryable: false,
+    },
   )
 }
 

@@ -74,10 +74,11 @@ export interface RedisStoreOptions {
   readonly commandTimeout?: Duration
   /**
    * The largest key or value a write sends, in bytes: a larger one fails at once with an
-   * `invalid-argument` error naming the key and this limit, never sent and never retried. Set
-   * it to the server's `proto-max-bulk-len` when that is lowered (512 MiB by default, also
-   * Redis's limit on a string): a larger argument makes the server drop the connection with
-   * "Protocol error: invalid bulk length", which every command on it then pays for.
+   * `invalid-argument` error naming the key and this limit, never sent and never retried. A key
+   * or value over 1 MiB is also checked against the server's own `proto-max-bulk-len` (read with
+   * CONFIG GET; a larger argument makes the server drop the connection with "Protocol error:
+   * invalid bulk length"). Where CONFIG is not allowed, this is the only check: set it to the
+   * server's limit when that is lowered (512 MiB by default, also Redis's limit on a string).
    *
    * @default 536870912
    */

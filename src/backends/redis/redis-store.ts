@@ -18,10 +18,11 @@ import type {
 import { argumentChecks, type ArgumentChecks } from '../../internal/checks.js'
 import { StoreEdge } from '../../internal/edge.js'
 import { byKey, compareKeys } from '../../internal/order.js'
+import { BulkLimit } from './bulk-limit.js'
 import { asBuffer, copyBytes } from './bytes.js'
 import { Masters, checkClusterTxn } from './cluster.js'
 import { createMainClient, ended } from './connections.js'
-import { NAME, storeErrorMapper, toDatasyncError, tooLarge } from './errors.js'
+import { NAME, storeErrorMapper, toDatasyncError } from './errors.js'
 import { resolveOptions, type RedisStoreOptions } from './options.js'
 import { groupKeys, readValues } from './reads.js'
 import { RevisionClock } from './revisions.js'
@@ -82,17 +83,6 @@ const CAPABILITIES: Capabilities = Object.freeze({
  */
 export function createRedisStore(options: RedisStoreOptions): RedisStore {
   const settings = resolveOptions(options)
-  /** Refuses a key or value over `maxValueBytes` before it is sent (the server would drop us). */
-  const assertSizes = (what: string, writes: readonly Write[]) => {
-    const limit = settings.maxValueBytes
-    for (const item of writes) {
-      const bytes = Math.max(
-        Buffer.byteLength(item.key),
-        item.op === 'put' ? item.value.byteLength : 0,
-      )
-      if (bytes > limit) throw tooLarge(what, item.key, bytes, limit)
-    }
-  }
   const scheduler = options.scheduler ?? asyncScheduler
   const clock = new RevisionClock(settings.revisionCacheSize)
   /** The main connection's last error, for the message of a command it could not send. */
@@ -130,6 +120,18 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
   main.on('reconnecting', lost)
   const masters = new Masters(main, settings, scheduler)
   const cluster = masters.cluster
+  /** Writes go through it: refused before they are sent when over a bulk limit (`bulk-limit.ts`). */
+  const limits = new BulkLimit(settings.maxValueBytes, async () => {
+    const found = await Promise.all(
+      (await masters.all()).map(async ({ node }) => {
+        const reply = (await node.config('GET', 'proto-max-bulk-len')) as unknown[]
+        return Number(reply[1])
+      }),
+    )
+    const limit = Math.min(...found.filter(Number.isFinite))
+    if (!Number.isFinite(limit)) throw new Error('CONFIG GET proto-max-bulk-len answered nothing')
+    return limit
+  })
   const channel = writesChannel(settings.db)
   /**
    * Plain puts on a node or a Sentinel master, batched per turn of the event loop (on a Cluster
@@ -276,13 +278,14 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
         const ttl = putOptions?.ttl === undefined ? undefined : ttlMillis('put', putOptions.ttl)
         const item: Write =
           ttl === undefined ? { op: 'put', key, value } : { op: 'put', key, value, ttl }
-        assertSizes('put', [item])
-        if (puts === undefined) return write([item], []).then(() => undefined)
-        // Numbered in the order the puts go out on the connection (the batch keeps it).
-        sequence++
-        const bytes = asBuffer(value)
-        const prefix = putMessagePrefix(keySlot(key), writerId, sequence, key, bytes.length)
-        return puts.put({ key, value: bytes, ttl, prefix })
+        return limits.run('put', [item], () => {
+          if (puts === undefined) return write([item], []).then(() => undefined)
+          // Numbered in the order the puts go out on the connection (the batch keeps it).
+          sequence++
+          const bytes = asBuffer(value)
+          const prefix = putMessagePrefix(keySlot(key), writerId, sequence, key, bytes.length)
+          return puts.put({ key, value: bytes, ttl, prefix })
+        })
       })
     },
 
@@ -290,12 +293,13 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
       return edge.op('delete', () => {
         if (deleteOptions?.prefix === true) {
           assertPrefix('delete', key)
-          return deletePrefix(key).then((deleted) => ({ deleted }))
+          return limits.run('delete', [], () => deletePrefix(key)).then((deleted) => ({ deleted }))
         }
         assertKey('delete', key)
-        return write([{ op: 'delete', key, prefix: false }], []).then(({ deleted }) => ({
-          deleted,
-        }))
+        const item: Write = { op: 'delete', key, prefix: false }
+        return limits
+          .run('delete', [item], () => write([item], []))
+          .then(({ deleted }) => ({ deleted }))
       })
     },
 
@@ -307,12 +311,10 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
         const conditions = txnOptions?.conditions ?? []
         const writes = check.writes(ops, ttlMillis)
         check.conditions(conditions)
-        assertSizes('txn put', writes)
         if (cluster) checkClusterTxn(writes, conditions)
-        return write(writes, conditions).then(({ succeeded, revision }) => ({
-          succeeded,
-          revision,
-        }))
+        return limits
+          .run('txn put', writes, () => write(writes, conditions))
+          .then(({ succeeded, revision }) => ({ succeeded, revision }))
       })
     },
 
