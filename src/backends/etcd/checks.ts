@@ -1,10 +1,15 @@
-import type { ICompare, IRequestOp } from 'etcd3'
 import type { Duration } from '../../core/duration.js'
 import type { TxnCondition } from '../../core/store.js'
 import { argumentChecks, noDuplicates, show, type ArgumentChecks } from '../../internal/checks.js'
 import { NAME, tooLarge } from './errors.js'
-import { keyBytes, prefixRange, toBuffer } from './keys.js'
+import { keyBytes, prefixRange } from './keys.js'
 import type { EtcdTxnOp } from './options.js'
+import {
+  CompareResult,
+  CompareTarget,
+  type WireCompare,
+  type WireRequestOp,
+} from './wire/encode.js'
 
 const check: ArgumentChecks = argumentChecks({ backend: NAME, bytesOnly: true })
 
@@ -55,7 +60,7 @@ export function checkOps(ops: readonly EtcdTxnOp<Uint8Array>[]): CheckedOp[] {
 }
 
 /** A transaction condition as an etcd compare. @throws TypeError naming the condition that is wrong. */
-export function toCompare(condition: TxnCondition<Uint8Array>, index: number): ICompare {
+export function toCompare(condition: TxnCondition<Uint8Array>, index: number): WireCompare {
   const what = `txn condition ${index}`
   assertKey(what, condition.key)
   const key = keyBytes(condition.key)
@@ -66,7 +71,12 @@ export function toCompare(condition: TxnCondition<Uint8Array>, index: number): I
       )
     }
     // A key exists when its version is above 0.
-    return { key, target: 'Version', result: condition.exists ? 'Greater' : 'Equal', version: 0 }
+    return {
+      key,
+      target: CompareTarget.version,
+      result: condition.exists ? CompareResult.greater : CompareResult.equal,
+      number: 0n,
+    }
   }
   if ('revision' in condition) {
     if (typeof condition.revision !== 'bigint') {
@@ -74,12 +84,17 @@ export function toCompare(condition: TxnCondition<Uint8Array>, index: number): I
         `${NAME} ${what}: expected revision to be a Revision (bigint), got ${show(condition.revision)}`,
       )
     }
-    return { key, target: 'Mod', result: 'Equal', mod_revision: condition.revision.toString() }
+    return {
+      key,
+      target: CompareTarget.mod,
+      result: CompareResult.equal,
+      number: condition.revision,
+    }
   }
   if ('value' in condition) {
     assertValue(what, condition.key, condition.value)
     // etcd: comparing the value of a missing key always fails, as compare-and-swap wants.
-    return { key, target: 'Value', result: 'Equal', value: toBuffer(condition.value) }
+    return { key, target: CompareTarget.value, result: CompareResult.equal, value: condition.value }
   }
   throw new TypeError(`${NAME} ${what}: expected one of exists, value or revision, got none`)
 }
@@ -96,23 +111,21 @@ export function assertNoDuplicates(ops: readonly CheckedOp[]): void {
 export function toRequestOps(
   ops: readonly CheckedOp[],
   leases: readonly (string | undefined)[],
-): IRequestOp[] {
-  return ops.map((op, index): IRequestOp => {
+): WireRequestOp[] {
+  return ops.map((op, index): WireRequestOp => {
     if (op.op === 'put') {
       const lease = leases[index]
       return {
-        request_put: {
+        put: {
           key: keyBytes(op.key),
-          value: toBuffer(op.value),
-          ...(lease === undefined ? {} : { lease }),
+          value: op.value,
+          lease: lease === undefined ? undefined : BigInt(lease),
         },
       }
     }
     const range = op.prefix === true ? prefixRange(op.key) : undefined
     return {
-      request_delete_range: range
-        ? { key: range.start, range_end: range.end }
-        : { key: keyBytes(op.key) },
+      delete: range ? { key: range.start, rangeEnd: range.end } : { key: keyBytes(op.key) },
     }
   })
 }

@@ -38,7 +38,7 @@ import {
 } from './checks.js'
 import { createClient, forgetToken, unary } from './client.js'
 import { NAME, errorMapper, isStaleToken } from './errors.js'
-import { keyBytes, prefixRange, toBuffer, toKeyValue } from './keys.js'
+import { keyBytes, prefixRange, toKeyValue } from './keys.js'
 import { Leases, allLeases } from './leases.js'
 import { Limiter } from './limiter.js'
 import { listRanges, type ListContext } from './list.js'
@@ -51,8 +51,8 @@ import {
   type EtcdTxnOp,
 } from './options.js'
 import { watchPrefixes, type WatchContext } from './watch.js'
-import { decodeRangeResponse } from './wire/decode.js'
-import { encodeRangeRequest } from './wire/encode.js'
+import { decodePutResponse, decodeRangeResponse, decodeTxnResponse } from './wire/decode.js'
+import { encodePutRequest, encodeRangeRequest, encodeTxnRequest } from './wire/encode.js'
 
 const CAPABILITIES: Capabilities = Object.freeze({
   write: true,
@@ -253,11 +253,16 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
               track(lease$).pipe(
                 concatMap((lease) =>
                   call(what, () =>
-                    client.kv.put({
-                      key: keyBytes(key),
-                      value: toBuffer(value),
-                      ...(lease === undefined ? {} : { lease }),
-                    }),
+                    unary(
+                      client,
+                      'Put',
+                      encodePutRequest({
+                        key: keyBytes(key),
+                        value,
+                        lease: lease === undefined ? undefined : BigInt(lease),
+                      }),
+                      decodePutResponse,
+                    ),
                   ),
                 ),
               ),
@@ -306,7 +311,8 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
               allLeases(needs.map(track)).pipe(
                 concatMap((ids) => {
                   const success = toRequestOps(checked, ids)
-                  return call(what, () => client.kv.txn({ compare, success, failure: [] }))
+                  const request = encodeTxnRequest({ compare, success, failure: [] })
+                  return call(what, () => unary(client, 'Txn', request, decodeTxnResponse))
                 }),
               ),
             ),
@@ -314,7 +320,7 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
           .pipe(
             map((response): TxnResult => ({
               succeeded: response.succeeded,
-              revision: revision(response.header.revision),
+              revision: revision(response.revision),
             })),
           )
       })
