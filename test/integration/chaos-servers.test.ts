@@ -38,12 +38,16 @@ describe('chaos: fixed seeds against real servers', () => {
  * The chaos run's phantom deletes (issue 16): FileDB seeds 13, 18 and 71 (a watch replaced when a
  * consumer registered restarted the file watcher, whose first scan caught a file halfway through
  * an editor's save: fixed in 5f095f4), NATS seed 37 (a snapshot taken while keys were rewritten
- * missed one: fixed in e5c211d; test/integration/nats-store.test.ts has the direct form).
+ * missed one: fixed in e5c211d; test/integration/nats-store.test.ts has the direct form), Redis
+ * Cluster seeds 19, 38, 70, 73 and 78 (a slot move: MIGRATE's deletes on the source, and a relist
+ * half-way that kept only the source's keys: fixed in 5ebe721; the direct form is
+ * test/integration/redis-slot-move.test.ts).
  */
 describe('chaos: phantom-delete regressions', () => {
   const cases: readonly [backend: string, seeds: readonly number[]][] = [
     ['filedb', [13, 18, 71]],
     ['nats', [37]],
+    ['redis-cluster', [19, 38, 70, 73, 78]],
   ]
   for (const [backend, seeds] of cases) {
     it(
