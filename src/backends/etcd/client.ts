@@ -1,10 +1,11 @@
 import { createRequire } from 'node:module'
 import type * as Grpc from '@grpc/grpc-js'
 import type { IPolicy } from 'cockatiel'
-import type { IDuplexStream, IOptions, IWatchRequest, IWatchResponse } from 'etcd3'
+import type { IOptions } from 'etcd3'
 import { describe } from '../../core/errors.js'
 import { Etcd3, EtcdInvalidAuthTokenError, castGrpcError, isRecoverableError } from './etcd3.js'
 import { NAME, isTooLarge } from './errors.js'
+import { decodeWatchResponse, type WireWatchResponse } from './wire/decode.js'
 
 /** TLS material, already read from files. */
 export interface ClientTls {
@@ -144,6 +145,9 @@ function poolOf(client: Etcd3): PoolInternals {
   return (client as unknown as { pool: PoolInternals }).pool
 }
 
+/** Identity serializers: requests are encoded and replies decoded by `wire/`. */
+const asIs = (buf: Buffer): Buffer => buf
+
 /** The global fault policy each client was built with (the lean calls run under it too). */
 const retries = new WeakMap<Etcd3, GlobalRetry>()
 
@@ -247,8 +251,11 @@ export function forgetToken(client: Etcd3): void {
   poolOf(client).authenticator?.invalidateMetadata?.()
 }
 
-/** A raw watch stream of etcd's Watch service. */
-export type WatchStream = IDuplexStream<IWatchRequest, IWatchResponse>
+/**
+ * A raw watch stream of etcd's Watch service: requests encoded by `wire/encode.ts` are written
+ * as they are, each reply arrives decoded by `wire/decode.ts` (`decodeWatchResponse`).
+ */
+export type WatchStream = Grpc.ClientDuplexStream<Buffer, WireWatchResponse>
 
 /**
  * Opens a watch stream on one member (etcd3 picks it, skipping members whose circuit is open),
@@ -261,9 +268,13 @@ export function openWatchStream(client: Etcd3): Promise<WatchStream> {
   return pool.withConnection('Watch', ({ resource, client: grpcClient, metadata }) => {
     const leaderOnly = metadata.clone()
     leaderOnly.set('hasleader', 'true')
-    const stream = (
-      grpcClient as unknown as { watch(metadata: Grpc.Metadata, options: object): WatchStream }
-    ).watch(leaderOnly, {})
+    const stream = grpcClient.makeBidiStreamRequest(
+      '/etcdserverpb.Watch/Watch',
+      asIs,
+      decodeWatchResponse,
+      leaderOnly,
+      {},
+    )
     stream.on('error', (error: Error) => {
       // As etcd3 does for its own streams: a failure (not our cancel) counts against the member.
       if ((stream as unknown as { writable: boolean }).writable) {
@@ -273,9 +284,6 @@ export function openWatchStream(client: Etcd3): Promise<WatchStream> {
     return stream
   })
 }
-
-/** Identity serializers: requests are encoded and replies decoded by `wire/`. */
-const asIs = (buf: Buffer): Buffer => buf
 
 /**
  * One unary call of etcd's KV service with a request encoded by hand (`wire/encode.ts`) and its

@@ -13,7 +13,7 @@ import {
   timer,
   type SchedulerLike,
 } from 'rxjs'
-import type { Etcd3, IEvent, IWatchResponse } from 'etcd3'
+import type { Etcd3 } from 'etcd3'
 import { DatasyncError, UnavailableError } from '../../core/errors.js'
 import { EtcdWatchStreamEnded, castGrpcError, castGrpcErrorMessage } from './etcd3.js'
 import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
@@ -25,7 +25,9 @@ import { isFatalToWatch, type ErrorMapper, type Mapped } from '../../internal/er
 import type { HealthPart } from '../../internal/store-health.js'
 import { openWatchStream, type WatchStream } from './client.js'
 import { NAME } from './errors.js'
-import { hullOf, normalizePrefixes, valueOf, type KeyRange } from './keys.js'
+import { hullOf, normalizePrefixes, type KeyRange } from './keys.js'
+import type { WireEvent, WireWatchResponse } from './wire/decode.js'
+import { encodeWatchCreate } from './wire/encode.js'
 
 /** What a watch needs from its store. */
 export interface WatchContext {
@@ -124,13 +126,13 @@ export function watchPrefixes(
       }),
     )
 
-    const onResponse = (response: IWatchResponse): Observable<StoreEvent<Uint8Array>> => {
+    const onResponse = (response: WireWatchResponse): Observable<StoreEvent<Uint8Array>> => {
       if (response.created) {
         failures = 0
         health.up()
         if (resuming && options.after !== undefined) {
           resuming = false
-          if (BigInt(response.header.revision) < options.after) {
+          if (response.revision < options.after) {
             // Not the history `after` came from: nothing can be resumed, list as at a start.
             return throwError(() => new ForeignRevision())
           }
@@ -140,7 +142,7 @@ export function watchPrefixes(
       if (response.events.length === 0) {
         // A progress notification: etcd sends it only to a watcher that has every event up to
         // the header's revision, so a later resume may start after it.
-        const at = BigInt(response.header.revision)
+        const at = response.revision
         if (last === undefined || at > last) last = at
         return EMPTY
       }
@@ -223,9 +225,9 @@ interface Batch {
 }
 
 /** Splits a response's events by revision: one batch per revision (per transaction). */
-function batches(events: readonly IEvent[], prefixes: readonly string[]): Batch[] {
+function batches(events: readonly WireEvent[], prefixes: readonly string[]): Batch[] {
   const result: Batch[] = []
-  let text: string | undefined
+  let text: bigint | undefined
   let at = ZERO_REVISION
   let changes: Change<Uint8Array>[] = []
   const flush = () => {
@@ -237,28 +239,27 @@ function batches(events: readonly IEvent[], prefixes: readonly string[]): Batch[
     changes = []
   }
   for (const event of events) {
-    if (event.kv.mod_revision !== text) {
+    if (event.kv.revision !== text) {
       flush()
-      text = event.kv.mod_revision
-      // Parsed once per revision: every change of a transaction shares it.
+      text = event.kv.revision
+      // Checked once per revision: every change of a transaction shares it.
       at = revision(text)
     }
-    const key = event.kv.key.toString('utf8')
+    const key = event.kv.key
     if (matchesAny(key, prefixes)) changes.push(toChange(event, key, at))
   }
   flush()
   return result
 }
 
-function toChange(event: IEvent, key: string, at: Revision): Change<Uint8Array> {
-  const prevKv = (event.prev_kv as IEvent['prev_kv'] | null) ?? undefined
-  const prev = prevKv === undefined ? undefined : valueOf(prevKv.value)
-  if (event.type.toLowerCase() === 'delete') {
+function toChange(event: WireEvent, key: string, at: Revision): Change<Uint8Array> {
+  const prev = event.prevKv?.value
+  if (event.type === 'delete') {
     return prev === undefined
       ? { op: 'delete', key, revision: at }
       : { op: 'delete', key, prev, revision: at }
   }
-  const value = valueOf(event.kv.value)
+  const value = event.kv.value
   return prev === undefined
     ? { op: 'put', key, value, revision: at }
     : { op: 'put', key, value, prev, revision: at }
@@ -274,11 +275,11 @@ function watchStream(
   context: WatchContext,
   range: KeyRange,
   start: bigint,
-): Observable<IWatchResponse> {
-  return new Observable<IWatchResponse>((subscriber) => {
+): Observable<WireWatchResponse> {
+  return new Observable<WireWatchResponse>((subscriber) => {
     let stream: WatchStream | undefined
     let done = false
-    let fragments: IEvent[] = []
+    let fragments: WireEvent[] = []
     const fail = (error: unknown) => {
       if (done) return
       done = true
@@ -293,9 +294,9 @@ function watchStream(
       )
     })
 
-    const onData = (response: IWatchResponse) => {
+    const onData = (response: WireWatchResponse) => {
       if (done) return
-      const compactRevision = BigInt(response.compact_revision || '0')
+      const compactRevision = response.compactRevision
       if (compactRevision > 0n) {
         fail(
           new DatasyncError(
@@ -306,7 +307,7 @@ function watchStream(
         return
       }
       if (response.canceled) {
-        const reason = response.cancel_reason || 'the watch was canceled by the server'
+        const reason = response.cancelReason || 'the watch was canceled by the server'
         const cause = castGrpcErrorMessage(reason)
         const mapped = context.map(cause, 'watch')
         // An unknown reason is worth another try; only what retrying cannot fix ends the watch.
@@ -347,16 +348,16 @@ function watchStream(
         opened.on('end', () => {
           fail(new EtcdWatchStreamEnded())
         })
-        opened.write({
-          create_request: {
+        opened.write(
+          encodeWatchCreate({
             key: range.start,
-            range_end: range.end,
-            start_revision: start.toString(),
-            prev_kv: true,
-            progress_notify: true,
+            rangeEnd: range.end,
+            startRevision: start,
+            prevKv: true,
+            progressNotify: true,
             fragment: true,
-          },
-        })
+          }),
+        )
       },
       (error: unknown) => {
         fail(error)
