@@ -2,8 +2,12 @@
 import { Range, type Etcd3, type IKeyValue } from 'etcd3'
 import type { RawListing } from './backend.js'
 
-/** Keys per page of the raw paged read: the store's default `pageSize` (large pages: etcd walks the rest of the range for every page). */
-export const RAW_PAGE = 50_000
+/**
+ * Keys per page of the raw paged read: large pages, as the store's (etcd walks the rest of the
+ * range for every page), but under the raw client's default 4 MiB reply limit for these values
+ * (20,000 keys of ~125 bytes: 2.5 MB).
+ */
+export const RAW_PAGE = 20_000
 
 /**
  * The raw client's resync of `prefixes`: a paged range per prefix (limit, then continue after
