@@ -18,6 +18,8 @@
 //   --samples 500       puts per latency run
 //   --puts 5000 --put-concurrency 16              the writes workload
 //   --sides ours,raw    one side alone, to profile it (no ratio then)
+//   --peer PATH         the Go peer (../shared/peer/cn-infra-bench, built): run on the same servers
+//                       and data right after each workload it has, a third column and ours/Go
 //   --verbose           print every run
 import { parseArgs } from 'node:util'
 import {
@@ -35,6 +37,7 @@ import { postgresBackend } from './lib/postgres.js'
 import { natsBackend } from './lib/nats.js'
 import { startNats } from '../test/servers/nats.js'
 import { renderTable, verdict, type Row } from './lib/stats.js'
+import { runPeer, withPeer, type PeerSettings } from './lib/peer.js'
 import type { Settings, Side } from './workloads/common.js'
 import { latencyWorkload } from './workloads/latency.js'
 import { memoryWorkload } from './workloads/memory.js'
@@ -61,6 +64,7 @@ const { values: args } = parseArgs({
     puts: { type: 'string', default: '5000' },
     'put-concurrency': { type: 'string', default: '16' },
     sides: { type: 'string', default: 'ours,raw' },
+    peer: { type: 'string' },
     verbose: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -93,6 +97,41 @@ if (!(settings.runs >= 1)) throw new TypeError(`--runs: expected a count, got ${
 
 const log = (line: string) => {
   console.log(line)
+}
+
+const peer: PeerSettings | undefined =
+  args.peer === undefined
+    ? undefined
+    : {
+        path: args.peer,
+        runs: settings.runs,
+        warmups: settings.warmups,
+        verbose: settings.verbose,
+        changes: Number(args.changes),
+        batch: Number(args.batch),
+        concurrency: Number(args.concurrency),
+        samples: Number(args.samples),
+        puts: Number(args.puts),
+        putConcurrency: Number(args['put-concurrency']),
+      }
+
+/** `measured` (one workload's rows) with the Go peer's column, when `--peer` is given. */
+async function peerColumn(
+  backend: Backend,
+  workload: string,
+  size: number,
+  measured: Row[],
+): Promise<Row[]> {
+  // One Go run per server: a variant of our store (redis lean) has the same Go counterpart.
+  if (peer === undefined || backend.label !== backend.name) return measured
+  log(`${backend.label}: the Go peer, ${workload}`)
+  try {
+    return withPeer(measured, await runPeer(peer, backend, workload, [size]), backend)
+  } catch (error) {
+    // A failed peer run (etcd timing out under load, say) leaves its column empty, not the run.
+    log(`${backend.label}: the Go peer failed: ${(error as Error).message}`)
+    return measured
+  }
 }
 
 const servers: ServerProcess[] = []
@@ -139,7 +178,14 @@ async function runBackend(backend: Backend): Promise<void> {
     for (const size of sizes) {
       if (workloads.has('resync')) {
         step(`resync of ${size} keys`)
-        rows.push(...(await resyncWorkload(backend, size, settings)))
+        rows.push(
+          ...(await peerColumn(
+            backend,
+            'resync',
+            size,
+            await resyncWorkload(backend, size, settings),
+          )),
+        )
       }
       // The memory children speak etcd and Redis only.
       if (
@@ -154,7 +200,14 @@ async function runBackend(backend: Backend): Promise<void> {
           await backend.load(data)
         }
         step(`memory at ${size} keys`)
-        rows.push(...(await memoryWorkload(backend, data, settings)))
+        rows.push(
+          ...(await peerColumn(
+            backend,
+            'memory',
+            size,
+            await memoryWorkload(backend, data, settings),
+          )),
+        )
       }
       await backend.clear(resyncData(size).root)
     }
@@ -176,26 +229,27 @@ async function runBackend(backend: Backend): Promise<void> {
   }
   if (workloads.has('throughput')) {
     step(`watch throughput, ${args.changes} changes`)
-    rows.push(
-      ...(await throughputWorkload(
-        backend,
-        {
-          count: Number(args.changes),
-          batch: Number(args.batch),
-          concurrency: Number(args.concurrency),
-        },
-        settings,
-      )),
+    const measured = await throughputWorkload(
+      backend,
+      {
+        count: Number(args.changes),
+        batch: Number(args.batch),
+        concurrency: Number(args.concurrency),
+      },
+      settings,
     )
+    rows.push(...(await peerColumn(backend, 'throughput', 0, measured)))
   }
   if (workloads.has('latency')) {
     step(`put-to-callback latency, ${args.samples} puts per run`)
-    rows.push(...(await latencyWorkload(backend, Number(args.samples), settings)))
+    const measured = await latencyWorkload(backend, Number(args.samples), settings)
+    rows.push(...(await peerColumn(backend, 'latency', 0, measured)))
   }
   if (workloads.has('writes')) {
     const inFlight = Number(args['put-concurrency'])
     step(`puts, ${args.puts} per run, ${inFlight} in flight`)
-    rows.push(...(await writesWorkload(backend, Number(args.puts), inFlight, settings)))
+    const measured = await writesWorkload(backend, Number(args.puts), inFlight, settings)
+    rows.push(...(await peerColumn(backend, 'writes', 0, measured)))
   }
 }
 

@@ -74,6 +74,10 @@ export interface Row {
   readonly ratio: number
   /** `<= 1.25`, `>= 0.8`, or undefined for a figure shown for information. */
   readonly target?: { readonly op: '<=' | '>='; readonly value: number }
+  /** The Go peer's figure (`--peer`), when it measured this row too. */
+  readonly peer?: string
+  /** ours / Go, medians. */
+  readonly peerRatio?: number
 }
 
 /** Whether a row meets its target: 'pass', 'FAIL', or 'info' when it has none. */
@@ -85,13 +89,20 @@ export function verdict(row: Row): string {
 
 /** Renders rows as a Markdown table (readable in a terminal and pasteable into an issue). */
 export function renderTable(rows: readonly Row[]): string {
-  const header = ['workload', 'backend', 'ours', 'raw', 'ratio', 'target', 'result']
+  const withPeer = rows.some((row) => row.peer !== undefined)
+  const times = (ratio: number | undefined) =>
+    ratio !== undefined && Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : 'n/a'
+  const header = withPeer
+    ? ['workload', 'backend', 'ours', 'raw', 'Go', 'ratio', 'ours/Go', 'target', 'result']
+    : ['workload', 'backend', 'ours', 'raw', 'ratio', 'target', 'result']
   const lines = rows.map((row) => [
     row.workload,
     row.backend,
     row.ours,
     row.raw,
-    Number.isFinite(row.ratio) ? `${row.ratio.toFixed(2)}x` : 'n/a',
+    ...(withPeer ? [row.peer ?? '-'] : []),
+    times(row.ratio),
+    ...(withPeer ? [row.peer === undefined ? '-' : times(row.peerRatio)] : []),
     row.target ? `${row.target.op} ${row.target.value}x` : '-',
     verdict(row),
   ])
