@@ -183,18 +183,29 @@ export function consumerFeed(handles: Handles, options: FeedOptions): Observable
   })
 }
 
-/** The delivery facts in a JetStream message's reply subject (`$JS.ACK...`). */
-function ackInfo(
+/** The delivery facts in a JetStream message's reply subject (`$JS.ACK...`); exported for its test. */
+export function ackInfo(
   reply: string | undefined,
 ): { readonly sseq: bigint; readonly dseq: number; readonly pending: number } | undefined {
   if (reply === undefined || !reply.startsWith('$JS.ACK.')) return undefined
-  const tokens = reply.split('.')
   // v1: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>
   // v2: $JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>[.<token>]
-  const base = tokens.length === 9 ? 4 : 6
-  const sseq = tokens[base + 1]
-  const dseq = tokens[base + 2]
-  const pending = tokens[base + 4]
+  // Read from the end, without splitting the whole subject (this runs for every message).
+  let end = reply.length
+  const tokens: string[] = []
+  for (let i = reply.length - 1; i >= 0 && tokens.length < 6; i--) {
+    if (reply.charCodeAt(i) === 46 /* . */) {
+      tokens.push(reply.slice(i + 1, end))
+      end = i
+    }
+  }
+  // tokens: the last six, from the end. Count the dots to tell v1 (9 tokens) from v2.
+  let dots = 0
+  for (let i = 0; i < reply.length; i++) if (reply.charCodeAt(i) === 46) dots++
+  const last = dots === 11 ? 1 : 0
+  const pending = tokens[last]
+  const dseq = tokens[last + 2]
+  const sseq = tokens[last + 3]
   if (sseq === undefined || dseq === undefined || pending === undefined) return undefined
   return { sseq: BigInt(sseq), dseq: Number(dseq), pending: Number(pending) }
 }
