@@ -9,7 +9,7 @@ import { requirePeer } from '../../internal/optional-peer.js'
  */
 const pg = requirePeer('pg', 'rx-datasync/postgres') as typeof Pg
 
-export const { Client, Pool } = pg
+export const { Client, Pool, types } = pg
 
 export type Client = Pg.Client
 export type Pool = Pg.Pool

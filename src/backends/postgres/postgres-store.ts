@@ -31,10 +31,17 @@ import { argumentChecks, show, type ArgumentChecks } from '../../internal/checks
 import { StoreEdge } from '../../internal/edge.js'
 import { WATCH_APPLICATION, clientConfig, createPool, onConnection } from './connection.js'
 import { NAME, errorMapper } from './errors.js'
-import { resolveOptions, type PostgresStore, type PostgresStoreOptions } from './options.js'
+import {
+  resolveOptions,
+  type PostgresStore,
+  type PostgresStoreOptions,
+  type TableName,
+} from './options.js'
 import { Client } from './pg.js'
 import {
+  RAW_TYPES,
   ensureSchema,
+  inKeyOrder,
   keyProblem,
   keyValues,
   listPrefix,
@@ -111,20 +118,22 @@ export function createPostgresStore(options: PostgresStoreOptions = {}): Postgre
     run(what, (client) => runWrites(client, table, writes, txnOptions?.conditions ?? []))
 
   /** The prefixes' live keys at one revision: one REPEATABLE READ transaction. */
-  const snapshotOf = (prefixes: readonly string[]) => (client: pg.ClientBase) =>
-    readOnly(client, async () => {
-      const { head } = await readMeta(client, table)
-      const rows = []
-      for (const prefix of normalizePrefixes(prefixes)) {
-        rows.push(...(await listPrefix(client, table, prefix, settings.pageSize)))
-      }
-      return { head, items: keyValues(rows) }
-    })
+  const snapshotOf = (prefixes: readonly string[]) => async (client: pg.ClientBase) => {
+    const head = await beginReadOnly(client, table)
+    const items: KeyValue<Uint8Array>[] = []
+    for (const prefix of normalizePrefixes(prefixes)) {
+      await listPrefix(client, table, prefix, settings.pageSize, false, items)
+    }
+    await client.query('COMMIT')
+    return { head, items: inKeyOrder(items) }
+  }
 
   // The TTL reaper and the periodic compaction run while anything holds them (a watch, status$).
+  // The first reap waits one interval: a key that expired before is in no listing already, and a
+  // watch's first listing has the server to itself.
   let seen: bigint | undefined
   const background$ = merge(
-    timer(0, settings.reapIntervalMs, scheduler).pipe(
+    timer(settings.reapIntervalMs, settings.reapIntervalMs, scheduler).pipe(
       exhaustMap(() =>
         run('expire keys', (client) => reapExpired(client, table)).pipe(catchError(() => EMPTY)),
       ),
@@ -224,10 +233,12 @@ export function createPostgresStore(options: PostgresStoreOptions = {}): Postgre
       return defer(() => {
         check.key('get', key)
         return run(what, async (client) => {
-          const result = await client.query<{ key: string; value: Buffer; revision: string }>(
-            `SELECT key, value, revision FROM ${table.log} WHERE key = $1 AND ${LIVE}`,
-            [key],
-          )
+          const result = await client.query<[string, Uint8Array, string]>({
+            text: `SELECT key, value, revision FROM ${table.log} WHERE key = $1 AND ${LIVE}`,
+            values: [key],
+            rowMode: 'array',
+            types: RAW_TYPES,
+          })
           return keyValues(result.rows)[0]
         })
       })
@@ -244,7 +255,7 @@ export function createPostgresStore(options: PostgresStoreOptions = {}): Postgre
       return defer(() => {
         check.prefix('listKeys', prefix)
         return run(`list the keys of ${show(prefix)}`, async (client) =>
-          keyValues(await listPrefix(client, table, prefix, settings.pageSize, true)).map(
+          inKeyOrder(await listPrefix(client, table, prefix, settings.pageSize, true)).map(
             (item) => item.key,
           ),
         )
@@ -313,10 +324,15 @@ export function createPostgresStore(options: PostgresStoreOptions = {}): Postgre
   }
 }
 
-/** Runs `fn` in a READ ONLY REPEATABLE READ transaction: every read sees one revision. */
-async function readOnly<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-  const value = await fn()
-  await client.query('COMMIT')
-  return value
+/**
+ * Begins a READ ONLY REPEATABLE READ transaction (every read in it sees one revision) and reads
+ * the revision it sees, in one round trip; the caller commits.
+ */
+async function beginReadOnly(client: pg.ClientBase, table: TableName): Promise<bigint> {
+  const results = (await client.query(
+    `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT revision FROM ${table.meta} WHERE id = 1`,
+  )) as unknown as [pg.QueryResult, pg.QueryResult<{ revision: string }>]
+  const row = results[1].rows[0]
+  if (row === undefined) throw new Error(`${table.meta} has no meta row`)
+  return BigInt(row.revision)
 }

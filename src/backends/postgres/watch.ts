@@ -2,6 +2,7 @@ import type pg from 'pg'
 import {
   EMPTY,
   Observable,
+  concat,
   defer,
   expand,
   finalize,
@@ -9,6 +10,7 @@ import {
   map,
   merge,
   mergeMap,
+  of,
   retry,
   throwError,
   timer,
@@ -23,7 +25,7 @@ import { isFatalToWatch, type Mapped } from '../../internal/errors.js'
 import type { HealthPart } from '../../internal/store-health.js'
 import { NAME } from './errors.js'
 import type { TableName } from './options.js'
-import { bytesOf, prefixEnd } from './sql.js'
+import { RAW_TYPES, prefixEnd, revisionOf } from './sql.js'
 
 /** What a watch needs from its store. */
 export interface WatchContext {
@@ -62,16 +64,20 @@ export interface LogRead {
   readonly rescan?: bigint
 }
 
-/** One row of the key-value log as the watch reads it. */
-export interface LogRow {
-  head: string
-  compacted: string
-  revision: string | null
-  key: string | null
-  deleted: boolean | null
-  value: Buffer | null
-  prev: Buffer | null
-}
+/**
+ * One row of the key-value log as the watch reads it (`rowMode: 'array'`, {@link RAW_TYPES}):
+ * head, compaction point, revision, key, deleted (`t`/`f`), value, prev; the last five null
+ * when the read found no change.
+ */
+export type LogRow = [
+  head: string,
+  compacted: string,
+  revision: string | null,
+  key: string | null,
+  deleted: string | null,
+  value: Uint8Array | null,
+  prev: Uint8Array | null,
+]
 
 /** One read: the events it found, and whether the log holds more after it. */
 interface Pass {
@@ -145,11 +151,18 @@ export function watchLog(
     /** Reads until caught up with the log. */
     const drain$ = pass$.pipe(expand((pass) => (pass.more ? pass$ : EMPTY)))
 
-    const cycle$ = connected(context).pipe(
+    // The first listing need not wait for the LISTEN connection: it runs while that connects,
+    // and the read that follows 'connected' brings whatever committed in between. (A relist
+    // after a failure waits for the connection, as every read after one does.)
+    const wakes$ = defer(() =>
+      last === undefined ? concat(of('start' as const), connected(context)) : connected(context),
+    )
+    const cycle$ = wakes$.pipe(
       wakeOnce((wake) =>
         drain$.pipe(
           mergeMap((pass) => {
-            if (wake === 'connected') {
+            // The server answered (a first listing, or a read on the LISTEN connection).
+            if (wake !== 'notified' && wake !== 'poll') {
               failures = 0
               health.up()
             }
@@ -299,8 +312,8 @@ export async function readKvChanges(
   from: bigint,
   window: number,
 ): Promise<LogRead> {
-  const result = await client.query<LogRow>(
-    `SELECT m.revision AS head, m.compacted, c.revision, c.key, c.deleted, c.value,
+  const result = await client.query<LogRow>({
+    text: `SELECT m.revision AS head, m.compacted, c.revision, c.key, c.deleted, c.value,
        CASE WHEN p.deleted THEN NULL ELSE p.value END AS prev
      FROM ${table.meta} m
      LEFT JOIN LATERAL (
@@ -312,13 +325,15 @@ export async function readKvChanges(
      LEFT JOIN ${table.log} p ON p.key = c.key AND p.superseded_at = c.revision
      WHERE m.id = 1
      ORDER BY c.revision, c.key`,
-    [from.toString(), window, [...prefixes], prefixes.map(prefixEnd)],
-  )
+    values: [from.toString(), window, [...prefixes], prefixes.map(prefixEnd)],
+    rowMode: 'array',
+    types: RAW_TYPES,
+  })
   const first = result.rows[0]
   if (first === undefined) throw new Error(`${table.meta} has no meta row`)
   return {
-    head: BigInt(first.head),
-    compacted: BigInt(first.compacted),
+    head: BigInt(first[0]),
+    compacted: BigInt(first[1]),
     events: batches(result.rows),
   }
 }
@@ -326,27 +341,24 @@ export async function readKvChanges(
 /** Log rows (ordered by revision, key) to one `changes` event per revision. */
 export function batches(rows: readonly LogRow[]): StoreEvent<Uint8Array>[] {
   const events: StoreEvent<Uint8Array>[] = []
-  let current: { revision: Revision; changes: Change<Uint8Array>[] } | undefined
-  for (const row of rows) {
-    if (row.revision === null || row.key === null) continue
-    if (current?.revision !== BigInt(row.revision)) {
-      current = { revision: revision(row.revision), changes: [] }
+  let current: { text: string; revision: Revision; changes: Change<Uint8Array>[] } | undefined
+  for (const [, , at, key, deleted, value, prev] of rows) {
+    if (at === null || key === null) continue
+    if (current?.text !== at) {
+      current = { text: at, revision: revisionOf(at), changes: [] }
       events.push({ type: 'changes', revision: current.revision, changes: current.changes })
     }
-    const prev = row.prev === null ? undefined : bytesOf(row.prev)
-    const at = current.revision
-    if (row.deleted === true) {
+    const revision = current.revision
+    if (deleted === 't') {
       current.changes.push(
-        prev === undefined
-          ? { op: 'delete', key: row.key, revision: at }
-          : { op: 'delete', key: row.key, prev, revision: at },
+        prev === null ? { op: 'delete', key, revision } : { op: 'delete', key, prev, revision },
       )
     } else {
-      const value = row.value === null ? new Uint8Array(0) : bytesOf(row.value)
+      const put = value ?? new Uint8Array(0)
       current.changes.push(
-        prev === undefined
-          ? { op: 'put', key: row.key, value, revision: at }
-          : { op: 'put', key: row.key, value, prev, revision: at },
+        prev === null
+          ? { op: 'put', key, value: put, revision }
+          : { op: 'put', key, value: put, prev, revision },
       )
     }
   }
