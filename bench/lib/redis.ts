@@ -8,18 +8,18 @@ import { rawRedis, rawRedisRead, rawRedisWatch } from './raw-redis.js'
 import { inBatches, valueText } from './data.js'
 import { measure } from './stats.js'
 
-/** `watchMemory`: our store's option (see `RedisStoreOptions.watchMemory`). */
-export function redisBackend(
-  server: RedisServer,
-  watchMemory: 'values' | 'lean' = 'values',
-): Backend {
+/**
+ * `watchMemory`: our store's option (see `RedisStoreOptions.watchMemory`); undefined for the
+ * store's default (the row's backend is then `redis`).
+ */
+export function redisBackend(server: RedisServer, watchMemory?: 'values' | 'lean'): Backend {
   const port = server.port
-  const storeOptions = { watchMemory }
+  const storeOptions = watchMemory === undefined ? {} : { watchMemory }
   let client: Redis | undefined
   const main = async () => (client ??= await rawRedis(port))
   return {
     name: 'redis',
-    label: watchMemory === 'values' ? 'redis' : `redis ${watchMemory}`,
+    label: watchMemory === undefined ? 'redis' : `redis ${watchMemory}`,
     storeOptions,
     endpoint: String(port),
 

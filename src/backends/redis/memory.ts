@@ -12,7 +12,7 @@ export type Pending =
 
 /**
  * What a watch session remembers of the values it reported, and so which values are changes
- * (`watchMemory`): {@link ValueMemory} by default, `LeanMemory` (`lean-memory.ts`) with `'lean'`.
+ * (`watchMemory`): `LeanMemory` (`lean-memory.ts`) by default, {@link ValueMemory} with `'values'`.
  * Units are numbered in the order they arrived (`seq`, see `arrivals.ts`).
  */
 export interface WatchMemory {

@@ -1,5 +1,7 @@
 import {
   EMPTY,
+  asapScheduler,
+  auditTime,
   catchError,
   concat,
   concatMap,
@@ -178,8 +180,12 @@ class Session {
     const drain = defer(() => this.#nextBatch()).pipe(
       repeat({ delay: () => (this.#order.queued ? of(true) : EMPTY) }),
     )
+    // Kicks are gathered until the socket chunk that raised them is parsed (a microtask): a
+    // store's write raises a keyspace event and then, in the same chunk, its message, which makes
+    // the event's read unnecessary.
     return this.#kicks.pipe(
       startWith(undefined),
+      auditTime(0, asapScheduler),
       exhaustMap(() => drain),
     )
   }
@@ -218,9 +224,10 @@ class Session {
     const links = this.#links
     return defer(async () => {
       const routes = this.#slots?.routes()
-      if (!routes) {
-        return { results: await readValues(links.endpoint(0).reader, keys, false), answered: [0] }
-      }
+      // One master: read on its subscriber (RESP3), whose reply comes after every message
+      // published before the read executed: no barrier needed.
+      if (!routes)
+        return { results: await readValues(links.endpoint(0).sub, keys, false), answered: [] }
       const results: ReadResults = new Map()
       const answered = await readRouted(routes, keys, (key, value) => {
         results.set(key, value)
