@@ -74,8 +74,9 @@ export function withCodec<T, R>(store: KvStore<R>, codec: Codec<T, R>): TypedSto
     capabilities: store.capabilities,
     status$: store.status$,
     decodeErrors$: decodeErrors.asObservable(),
-    watch: (prefixes) =>
-      store.watch(prefixes).pipe(
+    // Watch options pass through: `after` and `relistOnReconnect` are the inner store's to keep.
+    watch: (prefixes, options) =>
+      store.watch(prefixes, options).pipe(
         map((event): StoreEvent<T> => {
           if (event.type === 'snapshot') {
             const items: KeyValue<T>[] = []
@@ -149,9 +150,9 @@ export function withPrefix<V>(store: KvStore<V>, prefix: string): KvStore<V> {
     name: store.name,
     capabilities: store.capabilities,
     status$: store.status$,
-    watch: (prefixes) =>
+    watch: (prefixes, options) =>
       store
-        .watch(prefixes.map(inner))
+        .watch(prefixes.map(inner), options)
         .pipe(
           map((event): StoreEvent<V> =>
             event.type === 'snapshot'

@@ -1,3 +1,4 @@
+import { of, take } from 'rxjs'
 import { describe, expect, it } from 'vitest'
 import {
   CodecError,
@@ -9,7 +10,9 @@ import {
   type Change,
   type KvStore,
   type StoreEvent,
+  type WatchOptions,
 } from '../../src/index.js'
+import { scriptedStore, snapshotOf } from '../../src/testing/index.js'
 import { failure, r, record, run } from './support.js'
 
 const utf8 = (text: string) => new TextEncoder().encode(text)
@@ -439,5 +442,19 @@ describe('withPrefix', () => {
     run(nested.put('x', 'v'))
     expect(run(raw.listKeys(''))).toEqual(['app/cfg/x'])
     expect(run(nested.listKeys(''))).toEqual(['x'])
+  })
+})
+
+describe('views and watch options', () => {
+  it('withPrefix and withCodec pass watch options (after, relistOnReconnect) to the store', () => {
+    const asked: WatchOptions[] = []
+    const inner = scriptedStore<Uint8Array>((_, options) => {
+      asked.push(options)
+      return of(snapshotOf(3, {}))
+    })
+    const typed = withCodec(withPrefix(inner, 'app/'), json<Route>())
+    run(typed.watch(['r/'], { after: r(2), relistOnReconnect: true }).pipe(take(1)))
+    run(typed.watch(['r/']).pipe(take(1)))
+    expect(asked).toEqual([{ after: r(2), relistOnReconnect: true }, {}])
   })
 })
