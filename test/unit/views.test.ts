@@ -450,7 +450,7 @@ describe('views and watch options', () => {
     const asked: WatchOptions[] = []
     const inner = scriptedStore<Uint8Array>((_, options) => {
       asked.push(options)
-      return of(snapshotOf(3, {}))
+      return of(snapshotOf<Uint8Array>(3, {}))
     })
     const typed = withCodec(withPrefix(inner, 'app/'), json<Route>())
     run(typed.watch(['r/'], { after: r(2), relistOnReconnect: true }).pipe(take(1)))
