@@ -152,6 +152,52 @@ describe('http: faults', { timeout: 120_000 }, () => {
       ])
   })
 
+  it('a stream quiet for idleTimeout (no heartbeat) is dropped and resumed, nothing lost', async () => {
+    const upstream = createMemoryStore()
+    opened.push(() => upstream.close())
+    await put(upstream, 'q/a', '1')
+    const server = await serve(upstream, { heartbeat: '1h' })
+    const store = createHttpStore(server.url, { idleTimeout: '400ms', reconnectInterval: '300ms' })
+    const state = new Map<string, string>()
+    const degraded: string[] = []
+    const subscription = store.watch(['q/']).subscribe((event) => {
+      if (event.type === 'snapshot') state.clear()
+      const items = event.type === 'snapshot' ? event.items : []
+      for (const item of items) state.set(item.key, text.decode(item.value))
+      if (event.type === 'changes')
+        for (const change of event.changes)
+          if (change.op === 'put') state.set(change.key, text.decode(change.value))
+    })
+    const statuses = store.status$.subscribe((status) => {
+      if (status.state === 'degraded') degraded.push(status.error?.message ?? '')
+    })
+    opened.push(async () => {
+      subscription.unsubscribe()
+      statuses.unsubscribe()
+      await store.close()
+    })
+    // Data after the snapshot moves the deadline; then the quiet drops the stream, which resumes.
+    await pollUntil(() => (state.get('q/a') === '1' ? true : undefined), {
+      timeoutMs: CONVERGE_MS,
+      description: 'the snapshot',
+    })
+    await put(upstream, 'q/b', '2')
+    await pollUntil(() => (server.metrics().resumes >= 1 ? true : undefined), {
+      timeoutMs: CONVERGE_MS,
+      description: 'the client resumed after its idle timeout',
+    })
+    expect(degraded.some((message) => message.includes('idleTimeout'))).toBe(true)
+    expect(server.metrics().relists).toBe(0)
+    await put(upstream, 'q/c', '3')
+    await pollUntil(
+      () => (state.get('q/c') === '3' && state.get('q/b') === '2' ? true : undefined),
+      {
+        timeoutMs: CONVERGE_MS,
+        description: 'every write after the resume',
+      },
+    )
+  })
+
   it('a connection cut in the middle of a snapshot: the client relists and holds the whole store', async () => {
     const upstream = createMemoryStore()
     opened.push(() => upstream.close())

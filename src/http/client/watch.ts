@@ -1,14 +1,4 @@
-import {
-  Observable,
-  Subject,
-  catchError,
-  defer,
-  finalize,
-  startWith,
-  switchMap,
-  throwError,
-  timer,
-} from 'rxjs'
+import { Observable, catchError, defer, finalize, throwError, type SchedulerAction } from 'rxjs'
 import { DatasyncError, UnavailableError } from '../../core/errors.js'
 import type { SnapshotCause, StoreEvent } from '../../core/events.js'
 import type { WatchOptions } from '../../core/store.js'
@@ -67,7 +57,10 @@ export function watchOverHttp(
 
     const connect = new Observable<StoreEvent<Uint8Array>>((subscriber) => {
       const controller = new AbortController()
-      const activity = new Subject<void>()
+      // The time of the last data: a chunk costs one now(), not a timer torn down and set again
+      // (a thousand streams in one page or process read a chunk each per change batch).
+      const scheduler = settings.scheduler
+      let lastData = scheduler.now()
       let chunks: WireKeyValue[] = []
       let chunkRevision: string | undefined
 
@@ -148,14 +141,14 @@ export function watchOverHttp(
         if (response.body === null)
           throw new UnavailableError(NAME, `${what}: the answer has no body`)
         connection.up()
-        activity.next()
+        lastData = scheduler.now()
         const reader = response.body.getReader()
         const decoder = new TextDecoder()
         const parser = new SseParser()
         for (;;) {
           const { done, value } = await reader.read()
           if (done) throw new UnavailableError(NAME, `${what}: the server ended the stream`)
-          activity.next()
+          lastData = scheduler.now()
           for (const message of parser.push(
             decoder.decode(value as Uint8Array, { stream: true }),
           )) {
@@ -172,20 +165,22 @@ export function watchOverHttp(
         }
       }
 
-      const idle = activity
-        .pipe(
-          startWith(undefined),
-          switchMap(() => timer(settings.idleMs, settings.scheduler)),
+      // Fires idleMs after the last data: when it wakes early (data came meanwhile) it sleeps
+      // again for the rest.
+      const idle = scheduler.schedule(function (this: SchedulerAction<undefined>) {
+        const quiet = scheduler.now() - lastData
+        if (quiet < settings.idleMs) {
+          this.schedule(undefined, settings.idleMs - quiet)
+          return
+        }
+        controller.abort()
+        subscriber.error(
+          new UnavailableError(
+            NAME,
+            `${what}: no data from the server for ${settings.idleMs} ms (idleTimeout)`,
+          ),
         )
-        .subscribe(() => {
-          controller.abort()
-          subscriber.error(
-            new UnavailableError(
-              NAME,
-              `${what}: no data from the server for ${settings.idleMs} ms (idleTimeout)`,
-            ),
-          )
-        })
+      }, settings.idleMs)
       read().catch((error: unknown) => {
         subscriber.error(error)
       })
