@@ -13,6 +13,9 @@
 //   --workloads resync,combined,memory,throughput,latency,writes,restore
 //   --sizes 10000,100000        resync sizes; memory, combined and restore use the largest
 //                       restore (etcd): first view after a restart from a saved snapshot vs a full resync
+//   --workloads million on demand: resync of 1M keys on the memory store through createDatasync,
+//                       per key against 100k (time and state must grow linearly); runs its own
+//                       processes, no server needed (--backends memory alone skips the servers)
 //   --workloads large   on demand: resync of 300k keys, past the Redis store's revision cache
 //                       (revisionCacheSize, 100k): cost must stay linear in the key count
 //   --changes 20000 --batch 100 --concurrency 4   the throughput writer (a separate process)
@@ -47,6 +50,7 @@ import { resyncData, resyncWorkload } from './workloads/resync.js'
 import { restoreWorkload } from './workloads/restore.js'
 import { throughputWorkload } from './workloads/throughput.js'
 import { writesWorkload } from './workloads/writes.js'
+import { millionWorkload } from './workloads/million.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -259,12 +263,16 @@ async function runBackend(backend: Backend): Promise<void> {
 
 try {
   for (const line of machineLines()) log(line)
-  for (const name of backends) opened.push(await open(name))
+  for (const name of backends) if (name !== 'memory') opened.push(await open(name))
   for (const backend of opened) log(`${backend.label} server: ${await backend.version()}`)
   log(
     `runs: ${settings.runs} per side (median reported), after ${settings.warmups} untimed warm-up runs each; ours and raw alternate`,
   )
   for (const backend of opened) await runBackend(backend)
+  if (workloads.has('million')) {
+    log('memory: resync of 1,000,000 keys against 100,000, per key')
+    rows.push(...(await millionWorkload(settings)))
+  }
 } finally {
   for (const backend of opened) await backend.close().catch(() => undefined)
   await Promise.all(servers.map((server) => server.cleanup().catch(() => undefined)))
