@@ -1,5 +1,5 @@
 import { toMillis, type Duration } from '../core/duration.js'
-import { DatasyncError } from '../core/errors.js'
+import { ConfigError, DatasyncError } from '../core/errors.js'
 import type { TxnCondition, TxnOp } from '../core/store.js'
 
 /** A short description of a value a caller passed, for error messages. */
@@ -185,5 +185,50 @@ export function noDuplicates(
       )
     }
     puts.add(write.key)
+  }
+}
+
+/**
+ * The field checks of a store's options object (`resolveOptions`), shared by the backends: each
+ * failure is a `ConfigError` naming `source` (the options or the configuration file) and the
+ * field.
+ */
+export interface OptionChecks {
+  readonly fail: (field: string, message: string) => never
+  /** A non-empty string, or `undefined` when the field is absent. */
+  readonly text: (field: string, value: unknown) => string | undefined
+  /** A duration in milliseconds (`fallback` when the field is absent). */
+  readonly duration: (field: string, value: Duration | undefined, fallback: Duration) => number
+  /** A duration in milliseconds, above zero. */
+  readonly positive: (field: string, value: Duration | undefined, fallback: Duration) => number
+}
+
+/** The {@link OptionChecks} of one options object. Internal: never re-exported. */
+export function optionChecks(source: string): OptionChecks {
+  const fail = (field: string, message: string): never => {
+    throw new ConfigError(source, field, message)
+  }
+  const duration = (field: string, value: Duration | undefined, fallback: Duration): number => {
+    try {
+      return toMillis(value ?? fallback, field)
+    } catch (error) {
+      return fail(field, error instanceof Error ? error.message : String(error))
+    }
+  }
+  return {
+    fail,
+    text: (field, value) => {
+      if (value === undefined) return undefined
+      if (typeof value !== 'string' || value === '') {
+        return fail(field, `expected a non-empty string, got ${JSON.stringify(value)}`)
+      }
+      return value
+    },
+    duration,
+    positive: (field, value, fallback) => {
+      const ms = duration(field, value, fallback)
+      if (ms <= 0) fail(field, `expected a positive duration, got ${JSON.stringify(value)}`)
+      return ms
+    },
   }
 }

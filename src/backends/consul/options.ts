@@ -1,6 +1,7 @@
 import { asyncScheduler, type SchedulerLike } from 'rxjs'
-import { toMillis, type Duration } from '../../core/duration.js'
+import type { Duration } from '../../core/duration.js'
 import { ConfigError } from '../../core/errors.js'
+import { optionChecks } from '../../internal/checks.js'
 import { NAME } from './errors.js'
 
 /** TLS towards the agent's HTTPS port (`ports.https`). Files are read when the store first connects. */
@@ -203,23 +204,7 @@ export function resolveOptions(
   if (typeof options !== 'object' || options === null) {
     throw new ConfigError(source, undefined, `expected an options object, got ${typeof options}`)
   }
-  const fail = (field: string, message: string): never => {
-    throw new ConfigError(source, field, message)
-  }
-  const optionalString = (field: string, value: unknown): string | undefined => {
-    if (value === undefined) return undefined
-    if (typeof value !== 'string' || value === '') {
-      return fail(field, `expected a non-empty string, got ${JSON.stringify(value)}`)
-    }
-    return value
-  }
-  const duration = (field: string, value: Duration | undefined, fallback: Duration): number => {
-    try {
-      return toMillis(value ?? fallback, field)
-    } catch (error) {
-      return fail(field, error instanceof Error ? error.message : String(error))
-    }
-  }
+  const { fail, text: optionalString, duration } = optionChecks(source)
 
   const tls = resolveTls(options.tls, fail)
   const address = parseAddress(

@@ -1,6 +1,7 @@
 import { asyncScheduler, type SchedulerLike } from 'rxjs'
-import { toMillis, type Duration } from '../../core/duration.js'
+import type { Duration } from '../../core/duration.js'
 import { ConfigError } from '../../core/errors.js'
+import { optionChecks } from '../../internal/checks.js'
 import { NAME } from './errors.js'
 
 /** TLS towards the servers. Files are read when the store first connects. */
@@ -164,26 +165,7 @@ export function resolveOptions(
   if (typeof options !== 'object' || options === null) {
     throw new ConfigError(source, undefined, `expected an options object, got ${typeof options}`)
   }
-  const fail = (field: string, message: string): never => {
-    throw new ConfigError(source, field, message)
-  }
-  const text = (field: string, value: unknown): string | undefined => {
-    if (value === undefined) return undefined
-    if (typeof value !== 'string' || value === '') {
-      return fail(field, `expected a non-empty string, got ${JSON.stringify(value)}`)
-    }
-    return value
-  }
-  const duration = (field: string, value: Duration | undefined, fallback: Duration): number => {
-    let ms: number
-    try {
-      ms = toMillis(value ?? fallback, field)
-    } catch (error) {
-      return fail(field, error instanceof Error ? error.message : String(error))
-    }
-    if (ms <= 0) fail(field, `expected a positive duration, got ${JSON.stringify(value)}`)
-    return ms
-  }
+  const { fail, text, positive: duration } = optionChecks(source)
   const whole = (field: string, value: unknown, fallback: number, min: number): number => {
     const n = value ?? fallback
     if (typeof n !== 'number' || !Number.isInteger(n) || n < min) {

@@ -1,6 +1,7 @@
 import { asyncScheduler, type Observable, type SchedulerLike } from 'rxjs'
-import { toMillis, type Duration } from '../../core/duration.js'
+import type { Duration } from '../../core/duration.js'
 import { ConfigError } from '../../core/errors.js'
+import { optionChecks } from '../../internal/checks.js'
 import type { Revision } from '../../core/revision.js'
 import type { KvStore } from '../../core/store.js'
 import { NAME } from './errors.js'
@@ -165,27 +166,9 @@ export function resolveConnection(
   if (typeof options !== 'object' || (options as unknown) === null) {
     throw new ConfigError(source, undefined, `expected an options object, got ${typeof options}`)
   }
-  const fail = (field: string, message: string): never => {
-    throw new ConfigError(source, field, message)
-  }
-  const text = (field: keyof PostgresConnectionOptions): string | undefined => {
-    const value: unknown = options[field]
-    if (value === undefined) return undefined
-    if (typeof value !== 'string' || value === '') {
-      return fail(field, `expected a non-empty string, got ${JSON.stringify(value)}`)
-    }
-    return value
-  }
-  const duration = (field: string, value: Duration | undefined, fallback: Duration): number => {
-    try {
-      const ms = toMillis(value ?? fallback, field)
-      if (ms <= 0) fail(field, `expected a positive duration, got ${JSON.stringify(value)}`)
-      return ms
-    } catch (error) {
-      if (error instanceof ConfigError) throw error
-      return fail(field, error instanceof Error ? error.message : String(error))
-    }
-  }
+  const { fail, positive: duration, ...checks } = optionChecks(source)
+  const text = (field: keyof PostgresConnectionOptions): string | undefined =>
+    checks.text(field, options[field])
   const connectionString = text('connectionString')
   let url: URL | undefined
   if (connectionString !== undefined) {
@@ -245,21 +228,7 @@ export function resolveOptions(
   source = `${NAME} store options`,
 ): Settings {
   const connection = resolveConnection(options, source)
-  const fail = (field: string, message: string): never => {
-    throw new ConfigError(source, field, message)
-  }
-  const duration = (field: string, value: Duration | undefined, fallback: Duration): number => {
-    try {
-      return toMillis(value ?? fallback, field)
-    } catch (error) {
-      return fail(field, error instanceof Error ? error.message : String(error))
-    }
-  }
-  const positive = (field: string, value: Duration | undefined, fallback: Duration): number => {
-    const ms = duration(field, value, fallback)
-    if (ms <= 0) fail(field, `expected a positive duration, got ${JSON.stringify(value)}`)
-    return ms
-  }
+  const { fail, duration, positive } = optionChecks(source)
   const pageSize = options.pageSize ?? 5000
   if (!Number.isInteger(pageSize) || pageSize < 1) {
     fail('pageSize', `expected a whole number of at least 1, got ${JSON.stringify(pageSize)}`)
