@@ -232,3 +232,39 @@ export function optionChecks(source: string): OptionChecks {
     },
   }
 }
+
+/** A wrong value in a configuration file, as a loader reports it (zod's `addIssue`). */
+export interface OptionIssue {
+  /** The field's path in the file (YAML keys). */
+  readonly path: (string | number)[]
+  readonly message: string
+}
+
+/**
+ * Runs a store's `resolveOptions` on options built from a configuration file (`resolve` gets the
+ * source to name) and turns the `ConfigError` it throws into the file's issue: the YAML path of
+ * the option's field, the message without its source prefix, and `(taken from VAR)` first when
+ * `fromEnv` says the value came from an environment variable. `undefined` when nothing is wrong.
+ */
+export function optionIssue(
+  resolve: (source: string) => unknown,
+  yamlPath: Readonly<Record<string, readonly string[]>>,
+  fromEnv: (field: string) => string | undefined = () => undefined,
+): OptionIssue | undefined {
+  const mark = '\u0000config-file'
+  try {
+    resolve(mark)
+    return undefined
+  } catch (error) {
+    if (!(error instanceof ConfigError) || error.field === undefined) throw error
+    const prefix = `${mark}: field '${error.field}': `
+    const message = error.message.startsWith(prefix)
+      ? error.message.slice(prefix.length)
+      : error.message
+    const variable = fromEnv(error.field)
+    return {
+      path: [...(yamlPath[error.field] ?? [])],
+      message: variable === undefined ? message : `(taken from ${variable}) ${message}`,
+    }
+  }
+}

@@ -8,6 +8,7 @@ import {
   loadConfigFile,
   type ConfigLookup,
 } from '../../internal/config.js'
+import { optionIssue } from '../../internal/checks.js'
 import { resolveOptions, type ConsulStoreOptions, type ConsulTlsOptions } from './options.js'
 
 /** The YAML field of each option, for errors that point at the line. */
@@ -116,8 +117,6 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === '' ? undefined : value
 }
 
-const MARK = '\u0000consul-config'
-
 /**
  * Loads the Consul configuration named by `--consul-config <file>` (or `--consul-config=<file>`)
  * or the `CONSUL_CONFIG` environment variable into the options of `createConsulStore` (the
@@ -174,21 +173,13 @@ export async function loadConsulConfig(
       })
       return
     }
-    try {
-      resolveOptions(storeOptions(config, env), MARK, env)
-    } catch (error) {
-      if (!(error instanceof ConfigError) || error.field === undefined) throw error
-      const prefix = `${MARK}: field '${error.field}': `
-      const message = error.message.startsWith(prefix)
-        ? error.message.slice(prefix.length)
-        : error.message
-      const fromEnv = error.field === 'address' && config.address === undefined
-      context.addIssue({
-        code: 'custom',
-        path: [...(YAML_PATH[error.field] ?? [])],
-        message: fromEnv ? `(taken from CONSUL_HTTP_ADDR) ${message}` : message,
-      })
-    }
+    const issue = optionIssue(
+      (source) => resolveOptions(storeOptions(config, env), source, env),
+      YAML_PATH,
+      (field) =>
+        field === 'address' && config.address === undefined ? 'CONSUL_HTTP_ADDR' : undefined,
+    )
+    if (issue !== undefined) context.addIssue({ code: 'custom', ...issue })
   })
   const config = await loadConfigFile(file, schema, lookup)
   const options = storeOptions(config, env)

@@ -8,6 +8,7 @@ import {
   loadConfigFile,
   type ConfigLookup,
 } from '../../internal/config.js'
+import { optionIssue } from '../../internal/checks.js'
 import { resolveOptions, type NatsBucketOptions, type NatsStoreOptions } from './options.js'
 
 /** The YAML field of each option, for errors that point at the line. */
@@ -177,8 +178,6 @@ function placeholders(config: FileConfig): Secrets {
   }
 }
 
-const MARK = '\u0000nats-config'
-
 /** Pairs of fields of which at most one may be given. */
 const EXCLUSIVE: readonly (readonly [keyof FileConfig, keyof FileConfig])[] = [
   ['password', 'password-file'],
@@ -229,21 +228,12 @@ export async function loadNatsConfig(
         return
       }
     }
-    try {
-      resolveOptions(storeOptions(config, placeholders(config)), MARK, env)
-    } catch (error) {
-      if (!(error instanceof ConfigError) || error.field === undefined) throw error
-      const prefix = `${MARK}: field '${error.field}': `
-      const message = error.message.startsWith(prefix)
-        ? error.message.slice(prefix.length)
-        : error.message
-      const fromEnv = error.field === 'servers (NATS_URL)'
-      context.addIssue({
-        code: 'custom',
-        path: [...(YAML_PATH[error.field] ?? [])],
-        message: fromEnv ? `(taken from NATS_URL) ${message}` : message,
-      })
-    }
+    const issue = optionIssue(
+      (source) => resolveOptions(storeOptions(config, placeholders(config)), source, env),
+      YAML_PATH,
+      (field) => (field === 'servers (NATS_URL)' ? 'NATS_URL' : undefined),
+    )
+    if (issue !== undefined) context.addIssue({ code: 'custom', ...issue })
   })
   const config = await loadConfigFile(file, schema, lookup)
   const secret = async (field: keyof FileConfig): Promise<string | undefined> => {
