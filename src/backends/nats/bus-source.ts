@@ -128,7 +128,9 @@ export function createNatsStreamSource(options: NatsSourceOptions = {}): NatsStr
               scheduler: settings.scheduler,
               disconnects: link.disconnects$,
             })
-            return lastPerKey(feed, prefix).pipe(
+            const streamLast = () =>
+              from(h.jsm.streams.info(bus.stream)).pipe(map((now) => BigInt(now.state.last_seq)))
+            return lastPerKey(feed, prefix, streamLast).pipe(
               map(({ items, highest }) => ({
                 at: revision(highest > last ? highest : last),
                 items,

@@ -2,12 +2,14 @@ import type { ConsumerConfig } from '@nats-io/jetstream'
 import type { Msg } from '@nats-io/transport-node'
 import {
   Observable,
+  concatMap,
   defer,
   endWith,
   ignoreElements,
   interval,
   map,
   takeWhile,
+  type ObservableInput,
   type SchedulerLike,
 } from 'rxjs'
 import type { KeyValue } from '../../core/events.js'
@@ -227,17 +229,29 @@ export class StartSet {
   /** Messages since the pending count first said 0 (-1: it has not yet). */
   #sinceZero = -1
 
+  /** The highest stream sequence delivered. */
+  get highest(): bigint {
+    return this.#highest
+  }
+
   /**
    * Takes a message of the consumer: `fresh` is false for a redelivery (a sequence already
-   * seen), `complete` once the start set is in.
+   * seen), `complete` once the start set is in. `uncertain`: the count says 0 but a redelivery
+   * may have taken one off it; when the stream holds nothing after {@link highest} (the server
+   * counted the redelivery in, as it does when nothing is written meanwhile), it is complete.
    */
-  take(message: FeedMessage): { readonly fresh: boolean; readonly complete: boolean } {
+  take(message: FeedMessage): {
+    readonly fresh: boolean
+    readonly complete: boolean
+    readonly uncertain: boolean
+  } {
     const fresh = message.seq > this.#highest
     if (fresh) this.#highest = message.seq
     else this.#redelivered++
     if (this.#sinceZero >= 0) this.#sinceZero++
     else if (message.pending === 0) this.#sinceZero = 0
-    return { fresh, complete: this.#sinceZero >= this.#redelivered }
+    const complete = this.#sinceZero >= this.#redelivered
+    return { fresh, complete, uncertain: !complete && message.pending === 0 }
   }
 }
 
@@ -249,32 +263,40 @@ export interface LastPerKey {
 
 /**
  * Every key under `prefix` with its last message, from a `last-per-subject` feed on the
- * prefix's subject filter (see `filterFor`), read until the start set is in ({@link StartSet}).
- * A delete marker removes its key.
+ * prefix's subject filter (see `filterFor`), read until the start set is in ({@link StartSet};
+ * `streamLast` reads the stream's last sequence when the count is uncertain). A delete marker
+ * removes its key.
  */
-export function lastPerKey(feed: Observable<FeedEvent>, prefix: string): Observable<LastPerKey> {
+export function lastPerKey(
+  feed: Observable<FeedEvent>,
+  prefix: string,
+  streamLast: () => Observable<bigint>,
+): Observable<LastPerKey> {
   return defer(() => {
     const exact = filterFor(prefix).exact
     const start = new StartSet()
     const items = new Map<string, KeyValue<Uint8Array>>()
-    let highest = 0n
     return feed.pipe(
-      takeWhile((event) => {
-        if (event.type === 'created') return event.pending !== 0
-        if (event.type === 'idle') return false
-        const { fresh, complete } = start.take(event)
-        if (event.seq > highest) highest = event.seq
+      concatMap((event): ObservableInput<boolean> => {
+        if (event.type === 'created') return [event.pending === 0]
+        if (event.type === 'idle') return [true]
+        const { fresh, complete, uncertain } = start.take(event)
         const key = decodeKey(event.natsKey)
         if (fresh && (exact || matchesAny(key, [prefix]))) {
           if (event.op === 'put')
             items.set(key, { key, value: event.value, revision: revision(event.seq) })
           else items.delete(key)
         }
-        return !complete
+        if (!uncertain) return [complete]
+        return streamLast().pipe(map((last) => last <= start.highest))
       }),
+      takeWhile((done) => !done),
       ignoreElements(),
       endWith(undefined),
-      map(() => ({ items: [...items.values()].sort(byKey), highest })),
+      map(() => ({
+        items: [...items.values()].sort(byKey),
+        highest: start.highest < 0n ? 0n : start.highest,
+      })),
     )
   })
 }

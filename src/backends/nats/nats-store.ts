@@ -126,6 +126,10 @@ export function createNatsStore(options: NatsStoreOptions = {}): NatsStore {
     lastPerKey(
       feed(filterFor(prefix).subject, { from: 'last-per-subject' }, headersOnly),
       prefix,
+      () =>
+        call(async (handles) =>
+          BigInt((await handles.jsm.streams.info(handles.stream)).state.last_seq),
+        ),
     ).pipe(map(({ items }) => items))
 
   return {

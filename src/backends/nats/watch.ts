@@ -7,6 +7,7 @@ import {
   retry,
   throwError,
   timer,
+  type ObservableInput,
   type SchedulerLike,
 } from 'rxjs'
 import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
@@ -140,7 +141,7 @@ export function watchBucket(
             return { type: 'snapshot', revision: revision(at), items: sorted, cause } as const
           }
           return context.feed(filter.subject, { from: 'last-per-subject' }).pipe(
-            concatMap((event): StoreEvent<Uint8Array>[] => {
+            concatMap((event): ObservableInput<StoreEvent<Uint8Array>> => {
               if (event.type === 'created') {
                 started()
                 expected = event.pending
@@ -150,7 +151,7 @@ export function watchBucket(
               // Idle: the consumer has nothing more now (the last messages of the start set
               // were removed, by a purge or an age limit, before it delivered them).
               if (event.type === 'idle') return [done()]
-              const { fresh, complete } = start.take(event)
+              const { fresh, complete, uncertain } = start.take(event)
               if (fresh) {
                 if (event.seq > at) at = event.seq
                 const key = decodeKey(event.natsKey)
@@ -160,7 +161,13 @@ export function watchBucket(
                   else items.delete(key)
                 }
               }
-              return complete ? [done()] : []
+              if (!uncertain) return complete ? [done()] : []
+              // Done if the stream holds nothing newer (see StartSet).
+              return context
+                .bounds()
+                .pipe(
+                  mergeMap((now) => (now.last <= start.highest && expected !== -2 ? [done()] : [])),
+                )
             }),
           )
         }),
