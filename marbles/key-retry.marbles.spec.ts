@@ -106,6 +106,60 @@ describe('per-key retry', () => {
     })
   })
 
+  it('with maxInFlight 2, a failure that a later event already superseded is not retried', () => {
+    const reported: string[] = []
+    testScheduler().run(({ cold, hot, expectObservable, expectSubscriptions, flush }) => {
+      const values = {
+        s: snapshotOf(1, { 'k/a': '0', 'k/b': '0' }),
+        c: changesOf(2, { 'k/a': '1', 'k/b': '1' }),
+        d: changesOf(3, { 'k/a': '2' }),
+        e: changesOf(4, { 'k/b': '2' }),
+      }
+      // c goes out at 2 and is acked at 4 naming k/a and k/b as failed. Meanwhile d (k/a=2) went
+      // out at 3 and was applied at once: k/a's failure is moot. e (k/b=2) went out at 3 too and
+      // is applied at 6: k/b's retry (due at 8) has nothing left to bring.
+      const watch = cold(' s-c(de)--------  ', values)
+      const watchSubs = '  ^--------------! '
+      const stop = hot('   ---------------x ')
+      const kEvents = '    r-c(de)-------   '
+
+      const sync = createDatasync(scriptedStore(watch), {
+        maxInFlight: 2,
+        keyRetry: { base: 4, factor: 2, cap: 100, jitter: 0 },
+      })
+      const k = sync.register('k', { prefixes: ['k/'] })
+      const delay = (event: ConsumerEvent<unknown>) =>
+        event.kind !== 'change'
+          ? 0
+          : event.changes.length === 2
+            ? 2
+            : event.changes[0]?.key === 'k/b'
+              ? 3
+              : 0
+      ackAfter(k.events$, delay, undefined, (event) =>
+        event.kind === 'change' && event.changes.length === 2
+          ? failedKeys({ 'k/a': new Error('busy a'), 'k/b': new Error('busy b') })
+          : undefined,
+      )
+      sync.errors$.subscribe((error) => reported.push(error.message))
+      expectObservable(labels(k.events$)).toBe(kEvents, {
+        r: 'R(startup) k/a=0 k/b=0',
+        c: 'C(live) k/a:0>1 k/b:0>1',
+        d: 'C(live) k/a:1>2',
+        e: 'C(live) k/b:1>2',
+      })
+      expectSubscriptions(watch.subscriptions).toBe(watchSubs)
+      sync.start()
+      stopOn(sync, stop)
+      flush()
+      expect(k.failing().size).toBe(0)
+    })
+    // k/b's failure was real when it came (its newer value still unacknowledged); k/a's was not.
+    expect(reported).toEqual([
+      "consumer 'k' failed to apply key 'k/b' (once): busy b; retried in 4 ms",
+    ])
+  })
+
   it('times each key on the scheduler: base, factor, cap and jitter from the random source', () => {
     const delays: number[] = []
     testScheduler().run(({ cold, hot, expectObservable }) => {

@@ -230,14 +230,15 @@ export class ConsumerState<R, T> {
       const [outcome] = args
       if (!called && epoch === this.#epoch) {
         called = true
+        const overlapping = this.#inFlight > 1 // another event is out (maxInFlight above 1)
         if (outcome instanceof KeyFailures) {
-          this.#retries.failEvent(this.name, outcome, event)
+          this.#retries.failEvent(this.name, outcome, event, overlapping)
           this.publishLag()
           done()
           return
         }
         if (outcome === undefined || outcome === null) {
-          this.#retries.succeededEvent(event)
+          this.#retries.succeededEvent(event, overlapping)
         }
       }
       done(...args)

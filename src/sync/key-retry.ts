@@ -124,6 +124,11 @@ interface Entry<T> {
    */
   state: 'waiting' | 'due' | 'out' | 'round'
   timer: Subscription | undefined
+  /**
+   * The revision of the change that failed (a change event's), or undefined (a resync item): a
+   * later event that carried a newer change of the key and was applied ends the retry.
+   */
+  failedAt: bigint | undefined
 }
 
 /**
@@ -132,6 +137,13 @@ interface Entry<T> {
  */
 export class KeyRetries<T> {
   readonly #entries = new Map<string, Entry<T>>()
+  /**
+   * With events overlapping (`maxInFlight` above 1): the newest change revision of each key an
+   * acknowledged event carried and the consumer applied, while other events are out, so that
+   * an older event's failure arriving later is known to be moot. Empty when events do not
+   * overlap.
+   */
+  readonly #applied = new Map<string, bigint>()
   readonly #rules: KeyRetryRules
   /** The consumer state, handed to `rules.due`. */
   readonly #owner: object
@@ -146,36 +158,61 @@ export class KeyRetries<T> {
    * on with) its backoff, reported; a key the event did not carry is not this event's (ignored);
    * the event's other keys are applied.
    */
-  failEvent(consumer: string, outcome: KeyFailures, event: ConsumerEvent<T>): void {
-    const carried = new Map<string, Applied<T>>()
+  failEvent(
+    consumer: string,
+    outcome: KeyFailures,
+    event: ConsumerEvent<T>,
+    overlapping = false,
+  ): void {
+    const carried = new Map<string, { applied: Applied<T>; at: bigint | undefined }>()
     if (event.kind === 'resync') {
-      for (const item of event.items) carried.set(item.key, NO_PREV)
+      for (const item of event.items) carried.set(item.key, { applied: NO_PREV, at: undefined })
     } else {
       for (const change of event.changes) {
-        carried.set(
-          change.key,
-          'prev' in change ? { has: true, read: () => change.prev as T } : NO_PREV,
-        )
+        carried.set(change.key, {
+          applied: 'prev' in change ? { has: true, read: () => change.prev as T } : NO_PREV,
+          at: change.revision,
+        })
       }
     }
     for (const [key, error] of outcome.failures) {
-      const applied = carried.get(key)
+      const found = carried.get(key)
       // Not carried by this event: another part of a merged event (batchQuiet passes one list
       // to each part it merged) takes it.
-      if (applied === undefined) continue
-      const { attempts, delayMs } = this.fail(key, error, applied)
+      if (found === undefined) continue
+      // A later event already brought a newer change of the key and the consumer applied it:
+      // what failed here is superseded, nothing is left to retry.
+      const newer = this.#applied.get(key)
+      if (newer !== undefined && found.at !== undefined && newer > found.at) continue
+      const { attempts, delayMs } = this.fail(key, error, found.applied, found.at)
       this.#rules.failed(consumer, key, attempts, delayMs, error)
     }
-    for (const key of carried.keys()) {
-      if (!outcome.failures.has(key)) this.succeeded(key)
+    for (const [key, { at }] of carried) {
+      if (!outcome.failures.has(key)) this.#appliedAt(key, at, overlapping)
     }
+    if (!overlapping) this.#applied.clear()
   }
 
-  /** The consumer applied `event` whole: the retries it carried are done. */
-  succeededEvent(event: ConsumerEvent<T>): void {
-    if (this.#entries.size === 0) return
-    if (event.kind === 'resync') for (const item of event.items) this.succeeded(item.key)
-    else for (const change of event.changes) this.succeeded(change.key)
+  /**
+   * The consumer applied `event` whole: the retries it carried are done. `overlapping`: other
+   * events of the consumer are out (`maxInFlight` above 1), and one of them may fail a key this
+   * one brought newer.
+   */
+  succeededEvent(event: ConsumerEvent<T>, overlapping = false): void {
+    if (event.kind === 'resync') {
+      if (this.#entries.size > 0) for (const item of event.items) this.succeeded(item.key)
+    } else if (overlapping || this.#entries.size > 0) {
+      for (const change of event.changes) this.#appliedAt(change.key, change.revision, overlapping)
+    }
+    if (!overlapping) this.#applied.clear()
+  }
+
+  /** The consumer applied `key`'s change at revision `at` (undefined: a resync item). */
+  #appliedAt(key: string, at: bigint | undefined, overlapping: boolean): void {
+    this.succeeded(key, at)
+    if (!overlapping || at === undefined) return
+    const known = this.#applied.get(key)
+    if (known === undefined || at > known) this.#applied.set(key, at)
   }
 
   get size(): number {
@@ -192,12 +229,18 @@ export class KeyRetries<T> {
    * The key failed (again): its backoff starts; returns the attempt count and the delay. `applied`
    * counts only at the first failure (what the consumer held before any of the failed values).
    */
-  fail(key: string, error: unknown, applied: Applied<T>): { attempts: number; delayMs: number } {
+  fail(
+    key: string,
+    error: unknown,
+    applied: Applied<T>,
+    at?: bigint,
+  ): { attempts: number; delayMs: number } {
     let entry = this.#entries.get(key)
     if (entry === undefined) {
-      entry = { attempts: 0, error, applied, state: 'waiting', timer: undefined }
+      entry = { attempts: 0, error, applied, state: 'waiting', timer: undefined, failedAt: at }
       this.#entries.set(key, entry)
     }
+    entry.failedAt = at
     entry.timer?.unsubscribe()
     entry.attempts++
     entry.error = error
@@ -213,10 +256,17 @@ export class KeyRetries<T> {
     return { attempts: entry.attempts, delayMs }
   }
 
-  /** A delivery carrying the key was applied: it is no longer failing. */
-  succeeded(key: string): void {
+  /**
+   * A delivery carrying the key (its change at revision `at`, if a change) was applied: it is no
+   * longer failing when that delivery was its retry, or brought a newer change than the one
+   * that failed (an event delivered before the failure was known, `maxInFlight` above 1).
+   */
+  succeeded(key: string, at?: bigint): void {
     const entry = this.#entries.get(key)
-    if (entry?.state !== 'out') return
+    if (entry === undefined) return
+    const newer = at !== undefined && entry.failedAt !== undefined && at > entry.failedAt
+    if (entry.state !== 'out' && !newer) return
+    entry.timer?.unsubscribe()
     this.#entries.delete(key)
   }
 
@@ -245,6 +295,7 @@ export class KeyRetries<T> {
 
   /** A round starts: the backoffs stop, the round's differences will bring the keys. */
   toRound(): void {
+    this.#applied.clear()
     for (const entry of this.#entries.values()) {
       entry.timer?.unsubscribe()
       entry.timer = undefined
