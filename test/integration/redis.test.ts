@@ -858,6 +858,38 @@ describe('broker', () => {
   })
 })
 
+describe('batched puts', () => {
+  it('puts made together each arrive as their own change with their value, in order; a get or txn made after them sees them', async () => {
+    const p = fresh()
+    const s = store()
+    const w = collect(s, [p])
+    await waitFor(() => w.snapshots().length === 1, 'the snapshot')
+    // Made in one turn of the event loop: one script call. The same key twice keeps its order.
+    const keys = Array.from({ length: 40 }, (_, i) => `${p}k${i % 30}`)
+    const puts = keys.map((key, i) => lastValueFrom(s.put(key, enc(`v${i}`)), { defaultValue: 0 }))
+    // Sent after the puts on the same connection, so it sees the last of them.
+    const read = lastValueFrom(s.get(`${p}k0`))
+    const txn = lastValueFrom(
+      s.txn([{ op: 'put', key: `${p}t`, value: enc('t') }], {
+        conditions: [{ key: `${p}k29`, value: enc('v29') }],
+      }),
+    )
+    await Promise.all(puts)
+    expect(dec((await read)!.value)).toBe('v30')
+    expect((await txn).succeeded).toBe(true)
+    await waitFor(() => w.events.length === 1 + keys.length + 1, 'every change')
+    const seen = w.events.slice(1).map((event) => {
+      if (event.type !== 'changes') throw new Error('expected changes')
+      expect(event.changes).toHaveLength(1)
+      const change = event.changes[0]!
+      return `${change.key.slice(p.length)}=${change.op === 'put' ? dec(change.value) : '-'}`
+    })
+    expect(seen).toEqual([...keys.map((key, i) => `${key.slice(p.length)}=v${i}`), 't=t'])
+    expect(await raw.get(`${p}k0`)).toBe('v30')
+    w.stop()
+  })
+})
+
 describe('lifecycle', () => {
   it('connects nothing until used, and close() ends watches, operations and connections', async () => {
     const name = `lifecycle-${process.pid}`

@@ -373,7 +373,16 @@ export async function runPutsScript(
   })
 }
 
-/** EVALSHA, loading the script with EVAL when the server lacks it. */
+/** The scripts each connection has sent with EVAL since it last connected. */
+const loaded = new WeakMap<Redis | Cluster, Set<string>>()
+
+/**
+ * EVALSHA, after a first EVAL of the script on each connection (and again after it reconnects:
+ * a restarted server or a new master lacks the script): a NOSCRIPT answer, retried with EVAL,
+ * would run the script after commands sent behind it, out of the order they were made (a put
+ * not yet visible to the get made after it). The fallback stays for a server that lost its
+ * scripts without a reconnect (`SCRIPT FLUSH`), and for a Cluster's other masters.
+ */
 async function evalScript(
   client: Redis | Cluster,
   sha: string,
@@ -381,6 +390,19 @@ async function evalScript(
   keys: readonly string[],
   args: readonly Arg[],
 ): Promise<unknown> {
+  let scripts = loaded.get(client)
+  if (scripts === undefined) {
+    const known = new Set<string>()
+    client.on('ready', () => {
+      known.clear()
+    })
+    loaded.set(client, known)
+    scripts = known
+  }
+  if (!scripts.has(sha)) {
+    scripts.add(sha)
+    return client.eval(script, keys.length, ...keys, ...args)
+  }
   try {
     return await client.evalsha(sha, keys.length, ...keys, ...args)
   } catch (error) {
