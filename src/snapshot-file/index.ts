@@ -53,7 +53,9 @@ export function fileSnapshotPersistence(
     name: `file ${path}`,
     async load() {
       try {
-        return await readFile(path, 'utf8')
+        // Bytes: the checksum is taken over them as they are, with no decoding first.
+        const data = await readFile(path)
+        return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
         throw error

@@ -134,8 +134,11 @@ export interface KeyRetryOptions {
 export interface SnapshotPersistence {
   /** What it is, for messages: a file's path, a storage key. */
   readonly name: string
-  /** The saved text, or undefined when nothing was saved yet. Fails when it cannot be read. */
-  load(): ObservableInput<string | undefined>
+  /**
+   * The saved text, or its UTF-8 bytes as read (a file: the checksum is taken over them with no
+   * decoding first), or undefined when nothing was saved yet. Fails when it cannot be read.
+   */
+  load(): ObservableInput<string | Uint8Array | undefined>
   /** Replaces the saved text as a whole: a reader sees the old text or the new, never a mix. */
   save(text: string): ObservableInput<unknown>
 }

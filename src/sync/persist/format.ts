@@ -130,22 +130,26 @@ export async function encodeSnapshot<R>(
  */
 export async function decodeSnapshot<R>(
   source: string,
-  text: string,
+  saved: string | Uint8Array,
   prefixes: readonly string[],
   values: PersistValues = defaultValues,
 ): Promise<SavedSnapshot<R>> {
   const fail = (problem: PersistProblem, message: string, cause?: unknown) =>
     new SnapshotPersistError(source, problem, message, cause === undefined ? {} : { cause })
-  const newline = text.indexOf('\n')
+  const newline = typeof saved === 'string' ? saved.indexOf('\n') : saved.indexOf(NEWLINE)
   if (newline < 0) {
     throw fail(
-      text.length === 0 ? 'truncated' : 'corrupt',
-      text.length === 0 ? 'it is empty' : 'no header line (not a snapshot, or cut in its header)',
+      saved.length === 0 ? 'truncated' : 'corrupt',
+      saved.length === 0 ? 'it is empty' : 'no header line (not a snapshot, or cut in its header)',
     )
   }
   let header: { format?: unknown; version?: unknown; bytes?: unknown; sha256?: unknown }
   try {
-    header = JSON.parse(text.slice(0, newline)) as typeof header
+    header = JSON.parse(
+      typeof saved === 'string'
+        ? saved.slice(0, newline)
+        : lenientUtf8.decode(saved.subarray(0, newline)),
+    ) as typeof header
   } catch (cause) {
     throw fail('corrupt', 'the header line is not JSON', cause)
   }
@@ -161,7 +165,9 @@ export async function decodeSnapshot<R>(
   if (typeof header.bytes !== 'number' || typeof header.sha256 !== 'string') {
     throw fail('corrupt', 'the header has no body length or checksum')
   }
-  const data = utf8.encode(text.slice(newline + 1))
+  // Bytes as they were read (a file) are checked as they are: no decoding and encoding again.
+  const data =
+    typeof saved === 'string' ? utf8.encode(saved.slice(newline + 1)) : saved.subarray(newline + 1)
   if (data.length !== header.bytes) {
     throw fail(
       data.length < header.bytes ? 'truncated' : 'corrupt',
@@ -172,9 +178,8 @@ export async function decodeSnapshot<R>(
   if (sum !== header.sha256) {
     throw fail('checksum', `SHA-256 of the data is ${sum}, the header says ${header.sha256}`)
   }
-  const snapshot = parseBody<R>(text.slice(newline + 1), values, (message, cause) =>
-    fail('corrupt', message, cause),
-  )
+  const body = typeof saved === 'string' ? saved.slice(newline + 1) : lenientUtf8.decode(data)
+  const snapshot = parseBody<R>(body, values, (message, cause) => fail('corrupt', message, cause))
   const wanted = prefixSet(prefixes)
   if (JSON.stringify(snapshot.prefixes) !== JSON.stringify(wanted)) {
     throw fail(
@@ -235,11 +240,9 @@ function parseBody<R>(
       } else {
         value = decodeValue(kinds[i], data[i], values)
       }
-      out[i] = {
-        key,
-        revision: revision(BigInt(revisions[i] as number | string)),
-        value: value as R,
-      }
+      // The shape of every store's items (key, value, revision): the consumers' loops over
+      // them stay monomorphic.
+      out[i] = { key, value: value as R, revision: revisionOf(revisions[i]) }
     } catch (cause) {
       throw fail(`item ${i} (key ${JSON.stringify(key)}) does not decode`, cause)
     }
@@ -264,6 +267,17 @@ const defaultValues: PersistValues = {
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+/** Decodes what the checksum vouched for (the header line is checked as JSON). */
+const lenientUtf8 = new TextDecoder('utf-8')
+const NEWLINE = 0x0a
+
+/** A saved revision: a safe integer, or a decimal string past 2^53. */
+function revisionOf(saved: unknown): Revision {
+  if (typeof saved === 'number' && Number.isSafeInteger(saved) && saved >= 0) {
+    return BigInt(saved) as Revision
+  }
+  return revision(BigInt(saved as string))
+}
 const utf8 = new TextEncoder()
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
 

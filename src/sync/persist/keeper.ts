@@ -44,7 +44,13 @@ export interface KeeperContext {
  */
 export class SnapshotKeeper<R> {
   readonly #context: KeeperContext
-  readonly #mirror = new Map<string, KeyValue<R>>()
+  /**
+   * The mirror, or undefined while it is still the items of the last snapshot (`#items`): a
+   * snapshot of 100k keys is not copied into a map before its round (the first view waits for
+   * nothing), only when the first change comes.
+   */
+  #mirror: Map<string, KeyValue<R>> | undefined = new Map()
+  #items: readonly KeyValue<R>[] = []
   /** The mirror's revision; undefined while it waits for a snapshot (so it is not complete). */
   #revision: Revision | undefined
   #prefixes: readonly string[] = []
@@ -101,8 +107,8 @@ export class SnapshotKeeper<R> {
 
   /** A snapshot (`saved`: the one just loaded, which needs no saving) replaces the mirror. */
   adopt(snapshot: SnapshotEvent<R>, saved = false): void {
-    this.#mirror.clear()
-    for (const item of snapshot.items) this.#mirror.set(item.key, item)
+    this.#mirror = undefined
+    this.#items = snapshot.items
     this.#revision = snapshot.revision
     if (saved) this.#saved = snapshot.revision
     else this.#dirty.next()
@@ -111,19 +117,30 @@ export class SnapshotKeeper<R> {
   /** A store commit: applied to the mirror. */
   apply(event: ChangesEvent<R>): void {
     if (this.#revision === undefined) return
+    const mirror = this.#map()
     for (const change of event.changes) {
       if (change.op === 'put') {
-        this.#mirror.set(change.key, {
+        mirror.set(change.key, {
           key: change.key,
           value: change.value,
           revision: change.revision,
         })
       } else {
-        this.#mirror.delete(change.key)
+        mirror.delete(change.key)
       }
     }
     this.#revision = event.revision
     this.#dirty.next()
+  }
+
+  /** The mirror as a map, made from the last snapshot's items at the first change after it. */
+  #map(): Map<string, KeyValue<R>> {
+    if (this.#mirror === undefined) {
+      this.#mirror = new Map()
+      for (const item of this.#items) this.#mirror.set(item.key, item)
+      this.#items = []
+    }
+    return this.#mirror
   }
 
   /** Saves while subscribed: at most one save per `every`, one at a time. */
@@ -146,7 +163,7 @@ export class SnapshotKeeper<R> {
     if (at === undefined) return EMPTY
     this.#saving = true
     const started = scheduler.now()
-    const items = [...this.#mirror.values()]
+    const items = this.#mirror === undefined ? this.#items : [...this.#mirror.values()]
     return defer(() =>
       from(
         encodeSnapshot(
