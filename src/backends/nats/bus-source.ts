@@ -24,7 +24,7 @@ import { compareKeys } from '../../internal/order.js'
 import { BUS_HEADERS, ensureStream, resolveBus, type NatsBusOptions } from './bus-sink.js'
 import { AckPolicy, DeliverPolicy, nanos } from './client.js'
 import { API, NAME, errorMapper } from './errors.js'
-import { consumerFeed, lastPerKey } from './feed.js'
+import { lastPerKey } from './feed.js'
 import { assertKey, assertPrefix, assertPrefixes, decodeKey, filterFor, watchRoot } from './keys.js'
 import { NatsLink, type Handles } from './link.js'
 import { resolveOptions } from './options.js'
@@ -120,14 +120,12 @@ export function createNatsStreamSource(options: NatsSourceOptions = {}): NatsStr
         from(h.jsm.streams.info(bus.stream)).pipe(
           switchMap((info) => {
             const last = BigInt(info.state.last_seq)
-            const feed = consumerFeed(h, {
-              filter: filterFor(prefix).subject,
-              start: { from: 'last-per-subject' },
+            const feed = link.feed(
+              h,
+              filterFor(prefix).subject,
+              { from: 'last-per-subject' },
               headersOnly,
-              heartbeatMs: settings.heartbeatMs,
-              scheduler: settings.scheduler,
-              disconnects: link.disconnects$,
-            })
+            )
             const streamLast = () =>
               from(h.jsm.streams.info(bus.stream)).pipe(map((now) => BigInt(now.state.last_seq)))
             return lastPerKey(feed, prefix, streamLast).pipe(

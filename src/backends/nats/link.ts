@@ -12,6 +12,7 @@ import {
   map,
   switchMap,
   take,
+  timeout,
 } from 'rxjs'
 import { ConfigError, UnavailableError } from '../../core/errors.js'
 import type { HealthPart } from '../../internal/store-health.js'
@@ -25,6 +26,7 @@ import {
   nkeyAuthenticator,
 } from './client.js'
 import { API, NAME } from './errors.js'
+import { consumerFeed, type FeedEvent, type FeedStart } from './feed.js'
 import type { Settings } from './options.js'
 
 /** What every operation and watch works with, once connected. */
@@ -87,6 +89,32 @@ export class NatsLink {
         ),
       ),
     )
+  }
+
+  /** {@link handles} within the connect and request timeouts (an operation, a watch's start). */
+  ready(): Observable<Handles> {
+    const { connectTimeoutMs, requestTimeoutMs, scheduler } = this.#settings
+    return this.handles().pipe(timeout({ first: connectTimeoutMs + requestTimeoutMs, scheduler }))
+  }
+
+  /**
+   * A consumer of the stream in `handles` (see {@link consumerFeed}) with this connection's
+   * heartbeat and scheduler, ended when the connection is lost.
+   */
+  feed(
+    handles: Handles,
+    filter: string,
+    start: FeedStart,
+    headersOnly = false,
+  ): Observable<FeedEvent> {
+    return consumerFeed(handles, {
+      filter,
+      start,
+      headersOnly,
+      heartbeatMs: this.#settings.heartbeatMs,
+      scheduler: this.#settings.scheduler,
+      disconnects: this.disconnects$,
+    })
   }
 
   /** Closes the connection (after it is made, if it is being made). Idempotent. */

@@ -1,16 +1,4 @@
-import {
-  NEVER,
-  Observable,
-  concat,
-  defer,
-  from,
-  map,
-  mergeMap,
-  of,
-  reduce,
-  switchMap,
-  timeout,
-} from 'rxjs'
+import { NEVER, Observable, concat, defer, from, map, mergeMap, of, reduce, switchMap } from 'rxjs'
 import { CapabilityError } from '../../core/errors.js'
 import type { KeyValue, StoreEvent } from '../../core/events.js'
 import { revision } from '../../core/revision.js'
@@ -27,7 +15,7 @@ import type {
 import { StoreEdge } from '../../internal/edge.js'
 import { compareKeys } from '../../internal/order.js'
 import { NAME, errorMapper } from './errors.js'
-import { consumerFeed, lastPerKey, type FeedEvent, type FeedStart } from './feed.js'
+import { lastPerKey, type FeedEvent, type FeedStart } from './feed.js'
 import { assertKey, assertPrefix, assertPrefixes, assertValue, filterFor } from './keys.js'
 import { NatsLink, type Handles } from './link.js'
 import { resolveOptions, type NatsStoreOptions } from './options.js'
@@ -99,27 +87,12 @@ export function createNatsStore(options: NatsStoreOptions = {}): NatsStore {
 
   /** Runs `work` with the handles, within the request timeout (connecting first if needed). */
   const call = <T>(work: (handles: Handles) => Promise<T>): Observable<T> =>
-    link.handles().pipe(
-      timeout({ first: settings.connectTimeoutMs + settings.requestTimeoutMs, scheduler }),
-      switchMap((handles) => from(work(handles))),
-    )
+    link.ready().pipe(switchMap((handles) => from(work(handles))))
   const write = <T>(work: (handles: Handles) => Promise<T>): Observable<T> =>
     call((handles) => slots.run(() => work(handles)))
 
   const feed = (filter: string, start: FeedStart, headersOnly = false): Observable<FeedEvent> =>
-    link.handles().pipe(
-      timeout({ first: settings.connectTimeoutMs + settings.requestTimeoutMs, scheduler }),
-      switchMap((handles) =>
-        consumerFeed(handles, {
-          filter,
-          start,
-          headersOnly,
-          heartbeatMs: settings.heartbeatMs,
-          scheduler,
-          disconnects: link.disconnects$,
-        }),
-      ),
-    )
+    link.ready().pipe(switchMap((handles) => link.feed(handles, filter, start, headersOnly)))
 
   /** Every key under `prefix` with its last message, read by one consumer (one stream position). */
   const listLast = (prefix: string, headersOnly: boolean) =>
