@@ -380,8 +380,10 @@ const loaded = new WeakMap<Redis | Cluster, Set<string>>()
  * EVALSHA, after a first EVAL of the script on each connection (and again after it reconnects:
  * a restarted server or a new master lacks the script): a NOSCRIPT answer, retried with EVAL,
  * would run the script after commands sent behind it, out of the order they were made (a put
- * not yet visible to the get made after it). The fallback stays for a server that lost its
- * scripts without a reconnect (`SCRIPT FLUSH`), and for a Cluster's other masters.
+ * not yet visible to the get made after it). A Cluster sends EVAL every time: its masters are
+ * reached over connections of their own, each may lack the script (a master new since a failover
+ * or a slot move), and the client raises no event to tell. The fallback stays only for a server
+ * that lost its scripts without a reconnect (`SCRIPT FLUSH`): see the README.
  */
 async function evalScript(
   client: Redis | Cluster,
@@ -390,6 +392,7 @@ async function evalScript(
   keys: readonly string[],
   args: readonly Arg[],
 ): Promise<unknown> {
+  if (client.isCluster) return client.eval(script, keys.length, ...keys, ...args)
   let scripts = loaded.get(client)
   if (scripts === undefined) {
     const known = new Set<string>()
