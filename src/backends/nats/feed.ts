@@ -17,10 +17,9 @@ import { revision } from '../../core/revision.js'
 import { matchesAny } from '../../core/snapshot.js'
 import { byKey } from '../../internal/order.js'
 import { UnavailableError } from '../../core/errors.js'
-import { AckPolicy, DeliverPolicy, createInbox, nanos, nuid } from './client.js'
+import { AckPolicy, DeliverPolicy, createInbox, nanos, nuid, type Handles } from './client.js'
 import { NAME } from './errors.js'
 import { decodeKey, filterFor } from './keys.js'
-import type { Handles } from './link.js'
 
 /** One stored message of the bucket, as a consumer delivered it. */
 export interface FeedMessage {

@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises'
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream'
 import type { KV } from '@nats-io/kv'
 import type { NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node'
 import {
@@ -29,18 +28,9 @@ import { API, NAME } from './errors.js'
 import { consumerFeed, type FeedEvent, type FeedStart } from './feed.js'
 import type { Settings } from './options.js'
 
-/** What every operation and watch works with, once connected. */
-export interface Handles {
-  readonly nc: NatsConnection
-  readonly js: JetStreamClient
-  readonly jsm: JetStreamManager
-  /** The bucket (a placeholder-free KV only when the link was made for a bucket). */
-  readonly kv: KV
-  /** The bucket's stream: `KV_<bucket>`. */
-  readonly stream: string
-  /** The subject prefix of the bucket's keys: `$KV.<bucket>.` */
-  readonly prefix: string
-}
+import type { Handles } from './client.js'
+
+export type { Handles }
 
 /**
  * The store's one connection to NATS, made on first use (P7) and shared by every operation and
