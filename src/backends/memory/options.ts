@@ -18,7 +18,8 @@ export interface MemoryStoreOptions<V = Uint8Array> {
   readonly scheduler?: SchedulerLike
   /**
    * Data the store starts with, written as one write at revision 1 (the store stays at revision 0
-   * when it is absent or empty). A key given twice keeps its later value.
+   * when it is absent or empty). A key given twice keeps its later value. It is not kept as
+   * history: a watch resuming after revision 0 starts with a snapshot.
    *
    * @default no data
    */
