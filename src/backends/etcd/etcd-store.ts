@@ -9,7 +9,6 @@ import {
   merge,
   of,
   share,
-  tap,
   timeout,
 } from 'rxjs'
 import type { KeyValue, StoreEvent } from '../../core/events.js'
@@ -109,23 +108,9 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
   const writes = new Limiter(settings.maxWritesInFlight)
   let closing: Promise<void> | undefined
 
-  /** The highest revision any answer showed: no snapshot of this store may be older. */
-  let highest = 0n
-  const observe = (seen: bigint) => {
-    if (seen > highest) highest = seen
-  }
-
-  /** One client request as a cold Observable, bounded by `timeoutMs`; its revision is noted. */
+  /** One client request as a cold Observable, bounded by `timeoutMs`. */
   const request = <T>(run: () => Promise<T>, timeoutMs: number): Observable<T> =>
-    defer(() => from(run())).pipe(
-      timeout({ first: timeoutMs, scheduler }),
-      tap((response) => {
-        // Replies decoded by wire/ carry the header's revision as a bigint; etcd3's as a string.
-        const reply = response as { revision?: unknown; header?: { revision?: string } } | undefined
-        if (typeof reply?.revision === 'bigint') observe(reply.revision)
-        else if (reply?.header?.revision !== undefined) observe(BigInt(reply.header.revision))
-      }),
-    )
+    defer(() => from(run())).pipe(timeout({ first: timeoutMs, scheduler }))
   /** A request through the edge: refused once closed, its error mapped, its answer reported. */
   const call = <T>(what: string, run: () => Promise<T>): Observable<T> =>
     edge.op(what, () => request(run, settings.operationTimeoutMs))
@@ -137,7 +122,7 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
     sessionTtlSeconds: settings.sessionTtlSeconds,
     call,
   })
-  const lists: ListContext = { client, pageSize: settings.pageSize, call, highest: () => highest }
+  const lists: ListContext = { client, pageSize: settings.pageSize, call }
   const maintenance: MaintenanceContext = { client, scheduler, writes, call }
 
   // Background work runs while anything holds it (a watch or a status$ subscriber).
@@ -176,11 +161,9 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
         keysOnly: false,
         what: 'list for a watch',
         convert: toKeyValue,
-        quick: true,
       }),
     map: table,
     fail: (raw, what, part) => edge.handle(raw, what, part),
-    observe,
     contacted: () => edge.health.contacted,
     part: () => edge.health.part(),
   }

@@ -26,8 +26,6 @@ export interface ListContext {
   readonly pageSize: number
   /** A raw call through the store's edge (bounded, mapped, refused once the store is closed). */
   call<T>(what: string, run: () => Promise<T>): Observable<T>
-  /** The highest revision any answer showed: no snapshot of the store may be older. */
-  highest(): bigint
 }
 
 /** What one listing reads. */
@@ -39,8 +37,6 @@ export interface ListRequest<T> {
   readonly what: string
   /** Turns each key-value of a page into an item, as the page arrives. */
   readonly convert: (kv: WireKeyValue) => T
-  /** The first page may come from the member's applied state (a watch's snapshot). */
-  readonly quick?: boolean
 }
 
 /**
@@ -59,13 +55,11 @@ const LIST_ATTEMPTS = 5
  * R and every later page reads R, so writes during the listing cannot make it inconsistent.
  * Starts over when R is compacted under it.
  *
- * Every page is linearizable (a later page waits until the member has applied R), except, with
- * `quick`, the first: a watch's snapshot needs a consistent view, not the latest one (the watch
- * brings what follows), so the member may answer from what it has applied, without a round
- * through the raft leader, and the snapshot is taken when it is asked for. A lagging member could
- * answer with an older revision: when R is below a revision the store has already seen, the page
- * is read again linearizably, so the store's snapshots never go back in time. Broker listings are
- * fully linearizable: they see every write that completed.
+ * Every page is linearizable (a later page waits until the member has applied R), the first
+ * included, for a watch's snapshot too: a write that any client saw completed before the listing
+ * began is in it. (A serializable first page, answered from a member's applied state, saved a
+ * round through the raft leader but let a lagging member of a cluster leave such a write out of
+ * a consumer's first snapshot, to arrive later as a change with no previous value.)
  *
  * Each page is converted as it arrives, so the client's own objects for a page (a dozen per key)
  * are garbage before the next page comes: a listing of 100k keys never holds them all at once.
@@ -80,46 +74,37 @@ export function listRanges<T>(
   request: ListRequest<T>,
 ): Observable<{ revision: bigint; items: T[] }> {
   const { client, pageSize } = context
-  const { ranges, keysOnly, what, convert, quick = false } = request
+  const { ranges, keysOnly, what, convert } = request
   return defer(() => {
-    const floor = context.highest()
     let pinned: bigint | undefined
     let limit = Math.min(FIRST_PAGE, pageSize)
     let bytes = 0
     let count = 0
-    const read = (range: KeyRange, start: Buffer, serializable: boolean) =>
-      context.call(what, () =>
-        unary(
-          client,
-          'Range',
-          encodeRangeRequest({
-            key: start,
-            rangeEnd: range.end,
-            limit,
-            revision: pinned ?? 0n,
-            keysOnly,
-            serializable,
-          }),
-          decodeRangeResponse,
-        ),
-      )
     const page = (range: KeyRange, start: Buffer): Observable<WireRangeResponse> =>
-      (pinned !== undefined || !quick
-        ? read(range, start, false)
-        : read(range, start, true).pipe(
-            concatMap((response) =>
-              response.revision >= floor ? of(response) : read(range, start, false),
-            ),
-          )
-      ).pipe(
-        tap((response) => {
-          pinned ??= response.revision
-          for (const kv of response.kvs) bytes += kv.key.length + kv.value.length + 64
-          count += response.kvs.length
-          const average = count === 0 ? 64 : bytes / count
-          limit = Math.max(1, Math.min(pageSize, Math.floor(PAGE_TARGET_BYTES / average)))
-        }),
-      )
+      context
+        .call(what, () =>
+          unary(
+            client,
+            'Range',
+            encodeRangeRequest({
+              key: start,
+              rangeEnd: range.end,
+              limit,
+              revision: pinned ?? 0n,
+              keysOnly,
+            }),
+            decodeRangeResponse,
+          ),
+        )
+        .pipe(
+          tap((response) => {
+            pinned ??= response.revision
+            for (const kv of response.kvs) bytes += kv.key.length + kv.value.length + 64
+            count += response.kvs.length
+            const average = count === 0 ? 64 : bytes / count
+            limit = Math.max(1, Math.min(pageSize, Math.floor(PAGE_TARGET_BYTES / average)))
+          }),
+        )
     return from(ranges).pipe(
       concatMap((range) =>
         page(range, range.start).pipe(

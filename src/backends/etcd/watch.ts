@@ -47,8 +47,6 @@ export interface WatchContext {
    * store, a connection fault marks `part` down.
    */
   fail(error: unknown, what: string, part: HealthPart): Mapped
-  /** Notes a revision the watch delivered (snapshots never go back before it). */
-  observe(revision: bigint): void
   /** Whether the store ever reached etcd. */
   contacted(): boolean
   /** A new reporter of the store's health, for one watch: up with a live stream, gone at its end. */
@@ -149,7 +147,6 @@ export function watchPrefixes(
       return from(batches(response.events, kept)).pipe(
         map((batch) => {
           last = batch.at
-          context.observe(batch.at)
           return batch.event
         }),
         mergeMap((event) => (event === undefined ? EMPTY : [event])),
