@@ -9,7 +9,7 @@ import { toDatasyncError } from '../../src/backends/redis/errors.js'
 import { escapeGlob, missingFlags, normalizePrefixes } from '../../src/backends/redis/keyspace.js'
 import { parseAddress, resolveOptions } from '../../src/backends/redis/options.js'
 import { RevisionClock, digest } from '../../src/backends/redis/revisions.js'
-import { decodeWriteMessage, messageHead } from '../../src/backends/redis/scripts.js'
+import { decodeWriteMessage, messageHead } from '../../src/backends/redis/messages.js'
 
 describe('options', () => {
   it('wants exactly one of node, sentinel or cluster', () => {

@@ -1,4 +1,4 @@
-import type { WrittenKey } from './scripts.js'
+import type { WrittenKey } from './messages.js'
 
 /** A keyspace event for a key: its value must be read. */
 export interface ReadUnit {

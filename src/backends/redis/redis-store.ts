@@ -27,15 +27,8 @@ import { resolveOptions, type RedisStoreOptions } from './options.js'
 import { groupKeys, readValues } from './reads.js'
 import { RevisionClock } from './revisions.js'
 import { PutBatch } from './put-batch.js'
-import {
-  encodeWrite,
-  messageHead,
-  putMessagePrefix,
-  runPutsScript,
-  runWriteScript,
-  writesChannel,
-  type Write,
-} from './scripts.js'
+import { messageHead, putMessagePrefix, writesChannel } from './messages.js'
+import { encodeWrite, runPutsScript, runWriteScript, type Write } from './scripts.js'
 import { keySlot } from './slots.js'
 import { watchKeys } from './watch.js'
 

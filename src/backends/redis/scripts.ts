@@ -13,7 +13,7 @@ import { keyPattern } from './keyspace.js'
  * ioredis multiplexes one connection between all of them) and without optimistic retries.
  *
  * After the writes, the script publishes what it wrote, values included, as one message on the
- * database's write channel ({@link writesChannel}). A watch receives that message on its
+ * database's write channel (`writesChannel` (messages.ts)). A watch receives that message on its
  * subscriber connection right after the keyspace events of the same writes (Redis delivers a
  * script's messages contiguously and in order), so it knows the exact value of every write made
  * through a store, and a transaction arrives as one change event (P8). Writes by other clients
@@ -23,7 +23,7 @@ import { keyPattern } from './keyspace.js'
  * the order they were made.
  *
  * KEYS: the keys named by conditions and operations (one hash slot on a Cluster). ARGV: the
- * channel, the message head (built by {@link messageHead}), the condition count, then per
+ * channel, the message head (built by `messageHead` (messages.ts)), the condition count, then per
  * condition its kind ('absent', 'present', 'value', 'digest'), key index and argument; then the
  * operation count, then per operation its kind ('put', 'del', 'delp'), target (key index, or the
  * glob of a 'delp'), value and TTL in milliseconds ('' for none); {@link encodeWrite} builds
@@ -124,7 +124,7 @@ const SHA = createHash('sha1').update(WRITE_SCRIPT).digest('hex')
  * event loop as one call of it (`put-batch.ts`). Each put is a SET and a PUBLISH of its own write
  * message, exactly the message {@link WRITE_SCRIPT} publishes for one put, so a watch sees each
  * put as its own change event; a put's message is `ARGV[at] .. value` (its head and the put's
- * entry up to the value, built by {@link putMessagePrefix}), concatenated on the server so the
+ * entry up to the value, built by `putMessagePrefix` (messages.ts)), concatenated on the server so the
  * value travels once. The puts are independent, as separate calls would be: a refused SET
  * publishes the message's head alone (the store's sequence moves on) and its error string is the
  * put's reply, the others' is 1.
@@ -157,109 +157,6 @@ return replies
 `
 
 const PUTS_SHA = createHash('sha1').update(PUTS_SCRIPT).digest('hex')
-
-/** The channel the store's writes are published on, one per database (pub/sub ignores SELECT). */
-export function writesChannel(db: number): string {
-  return `__rx-datasync__:writes@${db}`
-}
-
-const MAGIC = Buffer.from('rxw1')
-const HEAD_LENGTH = MAGIC.length + 2 + 8 + 8
-
-/**
- * The head of a write message: a magic string, the hash slot of the write's keys, the writing
- * store's 8-byte id and the write's sequence number in that store.
- */
-export function messageHead(slot: number, writer: Buffer, sequence: bigint): Buffer {
-  const head = Buffer.alloc(HEAD_LENGTH)
-  writeHead(head, slot, writer, sequence)
-  return head
-}
-
-function writeHead(into: Buffer, slot: number, writer: Buffer, sequence: bigint): void {
-  MAGIC.copy(into)
-  into.writeUInt16BE(slot, MAGIC.length)
-  writer.copy(into, MAGIC.length + 2, 0, 8)
-  into.writeBigUInt64BE(sequence, MAGIC.length + 10)
-}
-
-/**
- * A put's write message up to its value: the head (as {@link messageHead} makes it), then the
- * put's entry (`p`, the key's length and bytes, the value's length). {@link PUTS_SCRIPT} appends
- * the value.
- */
-export function putMessagePrefix(
-  slot: number,
-  writer: Buffer,
-  sequence: bigint,
-  key: string,
-  valueLength: number,
-): Buffer {
-  const keyLength = Buffer.byteLength(key)
-  const prefix = Buffer.allocUnsafe(HEAD_LENGTH + 9 + keyLength)
-  writeHead(prefix, slot, writer, sequence)
-  prefix[HEAD_LENGTH] = 0x70
-  prefix.writeUInt32BE(keyLength, HEAD_LENGTH + 1)
-  prefix.write(key, HEAD_LENGTH + 5, 'utf8')
-  prefix.writeUInt32BE(valueLength, HEAD_LENGTH + 5 + keyLength)
-  return prefix
-}
-
-/** One write of a published message: a put with its value, or a delete. */
-export interface WrittenKey {
-  readonly key: string
-  readonly value: Uint8Array | undefined
-}
-
-/** A decoded write message. */
-export interface WriteMessage {
-  readonly slot: number
-  /** The writing store's id, as hex. */
-  readonly writer: string
-  readonly sequence: bigint
-  /** Empty when the write's conditions failed. */
-  readonly writes: readonly WrittenKey[]
-}
-
-/** Decodes a write message; undefined when it is not one (another publisher on the channel). */
-export function decodeWriteMessage(message: Buffer): WriteMessage | undefined {
-  if (message.length < HEAD_LENGTH || !message.subarray(0, MAGIC.length).equals(MAGIC)) {
-    return undefined
-  }
-  const slot = message.readUInt16BE(MAGIC.length)
-  const writer = message.toString('hex', MAGIC.length + 2, MAGIC.length + 10)
-  const sequence = message.readBigUInt64BE(MAGIC.length + 10)
-  const writes: WrittenKey[] = []
-  let at = HEAD_LENGTH
-  const length = (): number => {
-    if (at + 4 > message.length) throw new RangeError('truncated')
-    const n = message.readUInt32BE(at)
-    at += 4
-    if (at + n > message.length) throw new RangeError('truncated')
-    return n
-  }
-  try {
-    while (at < message.length) {
-      const op = message[at]
-      at += 1
-      const keyLength = length()
-      const key = message.toString('utf8', at, at + keyLength)
-      at += keyLength
-      if (op === 0x70) {
-        const valueLength = length()
-        writes.push({ key, value: new Uint8Array(message.subarray(at, at + valueLength)) })
-        at += valueLength
-      } else if (op === 0x64) {
-        writes.push({ key, value: undefined })
-      } else {
-        return undefined
-      }
-    }
-  } catch {
-    return undefined
-  }
-  return { slot, writer, sequence, writes }
-}
 
 type Arg = string | Buffer
 
@@ -327,7 +224,7 @@ export function encodeWrite(
 
 /**
  * Runs the write script with EVALSHA, loading it with EVAL when the server lacks it: `write` on
- * `channel`, its message starting with `head` (see {@link messageHead}).
+ * `channel`, its message starting with `head` (see `messageHead` (messages.ts)).
  */
 export async function runWriteScript(
   client: Redis | Cluster,
@@ -347,7 +244,7 @@ export interface PutArgs {
   readonly value: Buffer
   /** Milliseconds; undefined for none. */
   readonly ttl: number | undefined
-  /** See {@link putMessagePrefix}. */
+  /** See `putMessagePrefix` (messages.ts). */
   readonly prefix: Buffer
 }
 

@@ -35,7 +35,7 @@ import { listMasters } from './listing.js'
 import { ValueMemory, type Pending, type WatchMemory } from './memory.js'
 import { readValues } from './reads.js'
 import { SlotRoutes, clusterLayout, readRouted } from './routed.js'
-import { decodeWriteMessage, writesChannel } from './scripts.js'
+import { decodeWriteMessage, writesChannel } from './messages.js'
 
 /** At most this many keys are read per batch of notifications. */
 const MAX_BATCH_KEYS = 5_000
