@@ -2,24 +2,23 @@ import type { ConsumerConfig } from '@nats-io/jetstream'
 import type { Msg } from '@nats-io/transport-node'
 import {
   Observable,
-  concatMap,
   defer,
   endWith,
   ignoreElements,
   interval,
   map,
   takeWhile,
-  type ObservableInput,
   type SchedulerLike,
 } from 'rxjs'
 import type { KeyValue } from '../../core/events.js'
-import { revision } from '../../core/revision.js'
+import type { Revision } from '../../core/revision.js'
 import { matchesAny } from '../../core/snapshot.js'
 import { byKey } from '../../internal/order.js'
 import { UnavailableError } from '../../core/errors.js'
 import { AckPolicy, DeliverPolicy, createInbox, nanos, nuid, type Handles } from './client.js'
 import { NAME } from './errors.js'
 import { decodeKey, filterFor } from './keys.js'
+import { concatSteps } from './steps.js'
 
 /** One stored message of the bucket, as a consumer delivered it. */
 export interface FeedMessage {
@@ -96,7 +95,8 @@ export function consumerFeed(handles: Handles, options: FeedOptions): Observable
     const deliver = (msg: Msg) => {
       quietTicks = 0
       const headers = msg.headers
-      if (msg.data.length === 0 && headers !== undefined && headers.code > 0) {
+      const data = msg.data
+      if (data.length === 0 && headers !== undefined && headers.code > 0) {
         if (headers.code === 100) {
           if (msg.reply !== undefined && msg.reply !== '') msg.respond()
           const stalled = headers.get('Nats-Consumer-Stalled')
@@ -111,21 +111,21 @@ export function consumerFeed(handles: Handles, options: FeedOptions): Observable
         }
         return
       }
-      const info = ackInfo(msg.reply)
-      if (info === undefined) return
-      if (info.dseq !== delivered + 1) {
-        fail(`delivery ${info.dseq} came after ${delivered}: messages were skipped`)
+      const reply = msg.reply
+      if (reply === undefined || !readAck(reply)) return
+      if (lastAck.dseq !== delivered + 1) {
+        fail(`delivery ${lastAck.dseq} came after ${delivered}: messages were skipped`)
         return
       }
-      delivered = info.dseq
-      const operation = headers?.get(OPERATION) ?? ''
+      delivered = lastAck.dseq
+      const operation = headers === undefined ? '' : headers.get(OPERATION)
       subscriber.next({
         type: 'message',
-        seq: info.sseq,
+        seq: lastAck.sseq,
         natsKey: msg.subject.slice(prefix.length),
         op: operation === 'DEL' || operation === 'PURGE' ? 'delete' : 'put',
-        value: msg.data,
-        pending: info.pending,
+        value: data,
+        pending: lastAck.pending,
       })
     }
     const subscription = nc.subscribe(inbox, {
@@ -188,27 +188,58 @@ export function consumerFeed(handles: Handles, options: FeedOptions): Observable
 export function ackInfo(
   reply: string | undefined,
 ): { readonly sseq: bigint; readonly dseq: number; readonly pending: number } | undefined {
-  if (reply === undefined || !reply.startsWith('$JS.ACK.')) return undefined
-  // v1: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>
-  // v2: $JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>[.<token>]
-  // Read from the end, without splitting the whole subject (this runs for every message).
-  let end = reply.length
-  const tokens: string[] = []
-  for (let i = reply.length - 1; i >= 0 && tokens.length < 6; i--) {
+  if (reply === undefined || !readAck(reply)) return undefined
+  return { sseq: lastAck.sseq, dseq: lastAck.dseq, pending: lastAck.pending }
+}
+
+/** What {@link readAck} read last: one object for every message, not one per message. */
+const lastAck = { sseq: 0n, dseq: 0, pending: 0 }
+/** The positions of the last seven dots of the subject {@link readAck} reads, from the end. */
+const dotsFromEnd = new Int32Array(7)
+
+/**
+ * Reads the facts of an ack subject into {@link lastAck}; false when `reply` is not one.
+ * v1: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`;
+ * v2: `$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>[.<token>]`.
+ * This runs for every message: one pass over the subject for the dots, the numbers read from
+ * their digits, no token strings.
+ */
+function readAck(reply: string): boolean {
+  if (!reply.startsWith('$JS.ACK.')) return false
+  let dots = 0
+  for (let i = reply.length - 1; i >= 0; i--) {
     if (reply.charCodeAt(i) === 46 /* . */) {
-      tokens.push(reply.slice(i + 1, end))
-      end = i
+      if (dots < 7) dotsFromEnd[dots] = i
+      dots++
     }
   }
-  // tokens: the last six, from the end. Count the dots to tell v1 (9 tokens) from v2.
-  let dots = 0
-  for (let i = 0; i < reply.length; i++) if (reply.charCodeAt(i) === 46) dots++
+  if (dots < 8) return false
+  // Token k from the end runs from after dot k to before dot k - 1 (the end for k = 0).
   const last = dots === 11 ? 1 : 0
-  const pending = tokens[last]
-  const dseq = tokens[last + 2]
-  const sseq = tokens[last + 3]
-  if (sseq === undefined || dseq === undefined || pending === undefined) return undefined
-  return { sseq: BigInt(sseq), dseq: Number(dseq), pending: Number(pending) }
+  const dot = dotsFromEnd
+  const pending = digits(reply, (dot[last] ?? 0) + 1, last === 0 ? reply.length : (dot[0] ?? 0))
+  const dseq = digits(reply, (dot[last + 2] ?? 0) + 1, dot[last + 1] ?? 0)
+  const sseqFrom = (dot[last + 3] ?? 0) + 1
+  const sseqTo = dot[last + 2] ?? 0
+  const sseq = digits(reply, sseqFrom, sseqTo)
+  if (pending < 0 || dseq < 0 || sseq < 0) return false
+  lastAck.pending = pending
+  lastAck.dseq = dseq
+  // Beyond 15 digits a double may round: the digits themselves then.
+  lastAck.sseq = sseqTo - sseqFrom < 16 ? BigInt(sseq) : BigInt(reply.slice(sseqFrom, sseqTo))
+  return true
+}
+
+/** The decimal number in `text` from `from` to `to`, or -1 if it is not one. */
+function digits(text: string, from: number, to: number): number {
+  if (to <= from) return -1
+  let value = 0
+  for (let i = from; i < to; i++) {
+    const code = text.charCodeAt(i) - 48
+    if (code < 0 || code > 9) return -1
+    value = value * 10 + code
+  }
+  return value
 }
 
 /**
@@ -276,14 +307,14 @@ export function lastPerKey(
     const start = new StartSet()
     const items = new Map<string, KeyValue<Uint8Array>>()
     return feed.pipe(
-      concatMap((event): ObservableInput<boolean> => {
+      concatSteps((event): readonly boolean[] | Observable<boolean> => {
         if (event.type === 'created') return [event.pending === 0]
         if (event.type === 'idle') return [true]
         const { fresh, complete, uncertain } = start.take(event)
         const key = decodeKey(event.natsKey)
         if (fresh && (exact || matchesAny(key, [prefix]))) {
           if (event.op === 'put')
-            items.set(key, { key, value: event.value, revision: revision(event.seq) })
+            items.set(key, { key, value: event.value, revision: event.seq as Revision })
           else items.delete(key)
         }
         if (!uncertain) return [complete]
@@ -293,7 +324,7 @@ export function lastPerKey(
       ignoreElements(),
       endWith(undefined),
       map(() => ({
-        items: [...items.values()].sort(byKey),
+        items: Array.from(items.values()).sort(byKey),
         highest: start.highest < 0n ? 0n : start.highest,
       })),
     )

@@ -1,17 +1,15 @@
 import {
   Observable,
-  concatMap,
   defer,
   finalize,
   mergeMap,
   retry,
   throwError,
   timer,
-  type ObservableInput,
   type SchedulerLike,
 } from 'rxjs'
 import type { Change, KeyValue, SnapshotCause, StoreEvent } from '../../core/events.js'
-import { revision } from '../../core/revision.js'
+import { revision, type Revision } from '../../core/revision.js'
 import { matchesAny } from '../../core/snapshot.js'
 import type { WatchOptions } from '../../core/store.js'
 import { backoffDelay, type BackoffOptions } from '../../internal/backoff.js'
@@ -20,6 +18,7 @@ import { byKey } from '../../internal/order.js'
 import type { HealthPart } from '../../internal/store-health.js'
 import { StartSet, type FeedEvent, type FeedStart } from './feed.js'
 import { decodeKey, filterFor, watchRoot } from './keys.js'
+import { concatSteps } from './steps.js'
 
 /** The bucket's stream bounds: its first and last sequence now. */
 export interface StreamBounds {
@@ -79,7 +78,7 @@ export function watchBucket(
     const matches = (key: string) => exact || matchesAny(key, kept)
     const what = `watch of ${kept.map((prefix) => JSON.stringify(prefix)).join(', ')}`
     /** The watch's view: every key it delivered, with its value (the source of prev). */
-    const held = new Map<string, KeyValue<Uint8Array>>()
+    let held = new Map<string, KeyValue<Uint8Array>>()
     /** The view is whole (a snapshot was taken): a delete of an unknown key is no news. */
     let whole = false
     /** Everything up to this revision was delivered. */
@@ -88,7 +87,8 @@ export function watchBucket(
     let failures = 0
 
     const change = (seq: bigint, key: string, op: 'put' | 'delete', value: Uint8Array) => {
-      const at = revision(seq)
+      // A stream sequence: a non-negative bigint (see the feed).
+      const at = seq as Revision
       const prev = held.get(key)?.value
       if (op === 'put') {
         held.set(key, { key, value, revision: at })
@@ -133,15 +133,15 @@ export function watchBucket(
           const items = new Map<string, KeyValue<Uint8Array>>()
           const done = () => {
             expected = -2
-            held.clear()
-            for (const [key, item] of items) held.set(key, item)
+            // The snapshot's map is the view from now on (no copy of 100k entries).
+            held = items
             whole = true
             last = at
-            const sorted = [...items.values()].sort(byKey)
+            const sorted = Array.from(items.values()).sort(byKey)
             return { type: 'snapshot', revision: revision(at), items: sorted, cause } as const
           }
           return context.feed(filter.subject, { from: 'last-per-subject' }).pipe(
-            concatMap((event): ObservableInput<StoreEvent<Uint8Array>> => {
+            concatSteps((event): StoreEvent<Uint8Array>[] | Observable<StoreEvent<Uint8Array>> => {
               if (event.type === 'created') {
                 started()
                 expected = event.pending
@@ -157,7 +157,7 @@ export function watchBucket(
                 const key = decodeKey(event.natsKey)
                 if (matches(key)) {
                   if (event.op === 'put')
-                    items.set(key, { key, value: event.value, revision: revision(event.seq) })
+                    items.set(key, { key, value: event.value, revision: event.seq as Revision })
                   else items.delete(key)
                 }
               }
@@ -175,7 +175,7 @@ export function watchBucket(
 
     const resume = (from: bigint) =>
       context.feed(filter.subject, { from: 'sequence', seq: from + 1n }).pipe(
-        concatMap((event) => {
+        concatSteps((event) => {
           if (event.type === 'created') {
             started()
             return []
