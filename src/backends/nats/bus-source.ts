@@ -83,6 +83,10 @@ const CAPABILITIES: Capabilities = Object.freeze({
  *   events; a message nobody acknowledged (a consumer failed, or the process died) is delivered
  *   again after `ackWait`, and `after: 'acked'` resumes from the last acknowledged one;
  * - writes fail with a `CapabilityError`; `get`, `list`, `listKeys` read the last message per key.
+ * - a lost connection is the NATS client's to restore: the durable consumer goes on delivering
+ *   where it was (unacknowledged messages come again), so the watch emits no new snapshot and
+ *   the watch option `relistOnReconnect` (the orchestrator's `resyncAfterReconnect`) has no
+ *   effect here.
  *
  * One watch at a time per source (they share the durable consumer).
  */
