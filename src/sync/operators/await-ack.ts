@@ -1,6 +1,7 @@
 import {
   AsyncSubject,
   EMPTY,
+  Observable,
   catchError,
   defer,
   mergeMap,
@@ -10,7 +11,6 @@ import {
   throwError,
   timeout,
   timer,
-  type Observable,
   type SchedulerLike,
 } from 'rxjs'
 import { AckTimeoutError, ConsumerError, type DatasyncError } from '../../core/errors.js'
@@ -47,60 +47,99 @@ export interface AckSettings {
  * (and calls after a timeout) do nothing.
  */
 export function awaitAck(deliver: (done: Done) => void, settings: AckSettings): Observable<never> {
-  const attempt = defer(() => {
-    const response = new AsyncSubject<{ readonly error: unknown } | null>()
-    let settled = false
-    const done: Done = (...args: [error?: unknown]) => {
-      if (settled) return
-      settled = true
-      const error = args[0]
-      response.next(error === undefined || error === null ? null : { error })
-      response.complete()
-    }
-    const deliveredAt = settings.scheduler.now()
-    const elapsed = () => settings.scheduler.now() - deliveredAt
-    deliver(done)
-    return response.pipe(
-      timeout({
-        first: settings.timeoutMs,
-        scheduler: settings.scheduler,
-        with: () => {
-          settled = true
-          return throwError(
-            () => new AckTimeoutError(settings.consumer, settings.kind, settings.timeoutMs),
-          )
-        },
-      }),
-      mergeMap((outcome) =>
-        outcome === null
-          ? of(undefined)
-          : throwError(() => new ConsumerError(settings.consumer, settings.kind, outcome.error)),
-      ),
-      tap({
-        next: () => settings.settled?.(elapsed()),
-        error: (error: DatasyncError) => {
-          settings.settled?.(elapsed(), error)
-          settings.report(error)
-        },
-      }),
-    )
-  })
-
-  switch (settings.policy) {
-    case 'continue':
-      return attempt.pipe(
-        catchError(() => EMPTY),
-        mergeMap(() => EMPTY),
-      )
-    case 'retry':
-      return attempt.pipe(
-        retry({
-          count: settings.maxRetries,
-          delay: () => timer(settings.retryDelayMs, settings.scheduler),
+  const attempt = (start: (done: Done) => void) =>
+    defer(() => {
+      const response = new AsyncSubject<{ readonly error: unknown } | null>()
+      let settled = false
+      const done: Done = (...args: [error?: unknown]) => {
+        if (settled) return
+        settled = true
+        const error = args[0]
+        response.next(error === undefined || error === null ? null : { error })
+        response.complete()
+      }
+      const deliveredAt = settings.scheduler.now()
+      const elapsed = () => settings.scheduler.now() - deliveredAt
+      start(done)
+      return response.pipe(
+        timeout({
+          first: settings.timeoutMs,
+          scheduler: settings.scheduler,
+          with: () => {
+            settled = true
+            return throwError(
+              () => new AckTimeoutError(settings.consumer, settings.kind, settings.timeoutMs),
+            )
+          },
         }),
-        mergeMap(() => EMPTY),
+        mergeMap((outcome) =>
+          outcome === null
+            ? of(undefined)
+            : throwError(() => new ConsumerError(settings.consumer, settings.kind, outcome.error)),
+        ),
+        tap({
+          next: () => settings.settled?.(elapsed()),
+          error: (error: DatasyncError) => {
+            settings.settled?.(elapsed(), error)
+            settings.report(error)
+          },
+        }),
       )
-    case 'halt':
-      return attempt.pipe(mergeMap(() => EMPTY))
+    })
+
+  const withPolicy = (attempts: Observable<undefined>): Observable<never> => {
+    switch (settings.policy) {
+      case 'continue':
+        return attempts.pipe(
+          catchError(() => EMPTY),
+          mergeMap(() => EMPTY),
+        )
+      case 'retry':
+        return attempts.pipe(
+          retry({
+            count: settings.maxRetries,
+            delay: () => timer(settings.retryDelayMs, settings.scheduler),
+          }),
+          mergeMap(() => EMPTY),
+        )
+      case 'halt':
+        return attempts.pipe(mergeMap(() => EMPTY))
+    }
   }
+
+  return new Observable<never>((subscriber) => {
+    // The first delivery is made here, before any operator exists: a consumer that acknowledges
+    // at once and without an error (most do) settles it with no Subject, timer or operator
+    // chain. Anything else (an ack to come, a failure, a throw) takes the full path, whose
+    // first attempt waits for the `done` given with this delivery.
+    let answer: [error?: unknown] | undefined
+    let late: Done | undefined
+    const deliveredAt = settings.scheduler.now()
+    let thrown: { readonly error: unknown } | undefined
+    try {
+      deliver((...args: [error?: unknown]) => {
+        if (answer !== undefined) return
+        answer = args
+        late?.(...args)
+      })
+    } catch (error) {
+      thrown = { error }
+    }
+    if (thrown === undefined && answer !== undefined && (answer[0] ?? null) === null) {
+      settings.settled?.(settings.scheduler.now() - deliveredAt)
+      subscriber.complete()
+      return
+    }
+    let first = true
+    const attempts = defer(() => {
+      if (!first) return attempt(deliver)
+      first = false
+      return attempt((done) => {
+        if (thrown !== undefined) throw thrown.error
+        if (answer !== undefined) done(...answer)
+        else late = done
+      })
+    })
+    return withPolicy(attempts).subscribe(subscriber)
+  })
 }
