@@ -109,6 +109,13 @@ export interface KvStore<V = Uint8Array> {
   readonly name: string
   readonly capabilities: Capabilities
   /**
+   * Which store this is, asked of the server, where a store has such a thing (etcd: the
+   * cluster id): one string, then complete; an error when the server cannot be reached.
+   * Revisions of one store mean nothing in another, so a snapshot saved by `persist` is
+   * resumed only on the store it was saved from. Absent where there is none (memory).
+   */
+  identity?(): Observable<string>
+  /**
    * Watches every key under `prefixes`. The first event is a snapshot; then change batches in
    * commit order; after a gap a fresh snapshot with its cause. Never errors for transient faults;
    * errors only on a fatal fault or after `close()`.

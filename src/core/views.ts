@@ -69,9 +69,11 @@ export function withCodec<T, R>(store: KvStore<R>, codec: Codec<T, R>): TypedSto
       ? { key: condition.key, value: encode(condition.key, condition.value) }
       : condition
 
+  const identity = store.identity?.bind(store)
   return {
     name: store.name,
     capabilities: store.capabilities,
+    ...(identity === undefined ? {} : { identity }),
     status$: store.status$,
     decodeErrors$: decodeErrors.asObservable(),
     // Watch options pass through: `after` and `relistOnReconnect` are the inner store's to keep.
@@ -146,9 +148,14 @@ export function withPrefix<V>(store: KvStore<V>, prefix: string): KvStore<V> {
     key: outer(item.key),
   })
 
+  const identity = store.identity?.bind(store)
   return {
     name: store.name,
     capabilities: store.capabilities,
+    // The same store under another prefix holds other data: another identity.
+    ...(identity === undefined
+      ? {}
+      : { identity: () => identity().pipe(map((id) => `${id} under ${JSON.stringify(prefix)}`)) }),
     status$: store.status$,
     watch: (prefixes, options) =>
       store
