@@ -20,7 +20,7 @@ let sequence = 0
 
 /**
  * Keeps the orchestrator's snapshot in the file at `path` (its directory is created if missing).
- * A save is atomic and durable: the text goes to a temporary file beside it, which is flushed to
+ * A save is atomic and durable: the bytes go to a temporary file beside it, which is flushed to
  * disk (fsync), renamed over `path`, and the directory flushed too, so after a crash the file
  * holds the old snapshot or the new one, never a mix (the checksum inside catches anything
  * else). A missing file loads as "nothing saved"; any other read failure (permissions, a
@@ -61,13 +61,13 @@ export function fileSnapshotPersistence(
         throw error
       }
     },
-    async save(text: string) {
+    async save(data: Uint8Array) {
       await mkdir(directory, { recursive: true })
       const temporary = join(directory, `.${basename(path)}.${process.pid}.${++sequence}.tmp`)
       try {
         const file = await open(temporary, 'w', mode)
         try {
-          await file.writeFile(text, 'utf8')
+          await file.writeFile(data)
           await file.sync()
         } finally {
           await file.close()

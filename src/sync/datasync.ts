@@ -17,8 +17,6 @@ import {
   tap,
   throwError,
   timer,
-  concat,
-  of,
   mergeMap,
   observeOn,
   queueScheduler,
@@ -26,7 +24,7 @@ import {
   type Subscription,
 } from 'rxjs'
 import { ClosedError, DatasyncError } from '../core/errors.js'
-import type { ChangesEvent, SnapshotCause, SnapshotEvent, StoreEvent } from '../core/events.js'
+import type { ChangesEvent, SnapshotEvent, StoreEvent } from '../core/events.js'
 import type { KvStore } from '../core/store.js'
 import { Commits, commitAndWait } from './commit.js'
 import { asDatasyncError } from '../internal/errors.js'
@@ -34,8 +32,10 @@ import { ConsumerState } from './consumer-state.js'
 import { Courier } from './courier.js'
 import { DeltaPump } from './deltas.js'
 import { keyRetryRules } from './key-retry.js'
+import type { Restoring } from './persist/identity.js'
 import { SnapshotKeeper } from './persist/keeper.js'
 import { resyncRound } from './round.js'
+import { isFullRound, reasonOf, restoredWatch, type Restart } from './restart.js'
 import { checkPrefixes, resolveConsumer, resolveSettings } from './settings.js'
 import type {
   Consumer,
@@ -99,6 +99,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     new SnapshotKeeper<R>({
       options: settings.persist,
       storeName: store.name,
+      identity: store.identity?.bind(store),
       scheduler: settings.scheduler,
       report,
       activity,
@@ -133,13 +134,16 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     pump = deltas
     /** The store answered this run (not only a restored snapshot is held). */
     let live = false
+    /** A restored snapshot waits for the store's identity: its answers say nothing yet. */
+    let waiting = false
     const markLive = () => {
+      if (waiting) return
       live = true
       if (status.value.state === 'restored') setStatus({ state: 'in-sync' })
     }
 
     // A snapshot supersedes everything queued: deltas wait until every consumer acked the round.
-    const runRound = (snapshot: SnapshotEvent<R>, restart: Restart): Observable<never> => {
+    const runRound = (snapshot: SnapshotEvent<R>, restart: Restart, whole = false) => {
       deltas.close()
       for (const state of states) state.resetForRound(snapshot.revision)
       setStatus({ state: 'resyncing' })
@@ -147,13 +151,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       // Anti-entropy is a relist for differences only, delivered as a gap's.
       const reason: EventReason = restart === 'anti-entropy' ? 'gap' : restart
       activity.next({ type: 'round', reason, cause, revision })
-      const full =
-        reason === 'manual' ||
-        reason === 'restored' ||
-        (restart !== 'anti-entropy' &&
-          reason !== 'startup' &&
-          reason !== 'register' &&
-          settings.resyncAfterReconnect)
+      const full = isFullRound(restart, reason, settings.resyncAfterReconnect, whole)
       return resyncRound(states, { snapshot, reason, full }, courier).pipe(
         tap({
           complete: () => {
@@ -169,17 +167,23 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     }
 
     /**
-     * One store watch over the consumers' prefixes. With a `restored` snapshot (loaded from the
-     * persistence at the first start) the consumers get it at once, and the watch resumes after
-     * its revision: a resumable store sends only what changed since, another a snapshot whose
-     * differences follow.
+     * One store watch over the consumers' prefixes. A `restored` snapshot (saved by an earlier
+     * run) is given at once, and the watch resumes after its revision (a resumable store sends
+     * what changed since, another a snapshot); `resume` false (another store): a full resync.
      */
-    const watchOnce = (reason: Restart, restored?: SnapshotEvent<R>): Observable<never> => {
+    const watchOnce = (reason: Restart, { snapshot: restored, resume }: Restoring<R> = {}) => {
       const prefixes = [...new Set(states.flatMap((state) => state.prefixes))]
       let first = true
+      let whole = false
+      waiting = resume !== undefined
       keeper?.begin(prefixes)
       const watched = restored
-        ? concat(of(restored), store.watch(prefixes, { ...relist, after: restored.revision }))
+        ? restoredWatch(store, prefixes, relist, restored, resume, (same) => {
+            whole = !same
+            waiting = false
+            // The store answered (its identity): live, unless a full round is to follow.
+            if (same && resume !== undefined) markLive()
+          })
         : store.watch(prefixes, relist)
       return watched.pipe(
         // A watch ends only when its store is closed: nothing more can be kept in sync.
@@ -197,8 +201,9 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
                 // The round that follows sets the status.
                 live = true
                 const roundReason = first ? reason : reasonOf(snapshot.cause)
+                const wholeRound = first && whole
                 first = false
-                return runRound(snapshot, roundReason)
+                return runRound(snapshot, roundReason, wholeRound)
               }),
             ),
             events.pipe(
@@ -231,7 +236,9 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
           }
         } else if (storeStatus.state === 'ready') {
           // The store answers: a restored snapshot is followed by what changed since (P4).
-          if (current === 'degraded') setStatus({ state: deltas.isOpen ? 'in-sync' : 'resyncing' })
+          // Not live yet (a restored snapshot waits for the store's identity): still restored.
+          const next = !deltas.isOpen ? 'resyncing' : live ? 'in-sync' : 'restored'
+          if (current === 'degraded') setStatus({ state: next })
           markLive()
         }
       }),
@@ -244,7 +251,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
     const startup: Observable<never> = restore
       ? keeper
           .load([...new Set(states.flatMap((state) => state.prefixes))])
-          .pipe(mergeMap((restored) => watchOnce('startup', restored)))
+          .pipe(mergeMap((restoring) => watchOnce('startup', restoring)))
       : watchOnce('startup')
     // Anti-entropy: a relist now and then, only while in sync (a round in progress is one).
     const antiEntropy =
@@ -388,12 +395,4 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       restarts.complete()
     },
   }
-}
-
-/** Why a watch (re)starts: an event reason, or the anti-entropy relist. */
-type Restart = EventReason | 'anti-entropy'
-
-/** The reason of a round that a snapshot in the middle of a watch starts. */
-function reasonOf(cause: SnapshotCause): EventReason {
-  return cause === 'reconnect' ? 'reconnect' : 'gap'
 }

@@ -134,16 +134,13 @@ export interface KeyRetryOptions {
 export interface SnapshotPersistence {
   /** What it is, for messages: a file's path, a storage key. */
   readonly name: string
-  /**
-   * The saved text, or its UTF-8 bytes as read (a file: the checksum is taken over them with no
-   * decoding first), or undefined when nothing was saved yet. Fails when it cannot be read.
-   */
+  /** The bytes `save` got (text: version 1), or undefined when none; fails when unreadable. */
   load(): ObservableInput<string | Uint8Array | undefined>
-  /** Replaces the saved text as a whole: a reader sees the old text or the new, never a mix. */
-  save(text: string): ObservableInput<unknown>
+  /** Replaces the saved bytes as a whole: a reader sees the old bytes or the new, never a mix. */
+  save(data: Uint8Array): ObservableInput<unknown>
 }
 
-/** How values go into the snapshot text and back (JSON-compatible values). */
+/** How values that are not bytes go into the snapshot and back (as JSON-compatible values). */
 export interface PersistValues {
   encode(value: unknown): unknown
   decode(saved: unknown): unknown
@@ -160,8 +157,8 @@ export interface PersistOptions {
    */
   readonly every?: Duration
   /**
-   * How values are written: by default a `Uint8Array` as UTF-8 text when it is valid UTF-8 (else
-   * base64), anything else as JSON. Give your own for values JSON does not keep (dates, maps).
+   * How values are written: by default a `Uint8Array` as its bytes, anything else as JSON. Give
+   * your own for values JSON does not keep (dates, maps).
    */
   readonly values?: PersistValues
 }

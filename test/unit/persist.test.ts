@@ -26,8 +26,11 @@ import {
   type StoreStatus,
   type WatchOptions,
 } from '../../src/index.js'
-import { SnapshotPersistError } from '../../src/sync/persist/format.js'
-import { encodeSnapshot } from '../../src/sync/persist/format.js'
+import {
+  SnapshotPersistError,
+  decodeSnapshot,
+  encodeSnapshot,
+} from '../../src/sync/persist/format.js'
 import { fileSnapshotPersistence } from '../../src/snapshot-file/index.js'
 import { describeEvent, scriptedStore, snapshotOf } from '../../src/testing/index.js'
 
@@ -109,11 +112,18 @@ describe('persist: save and restore', () => {
     memory.put('b/1', new Uint8Array([0xff, 0x00, 0xfe])).subscribe()
     const path = freshPath()
     await saveOnce(memory, path, memory.revision())
-    const saved = await readFile(path, 'utf8')
-    expect(saved.split('\n')[0]).toMatch(/^\{"format":"rx-datasync\/snapshot","version":1,/)
-    // Text values stay readable; the binary one is base64.
-    expect(saved).toContain('"keys":["a/1","a/2","b/1"],"revisions":[1,1,2],"kinds":"ssb"')
-    expect(saved).toContain('"values":[3,3,"/wD+"],"text":"onetwo"')
+    const saved = new Uint8Array(await readFile(path))
+    // The magic, then format version 2.
+    expect([...saved.subarray(0, 12)]).toEqual([0x89, ...text('RXDSNAP'), 2, 0, 0, 0])
+    const decoded = await decodeSnapshot<Uint8Array>('test', saved, ['b/', 'a/'])
+    expect(decoded.items.map((item) => [item.key, [...item.value], item.revision])).toEqual([
+      ['a/1', [...text('one')], 1n],
+      ['a/2', [...text('two')], 1n],
+      ['b/1', [0xff, 0x00, 0xfe], 2n],
+    ])
+    expect(decoded).toMatchObject({ store: 'memory', prefixes: ['a/', 'b/'] })
+    // The memory store has no identity.
+    expect(decoded).not.toHaveProperty('identity')
     const savedAt = memory.revision()
 
     // While the application is down, the store changes.
@@ -196,21 +206,19 @@ describe('persist: bad snapshots are reported, not applied, and the normal resyn
   const memory = createMemoryStore()
   memory.put('a/1', text('one')).subscribe()
   memory.put('b/1', text('bee')).subscribe()
-  let good = ''
+  let good: Uint8Array = new Uint8Array()
   beforeAll(async () => {
-    good = (
-      await encodeSnapshot({
-        store: 'memory',
-        revision: revision(0),
-        prefixes: ['a/', 'b/'],
-        savedAt: 0,
-        items: [{ key: 'a/1', value: text('OLD'), revision: revision(1) }],
-      })
-    ).text
+    good = await encodeSnapshot({
+      store: 'memory',
+      revision: revision(0),
+      prefixes: ['a/', 'b/'],
+      savedAt: 0,
+      items: [{ key: 'a/1', value: text('OLD'), revision: revision(1) }],
+    })
   })
 
   async function startWith(
-    content: string | undefined,
+    content: string | Uint8Array | undefined,
     setup?: (path: string) => Promise<void>,
   ): Promise<{ errors: SnapshotPersistError[]; a: string[] }> {
     const path = freshPath()
@@ -237,23 +245,46 @@ describe('persist: bad snapshots are reported, not applied, and the normal resyn
     expect(a).toEqual(['R(restored) a/1=OLD', 'C(live) a/1:OLD>one'])
   })
 
+  /** The file with `bytes` written at `at` (from the end when negative). */
+  const patched = (file: Uint8Array, at: number, bytes: Uint8Array) => {
+    const copy = file.slice()
+    copy.set(bytes, at < 0 ? file.length + at : at)
+    return copy
+  }
   it.each([
     [
       'truncated',
-      (t: string) => t.slice(0, -7),
+      (t: Uint8Array) => t.slice(0, -7),
       /truncated: the header says \d+ bytes of data, the file holds \d+/,
     ],
     [
+      'truncated',
+      (t: Uint8Array) => t.slice(0, 20),
+      /truncated: 20 bytes, shorter than the 48-byte header/,
+    ],
+    [
       'checksum',
-      (t: string) => t.replace('"OLD"', '"NEW"'),
+      // The value OLD is the last three bytes.
+      (t: Uint8Array) => patched(t, -3, text('NEW')),
       /checksum: SHA-256 of the data is [0-9a-f]{64}, the header says [0-9a-f]{64}/,
     ],
     [
       'version',
-      (t: string) => t.replace('"version":1', '"version":2'),
-      /version: written in format version 2, this library reads version 1/,
+      (t: Uint8Array) => patched(t, 8, new Uint8Array([3])),
+      /version: written in format version 3, this library reads version 2/,
     ],
-    ['corrupt', () => 'hello\nworld', /corrupt: the header line is not JSON/],
+    [
+      'version',
+      // The text format of version 1.
+      () => '{"format":"rx-datasync/snapshot","version":1,"bytes":2,"sha256":"00"}\n{}',
+      /version: written in format version 1, this library reads version 2/,
+    ],
+    ['corrupt', () => 'hello\nworld', /corrupt: not an rx-datasync\/snapshot file/],
+    [
+      'corrupt',
+      () => '{"hello":1}\n',
+      /corrupt: not an rx-datasync\/snapshot file \(it starts as text\)/,
+    ],
     ['truncated', () => '', /truncated: it is empty/],
   ])('%s', async (problem, spoil, message) => {
     const { errors, a } = await startWith(spoil(good))
@@ -267,15 +298,13 @@ describe('persist: bad snapshots are reported, not applied, and the normal resyn
   })
 
   it('another prefix set', async () => {
-    const other = (
-      await encodeSnapshot({
-        store: 'memory',
-        revision: revision(1),
-        prefixes: ['a/'],
-        savedAt: 0,
-        items: [{ key: 'a/1', value: text('OLD'), revision: revision(1) }],
-      })
-    ).text
+    const other = await encodeSnapshot({
+      store: 'memory',
+      revision: revision(1),
+      prefixes: ['a/'],
+      savedAt: 0,
+      items: [{ key: 'a/1', value: text('OLD'), revision: revision(1) }],
+    })
     const { errors, a } = await startWith(other)
     expect(errors.map((e) => e.problem)).toEqual(['prefixes'])
     expect(errors[0]?.message).toContain(
@@ -313,9 +342,8 @@ describe('webStoragePersistence', () => {
     first.start()
     await saved
     first.close()
-    expect(items.get('app')).toContain(
-      '"keys":["a/1"],"revisions":[1],"kinds":"s","values":[3],"text":"one"',
-    )
+    // Base64 of the file's bytes: the magic, then version 2.
+    expect(items.get('app')).toMatch(/^iVJYRFNOQVAC/)
 
     const second = createDatasync(memory, { persist: { to } })
     const a = follow(second, 'a', ['a/'])

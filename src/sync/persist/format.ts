@@ -3,40 +3,62 @@ import type { KeyValue } from '../../core/events.js'
 import { revision, type Revision } from '../../core/revision.js'
 import { byKey, compareKeys } from '../../core/order.js'
 import type { PersistValues } from '../types.js'
+import { hex, sha256 } from './digest.js'
+import { fromBase64, toBase64 } from './base64.js'
 
 /**
- * The snapshot text (docs/design.md §5): a header line, then the body.
+ * The snapshot file (docs/design.md §5), binary and little-endian, made to load fast: one read,
+ * one hash, no text parsing of the items.
  *
  * ```
- * {"format":"rx-datasync/snapshot","version":1,"bytes":1234,"sha256":"9f86…"}
- * {"store":"etcd","revision":"42","prefixes":["cfg/"],"savedAt":1764…,"keys":["cfg/a",…],"revisions":[40,…],"kinds":"s…","values":[2,…],"text":"on…"}
+ * offset  bytes  what
+ * 0       8      magic: 0x89 'RXDSNAP'
+ * 8       4      format version (2)
+ * 12      4      N: the data's length in bytes
+ * 16      32     SHA-256 of the data
+ * 48      N      the data:
+ *   u32 M, then M bytes of JSON: store, identity (when the store has one), revision (decimal),
+ *     prefixes, savedAt, count, values ('bytes' or 'json')
+ *   count × u32   each key's length in UTF-16 code units (the keys are sorted)
+ *   count × u64   each item's revision
+ *   u32 K, then K bytes: every key's UTF-8, one after the other
+ *   values 'bytes' (every value a Uint8Array): count × u32 lengths, then the bytes
+ *   values 'json': the UTF-8 of {"kinds":"bj…","values":[…]}: kind b a Uint8Array in base64,
+ *     j any other value as `PersistOptions.values` encodes it (JSON by default)
  * ```
  *
- * `bytes` and `sha256` are the UTF-8 length and SHA-256 of the body, so a truncated or altered
- * file is told apart from a sound one before anything is parsed. The items are columns, sorted
- * by key (flat arrays parse fastest): `keys`, `revisions` (numbers, or strings past 2^53),
- * `kinds` (one letter per item) and `values`: kind `s` is a `Uint8Array` value that is valid
- * UTF-8: its bytes are the next `values[i]` bytes of `text` (every such value, as one string:
- * loading encodes it once and each value is a view of those bytes, so they share one buffer);
- * `b` any other `Uint8Array`, in base64; `j` any other value, as JSON (or
- * `PersistOptions.values`).
+ * A truncated or altered file is told apart from a sound one by the length and the checksum
+ * before anything else is read. Version 1 (a JSON text with a header line, before 0.1.0) is
+ * reported as another version.
  */
 export const FORMAT = 'rx-datasync/snapshot'
 /** The format version this library writes and reads. */
-export const VERSION = 1
+export const VERSION = 2
+
+const MAGIC = [0x89, 0x52, 0x58, 0x44, 0x53, 0x4e, 0x41, 0x50] // \x89 RXDSNAP
+const HEADER = 48
 
 /**
  * What went wrong with a saved snapshot:
  * - `unreadable`: the persistence could not read it (a file's permissions, a disk error).
- * - `corrupt`: not a snapshot, or its header or body does not parse.
+ * - `corrupt`: not a snapshot, or its header or data does not parse.
  * - `truncated`: shorter than its header says.
  * - `checksum`: its SHA-256 does not match the header's.
  * - `version`: written by another format version.
  * - `prefixes`: saved for another set of prefixes than the consumers follow now.
+ * - `identity`: saved from another store (another etcd cluster, NATS bucket, PostgreSQL server
+ *   or table) than the one the orchestrator runs on now.
  * - `write`: a save failed (the previous snapshot stays).
  */
 export type PersistProblem =
-  'unreadable' | 'corrupt' | 'truncated' | 'checksum' | 'version' | 'prefixes' | 'write'
+  | 'unreadable'
+  | 'corrupt'
+  | 'truncated'
+  | 'checksum'
+  | 'version'
+  | 'prefixes'
+  | 'identity'
+  | 'write'
 
 /**
  * A saved snapshot was not applied (or not saved): reported on `errors$`, and the normal resync
@@ -65,6 +87,8 @@ export class SnapshotPersistError extends DatasyncError {
 /** A snapshot as saved or loaded: the store's content under `prefixes` at `revision`. */
 export interface SavedSnapshot<R> {
   readonly store: string
+  /** The store's identity when it was saved (`KvStore.identity`), if it has one. */
+  readonly identity?: string | undefined
   readonly revision: Revision
   /** The watched prefixes, sorted, each once. */
   readonly prefixes: readonly string[]
@@ -78,52 +102,78 @@ export function prefixSet(prefixes: readonly string[]): string[] {
   return [...new Set(prefixes)].sort(compareKeys)
 }
 
-/** Encodes a snapshot as its text (header line and body). */
+/** Encodes a snapshot as the bytes of a file. */
 export async function encodeSnapshot<R>(
   snapshot: SavedSnapshot<R>,
   values: PersistValues = defaultValues,
-): Promise<{ readonly text: string; readonly bytes: number }> {
+): Promise<Uint8Array> {
   const items = [...snapshot.items].sort(byKey)
-  const keys: string[] = []
-  const revisions: (number | string)[] = []
-  const kinds: string[] = []
-  const data: unknown[] = []
-  const text: string[] = []
-  for (const item of items) {
-    keys.push(item.key)
-    revisions.push(item.revision <= MAX_SAFE ? Number(item.revision) : item.revision.toString())
-    const [kind, value] = encodeValue(item.value, values)
-    kinds.push(kind)
-    if (kind === 's') {
-      text.push(value as string)
-      data.push((item.value as Uint8Array).length)
-    } else {
-      data.push(value)
-    }
+  const count = items.length
+  const bytesOnly = values === defaultValues && items.every((i) => i.value instanceof Uint8Array)
+  const meta = utf8.encode(
+    JSON.stringify({
+      store: snapshot.store,
+      ...(snapshot.identity === undefined ? {} : { identity: snapshot.identity }),
+      revision: snapshot.revision.toString(),
+      prefixes: snapshot.prefixes,
+      savedAt: snapshot.savedAt,
+      count,
+      values: bytesOnly ? 'bytes' : 'json',
+    }),
+  )
+  const keys = utf8.encode(items.map((item) => item.key).join(''))
+  let tail: Uint8Array
+  if (bytesOnly) {
+    let total = 0
+    for (const item of items) total += (item.value as Uint8Array).length
+    tail = new Uint8Array(4 * count + total)
+    const lengths = new DataView(tail.buffer)
+    let offset = 4 * count
+    items.forEach((item, i) => {
+      const value = item.value as Uint8Array
+      lengths.setUint32(4 * i, value.length, true)
+      tail.set(value, offset)
+      offset += value.length
+    })
+  } else {
+    let kinds = ''
+    const data = items.map((item) => {
+      if (values === defaultValues && item.value instanceof Uint8Array) {
+        kinds += 'b'
+        return toBase64(item.value)
+      }
+      kinds += 'j'
+      return values.encode(item.value)
+    })
+    tail = utf8.encode(JSON.stringify({ kinds, values: data }))
   }
-  const body = JSON.stringify({
-    store: snapshot.store,
-    revision: snapshot.revision.toString(),
-    prefixes: snapshot.prefixes,
-    savedAt: snapshot.savedAt,
-    keys,
-    revisions,
-    kinds: kinds.join(''),
-    values: data,
-    text: text.join(''),
-  })
-  const bytes = utf8.encode(body)
-  const header = JSON.stringify({
-    format: FORMAT,
-    version: VERSION,
-    bytes: bytes.length,
-    sha256: await sha256(bytes),
-  })
-  return { text: `${header}\n${body}`, bytes: bytes.length + header.length + 1 }
+  const size = 4 + meta.length + 12 * count + 4 + keys.length + tail.length
+  const out = new Uint8Array(HEADER + size)
+  const view = new DataView(out.buffer)
+  out.set(MAGIC, 0)
+  view.setUint32(8, VERSION, true)
+  view.setUint32(12, size, true)
+  let at = HEADER
+  view.setUint32(at, meta.length, true)
+  out.set(meta, (at += 4))
+  at += meta.length
+  for (const item of items) {
+    view.setUint32(at, item.key.length, true)
+    at += 4
+  }
+  for (const item of items) {
+    view.setBigUint64(at, item.revision, true)
+    at += 8
+  }
+  view.setUint32(at, keys.length, true)
+  out.set(keys, (at += 4))
+  out.set(tail, at + keys.length)
+  out.set(await sha256(out.subarray(HEADER)), 16)
+  return out
 }
 
 /**
- * Decodes a snapshot's text and checks it against the prefixes followed now.
+ * Decodes a snapshot's bytes and checks them against the prefixes followed now.
  *
  * @throws SnapshotPersistError saying what is wrong (`corrupt`, `truncated`, `checksum`,
  * `version`, `prefixes`), naming `source`.
@@ -136,50 +186,41 @@ export async function decodeSnapshot<R>(
 ): Promise<SavedSnapshot<R>> {
   const fail = (problem: PersistProblem, message: string, cause?: unknown) =>
     new SnapshotPersistError(source, problem, message, cause === undefined ? {} : { cause })
-  const newline = typeof saved === 'string' ? saved.indexOf('\n') : saved.indexOf(NEWLINE)
-  if (newline < 0) {
-    throw fail(
-      saved.length === 0 ? 'truncated' : 'corrupt',
-      saved.length === 0 ? 'it is empty' : 'no header line (not a snapshot, or cut in its header)',
-    )
+  const file = typeof saved === 'string' ? utf8.encode(saved) : saved
+  if (file.length === 0) throw fail('truncated', 'it is empty')
+  if (file[0] === 0x7b) throw textFile(file, fail)
+  const magic = MAGIC.every((byte, i) => i >= file.length || file[i] === byte)
+  if (!magic) throw fail('corrupt', `not an ${FORMAT} file (its first bytes are not the magic)`)
+  if (file.length < HEADER) {
+    throw fail('truncated', `${file.length} bytes, shorter than the ${HEADER}-byte header`)
   }
-  let header: { format?: unknown; version?: unknown; bytes?: unknown; sha256?: unknown }
-  try {
-    header = JSON.parse(
-      typeof saved === 'string'
-        ? saved.slice(0, newline)
-        : lenientUtf8.decode(saved.subarray(0, newline)),
-    ) as typeof header
-  } catch (cause) {
-    throw fail('corrupt', 'the header line is not JSON', cause)
-  }
-  if (header.format !== FORMAT) {
-    throw fail('corrupt', `not an ${FORMAT} file (format ${JSON.stringify(header.format)})`)
-  }
-  if (header.version !== VERSION) {
+  const view = new DataView(file.buffer, file.byteOffset, file.byteLength)
+  const version = view.getUint32(8, true)
+  if (version !== VERSION) {
     throw fail(
       'version',
-      `written in format version ${JSON.stringify(header.version)}, this library reads version ${VERSION}`,
+      `written in format version ${version}, this library reads version ${VERSION}`,
     )
   }
-  if (typeof header.bytes !== 'number' || typeof header.sha256 !== 'string') {
-    throw fail('corrupt', 'the header has no body length or checksum')
-  }
-  // Bytes as they were read (a file) are checked as they are: no decoding and encoding again.
-  const data =
-    typeof saved === 'string' ? utf8.encode(saved.slice(newline + 1)) : saved.subarray(newline + 1)
-  if (data.length !== header.bytes) {
+  const size = view.getUint32(12, true)
+  const data = file.subarray(HEADER)
+  if (data.length !== size) {
     throw fail(
-      data.length < header.bytes ? 'truncated' : 'corrupt',
-      `the header says ${header.bytes} bytes of data, the file holds ${data.length}`,
+      data.length < size ? 'truncated' : 'corrupt',
+      `the header says ${size} bytes of data, the file holds ${data.length}`,
     )
   }
   const sum = await sha256(data)
-  if (sum !== header.sha256) {
-    throw fail('checksum', `SHA-256 of the data is ${sum}, the header says ${header.sha256}`)
+  const expected = file.subarray(16, HEADER)
+  if (!sum.every((byte, i) => byte === expected[i])) {
+    throw fail('checksum', `SHA-256 of the data is ${hex(sum)}, the header says ${hex(expected)}`)
   }
-  const body = typeof saved === 'string' ? saved.slice(newline + 1) : lenientUtf8.decode(data)
-  const snapshot = parseBody<R>(body, values, (message, cause) => fail('corrupt', message, cause))
+  let snapshot: SavedSnapshot<R>
+  try {
+    snapshot = parseData<R>(data, values)
+  } catch (cause) {
+    throw fail('corrupt', `the data does not decode: ${(cause as Error).message}`, cause)
+  }
   const wanted = prefixSet(prefixes)
   if (JSON.stringify(snapshot.prefixes) !== JSON.stringify(wanted)) {
     throw fail(
@@ -190,145 +231,124 @@ export async function decodeSnapshot<R>(
   return snapshot
 }
 
-function parseBody<R>(
-  body: string,
-  values: PersistValues,
-  fail: (message: string, cause?: unknown) => Error,
-): SavedSnapshot<R> {
-  let parsed: Partial<Record<'store' | 'revision' | 'prefixes' | 'savedAt', unknown>> &
-    Partial<Record<'keys' | 'revisions' | 'kinds' | 'values' | 'text', unknown>>
+/** A file that starts as JSON: the text format of version 1, or not a snapshot. */
+function textFile(
+  file: Uint8Array,
+  fail: (problem: PersistProblem, message: string) => SnapshotPersistError,
+): SnapshotPersistError {
+  const newline = file.indexOf(0x0a)
   try {
-    parsed = JSON.parse(body) as typeof parsed
-  } catch (cause) {
-    throw fail('the data is not JSON', cause)
+    const header = JSON.parse(lenientUtf8.decode(file.subarray(0, newline))) as {
+      format?: unknown
+      version?: unknown
+    }
+    if (header.format === FORMAT) {
+      return fail(
+        'version',
+        `written in format version ${JSON.stringify(header.version)}, this library reads version ${VERSION}`,
+      )
+    }
+  } catch {
+    // Not JSON either: said below.
   }
-  const { store, prefixes, savedAt, keys, revisions, kinds, values: data } = parsed
+  return fail('corrupt', `not an ${FORMAT} file (it starts as text)`)
+}
+
+function parseData<R>(data: Uint8Array, values: PersistValues): SavedSnapshot<R> {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength)
+  const metaLength = view.getUint32(0, true)
+  const meta = JSON.parse(lenientUtf8.decode(data.subarray(4, 4 + metaLength))) as Partial<
+    Record<'store' | 'identity' | 'revision' | 'prefixes' | 'savedAt' | 'count' | 'values', unknown>
+  >
+  const { store, identity, prefixes, savedAt, count } = meta
   if (
     typeof store !== 'string' ||
-    typeof parsed.revision !== 'string' ||
+    (identity !== undefined && typeof identity !== 'string') ||
+    typeof meta.revision !== 'string' ||
     !Array.isArray(prefixes) ||
     !prefixes.every((prefix) => typeof prefix === 'string') ||
     typeof savedAt !== 'number' ||
-    !Array.isArray(keys) ||
-    !Array.isArray(revisions) ||
-    typeof kinds !== 'string' ||
-    !Array.isArray(data) ||
-    typeof parsed.text !== 'string' ||
-    revisions.length !== keys.length ||
-    kinds.length !== keys.length ||
-    data.length !== keys.length
+    typeof count !== 'number' ||
+    !Number.isSafeInteger(count) ||
+    (meta.values !== 'bytes' && meta.values !== 'json')
   ) {
-    throw fail(
-      'the data lacks store, revision, prefixes, savedAt, text, or keys, revisions, kinds and values of one length',
-    )
+    throw new TypeError('its description lacks store, revision, prefixes, savedAt, count or values')
   }
-  const out: KeyValue<R>[] = new Array<KeyValue<R>>(keys.length)
-  const blob = utf8.encode(parsed.text)
-  let offset = 0
-  let sorted = true
-  for (let i = 0; i < keys.length; i++) {
-    const key: unknown = keys[i]
-    if (typeof key !== 'string') throw fail(`item ${i} has no key`)
-    try {
-      let value: unknown
-      if (kinds[i] === 's') {
-        const length = data[i] as unknown
-        if (typeof length !== 'number' || !(length >= 0) || offset + length > blob.length) {
-          throw new TypeError(`a text value of ${String(length)} bytes past the end of the text`)
-        }
-        value = blob.subarray(offset, (offset += length))
-      } else {
-        value = decodeValue(kinds[i], data[i], values)
-      }
-      // The shape of every store's items (key, value, revision): the consumers' loops over
-      // them stay monomorphic.
-      out[i] = { key, value: value as R, revision: revisionOf(revisions[i]) }
-    } catch (cause) {
-      throw fail(`item ${i} (key ${JSON.stringify(key)}) does not decode`, cause)
+  const lengthsAt = 4 + metaLength
+  const revisionsAt = lengthsAt + 4 * count
+  const keysAt = revisionsAt + 8 * count + 4
+  const keyBytes = view.getUint32(keysAt - 4, true)
+  const joined = lenientUtf8.decode(data.subarray(keysAt, keysAt + keyBytes))
+  const tailAt = keysAt + keyBytes
+  const out = new Array<KeyValue<R>>(count)
+  const read = meta.values === 'bytes' ? bytesReader(data, view, tailAt, count) : undefined
+  const json = read === undefined ? jsonValues(data.subarray(tailAt), count, values) : undefined
+  let from = 0
+  let previous = ''
+  for (let i = 0; i < count; i++) {
+    const key = joined.slice(from, (from += view.getUint32(lengthsAt + 4 * i, true)))
+    if (i > 0 && !(previous < key)) throw new TypeError(`the keys are not sorted at item ${i}`)
+    previous = key
+    // The shape of every store's items (key, value, revision): the consumers' loops over them
+    // stay monomorphic.
+    out[i] = {
+      key,
+      value: (read === undefined ? (json as unknown[])[i] : read(i)) as R,
+      revision: view.getBigUint64(revisionsAt + 8 * i, true) as Revision,
     }
-    if (i > 0 && sorted && compareKeys((out[i - 1] as KeyValue<R>).key, key) > 0) sorted = false
   }
-  if (offset !== blob.length)
-    throw fail(`the text holds ${blob.length - offset} bytes no value uses`)
-  if (!sorted) out.sort(byKey)
+  if (from !== joined.length) throw new TypeError('the key lengths do not add up to the keys')
   return {
     store,
-    revision: revision(BigInt(parsed.revision)),
+    ...(identity === undefined ? {} : { identity }),
+    revision: revision(meta.revision),
     prefixes,
     savedAt,
     items: out,
   }
 }
 
-/** The default value encoding: bytes as text or base64, the rest as JSON. */
+/** Values of kind 'bytes': each a view of the file's bytes (no copy). */
+function bytesReader(
+  data: Uint8Array,
+  view: DataView,
+  at: number,
+  count: number,
+): (i: number) => Uint8Array {
+  let offset = data.byteOffset + at + 4 * count
+  const end = data.byteOffset + data.length
+  const { buffer } = data
+  return (i) => {
+    const length = view.getUint32(at + 4 * i, true)
+    if (offset + length > end) throw new TypeError(`value ${i} runs past the end of the data`)
+    const value = new Uint8Array(buffer, offset, length)
+    offset += length
+    if (i === count - 1 && offset !== end) {
+      throw new TypeError(`the data holds ${end - offset} bytes no value uses`)
+    }
+    return value
+  }
+}
+
+function jsonValues(tail: Uint8Array, count: number, values: PersistValues): unknown[] {
+  const parsed = JSON.parse(lenientUtf8.decode(tail)) as { kinds?: unknown; values?: unknown }
+  const { kinds, values: data } = parsed
+  if (typeof kinds !== 'string' || !Array.isArray(data) || data.length !== count) {
+    throw new TypeError(`the values are not ${count} values with their kinds`)
+  }
+  return data.map((saved: unknown, i) => {
+    if (kinds[i] === 'b' && typeof saved === 'string') return fromBase64(saved)
+    if (kinds[i] === 'j') return values.decode(saved)
+    throw new TypeError(`value ${i} is of an unknown kind ${JSON.stringify(kinds[i])}`)
+  })
+}
+
+/** The default value encoding: bytes as they are, the rest as JSON. */
 const defaultValues: PersistValues = {
   encode: (value) => value,
   decode: (saved) => saved,
 }
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
-/** Decodes what the checksum vouched for (the header line is checked as JSON). */
+/** Decodes what the checksum vouched for. */
 const lenientUtf8 = new TextDecoder('utf-8')
-const NEWLINE = 0x0a
-
-/** A saved revision: a safe integer, or a decimal string past 2^53. */
-function revisionOf(saved: unknown): Revision {
-  if (typeof saved === 'number' && Number.isSafeInteger(saved) && saved >= 0) {
-    return BigInt(saved) as Revision
-  }
-  return revision(BigInt(saved as string))
-}
 const utf8 = new TextEncoder()
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
-
-function encodeValue(value: unknown, values: PersistValues): [string, unknown] {
-  if (values === defaultValues && value instanceof Uint8Array) {
-    try {
-      return ['s', strictUtf8.decode(value)]
-    } catch {
-      return ['b', toBase64(value)]
-    }
-  }
-  return ['j', values.encode(value)]
-}
-
-function decodeValue(kind: unknown, data: unknown, values: PersistValues): unknown {
-  if (kind === 'b' && typeof data === 'string') return fromBase64(data)
-  if (kind === 'j') return values.decode(data)
-  throw new TypeError(`unknown value kind ${JSON.stringify(kind)}`)
-}
-
-function toBase64(bytes: Uint8Array): string {
-  let binary = ''
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
-  }
-  return btoa(binary)
-}
-
-function fromBase64(text: string): Uint8Array {
-  const binary = atob(text)
-  const bytes = new Uint8Array(binary.length)
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i)
-  return bytes
-}
-
-/** What the Web Crypto API's `subtle` offers that is used here. */
-interface Digester {
-  digest(algorithm: 'SHA-256', data: Uint8Array): Promise<ArrayBuffer>
-}
-
-/** The hex SHA-256 of `data`, by the Web Crypto API (Node 20 and browsers, secure contexts). */
-async function sha256(data: Uint8Array): Promise<string> {
-  const subtle = (globalThis as unknown as { crypto?: { subtle?: Digester } }).crypto?.subtle
-  if (subtle === undefined) {
-    throw new DatasyncError(
-      'capability',
-      'persist: the Web Crypto API (crypto.subtle) is not available here; a browser offers it only on https:// and localhost pages',
-    )
-  }
-  const digest = new Uint8Array(await subtle.digest('SHA-256', data))
-  let hex = ''
-  for (const byte of digest) hex += byte.toString(16).padStart(2, '0')
-  return hex
-}

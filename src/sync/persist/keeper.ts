@@ -19,11 +19,14 @@ import type { ChangesEvent, KeyValue, SnapshotEvent } from '../../core/events.js
 import type { Revision } from '../../core/revision.js'
 import type { PersistOptions, SyncActivity } from '../types.js'
 import { SnapshotPersistError, decodeSnapshot, encodeSnapshot, prefixSet } from './format.js'
+import { StoreIdentity, type Restoring } from './identity.js'
 
 /** What a {@link SnapshotKeeper} needs from its orchestrator. */
 export interface KeeperContext {
   readonly options: PersistOptions & { readonly everyMs: number }
   readonly storeName: string
+  /** The store's `identity`, when it has one. */
+  readonly identity: (() => Observable<string>) | undefined
   readonly scheduler: SchedulerLike
   readonly report: (error: DatasyncError) => void
   readonly activity: Subject<SyncActivity>
@@ -59,15 +62,33 @@ export class SnapshotKeeper<R> {
   /** The revision last saved (or loaded): a flush with nothing newer writes nothing. */
   #saved: Revision | undefined
 
+  readonly #identity: StoreIdentity
+
   constructor(context: KeeperContext) {
     this.#context = context
+    this.#identity = new StoreIdentity(context.identity, context.scheduler)
   }
 
   /**
-   * The saved snapshot for `prefixes` as a snapshot event (cause `startup`), or undefined when
-   * there is none or it cannot be used (each problem reported on `errors$`: nothing is applied).
+   * The saved snapshot for `prefixes` (see {@link Restoring}): nothing when there is none or it
+   * cannot be used (each problem reported on `errors$`: nothing is applied), or when it was
+   * saved from another store (see `StoreIdentity.check`).
    */
-  load(prefixes: readonly string[]): Observable<SnapshotEvent<R> | undefined> {
+  load(prefixes: readonly string[]): Observable<Restoring<R>> {
+    const { report } = this.#context
+    const source = this.#context.options.to.name
+    // Asked at once, while the file is read: a store that is up has answered by then.
+    this.#identity.ask()
+    return this.#read(prefixes).pipe(
+      mergeMap((saved) =>
+        saved === undefined ? of({}) : this.#identity.check(saved, source, report),
+      ),
+    )
+  }
+
+  #read(
+    prefixes: readonly string[],
+  ): Observable<(SnapshotEvent<R> & { identity?: string }) | undefined> {
     const { options, report } = this.#context
     const source = options.to.name
     return defer(() => from(options.to.load())).pipe(
@@ -91,10 +112,16 @@ export class SnapshotKeeper<R> {
               }),
             ),
       ),
-      map((saved): SnapshotEvent<R> | undefined =>
+      map((saved) =>
         saved === undefined
           ? undefined
-          : { type: 'snapshot', revision: saved.revision, items: saved.items, cause: 'startup' },
+          : {
+              type: 'snapshot' as const,
+              revision: saved.revision,
+              items: saved.items,
+              cause: 'startup' as const,
+              ...(saved.identity === undefined ? {} : { identity: saved.identity }),
+            },
       ),
     )
   }
@@ -152,9 +179,13 @@ export class SnapshotKeeper<R> {
     )
   }
 
-  /** Saves now what changed since the last save, unless a save runs (the run ends). */
+  /**
+   * The run ends: saves now what changed since the last save, unless a save runs, and stops
+   * asking a store that never told its identity (such a save is then dropped).
+   */
   flush(): void {
     if (!this.#saving && this.#revision !== this.#saved) this.#save().subscribe()
+    this.#identity.stop()
   }
 
   #save(): Observable<void> {
@@ -164,15 +195,16 @@ export class SnapshotKeeper<R> {
     this.#saving = true
     const started = scheduler.now()
     const items = this.#mirror === undefined ? this.#items : [...this.#mirror.values()]
-    return defer(() =>
-      from(
+    const prefixes = this.#prefixes
+    // Saved with the identity of the store the data came from (asked once per orchestrator).
+    return this.#identity.known().pipe(
+      mergeMap((identity) =>
         encodeSnapshot(
-          { store: storeName, revision: at, prefixes: this.#prefixes, savedAt: started, items },
+          { store: storeName, identity, revision: at, prefixes, savedAt: started, items },
           options.values,
         ),
       ),
-    ).pipe(
-      mergeMap(({ text, bytes }) => from(options.to.save(text)).pipe(map(() => bytes))),
+      mergeMap((data) => from(options.to.save(data)).pipe(map(() => data.length))),
       tap((bytes) => {
         this.#saved = at
         activity.next({
