@@ -108,18 +108,22 @@ const isState =
     m.type === 'status' && m.state === state
 
 let etcd: EtcdServer
+/** Another etcd cluster (its own cluster id): a snapshot saved from `etcd` is not its. */
+let other: EtcdServer
 let dir = ''
 let runs = 0
 beforeAll(async () => {
-  etcd = await startEtcd()
+  ;[etcd, other] = await Promise.all([startEtcd(), startEtcd()])
   dir = await mkdtemp(join(tmpdir(), 'rx-datasync-persist-etcd-'))
 })
 afterEach(async () => {
   for (const app of apps.splice(0)) await app.kill()
   if (!etcd.running) await etcd.start()
+  if (!other.running) await other.start()
 })
 afterAll(async () => {
   await etcd?.cleanup()
+  await other?.cleanup()
   await rm(dir, { recursive: true, force: true, maxRetries: 5 })
 })
 
@@ -189,6 +193,7 @@ describe('persist across application restarts (etcd)', () => {
     await app.waitFor('a: the change', isEvent('a', `C(live) ${p}a/3:x>three`))
     await app.waitFor('in sync', isState('in-sync'))
     expect(await rangeCalls(etcd.clientUrl)).toBe(ranges)
+    expect(app.messages.filter((m) => m.type === 'error')).toEqual([])
     expect(app.labels('a')).toEqual([
       `R(restored) ${p}a/1=one ${p}a/2=two`,
       `C(live) ${p}a/3:x>three`,
@@ -205,8 +210,12 @@ describe('persist across application restarts (etcd)', () => {
 
   it('a spoilt snapshot file is reported, not applied, and the normal resync runs', async () => {
     const { input, p } = await prepared()
-    const saved = await readFile(input.file, 'utf8')
-    await writeFile(input.file, saved.replace(`"${p}a/1","`, `"${p}a/9","`))
+    // One byte of the data changed (the key a/1 becomes a/9): the checksum no longer matches.
+    const saved = await readFile(input.file)
+    const at = saved.indexOf(`${p}a/1`) + `${p}a/`.length
+    expect(at).toBeGreaterThan(`${p}a/`.length)
+    saved[at] = '9'.charCodeAt(0)
+    await writeFile(input.file, saved)
     const app = startApp(input)
     const error = await app.waitFor(
       'the report',
@@ -216,5 +225,82 @@ describe('persist across application restarts (etcd)', () => {
     expect(error.message).toMatch(/^snapshot file .*run-\d+\.snapshot: checksum: /)
     await app.waitFor('the normal resync', isEvent('a', `R(startup) ${p}a/1=one ${p}a/2=two`))
     expect(app.labels('a')).toEqual([`R(startup) ${p}a/1=one ${p}a/2=two`])
+  })
+})
+
+describe('persist: a snapshot saved from another etcd cluster', () => {
+  /**
+   * Writes the other cluster's data under the test's prefix, then other keys until its revision
+   * passes the saved one: resuming there after the saved revision would be accepted by etcd and
+   * would leave the first cluster's data in the consumers.
+   */
+  async function otherData(p: string, savedAt: number): Promise<void> {
+    await etcdPut(other.clientUrl, `${p}a/1`, 'B-one')
+    let revision = await etcdPut(other.clientUrl, `${p}b/9`, 'B-nine')
+    while (revision <= savedAt + 1) {
+      revision = await etcdPut(other.clientUrl, `filler-${process.pid}/${revision}`, 'x')
+    }
+  }
+  const isError = (m: AppMessage): m is Extract<AppMessage, { type: 'error' }> => m.type === 'error'
+
+  it('is reported (identity) and not applied: the consumers hold the other cluster data', async () => {
+    const { input, p, revision } = await prepared()
+    await otherData(p, revision)
+    const ranges = await rangeCalls(other.clientUrl)
+
+    const app = startApp({ ...input, endpoints: other.endpoints })
+    const error = await app.waitFor('the report', isError)
+    expect(error.name).toBe('SnapshotPersistError')
+    expect(error.message).toMatch(
+      /^snapshot file .*run-\d+\.snapshot: identity: saved from etcd cluster \d+, but the store is etcd cluster \d+ \(its revisions say nothing about the other's\); not applied/,
+    )
+    await app.waitFor('a: the resync', isEvent('a', `R(startup) ${p}a/1=B-one`))
+    await app.waitFor('b: the resync', isEvent('b', `R(startup) ${p}b/9=B-nine`))
+    await app.waitFor('in sync', isState('in-sync'))
+    // A full list of the other cluster, nothing of the first.
+    expect(await rangeCalls(other.clientUrl)).toBeGreaterThan(ranges)
+    expect(app.labels('a')).toEqual([`R(startup) ${p}a/1=B-one`])
+    expect(app.labels('b')).toEqual([`R(startup) ${p}b/9=B-nine`])
+    expect(app.messages.filter(isError)).toHaveLength(1)
+  })
+
+  it('down at start: the snapshot at once; when it comes up, a full resync replaces it', async () => {
+    const { input, p, revision } = await prepared()
+    await otherData(p, revision)
+    await other.stop()
+
+    const app = startApp({ ...input, endpoints: other.endpoints })
+    const restored = await app.waitFor(
+      'the restored resync',
+      isEvent('a', `R(restored) ${p}a/1=one ${p}a/2=two`),
+    )
+    await app.waitFor('b restored', isEvent('b', `R(restored) ${p}b/1=bee`))
+    await app.waitFor('the restored status', isState('restored'))
+    expect(restored.at).toBeLessThan(2_000)
+    expect(app.messages.filter(isError)).toEqual([])
+
+    await other.start()
+    const error = await app.waitFor('the report', isError)
+    expect(error.message).toContain('identity: saved from etcd cluster ')
+    expect(error.message).toContain(
+      '; the data restored while the store could not be reached is replaced',
+    )
+    await app.waitFor('a: the full resync', isEvent('a', `R(startup) ${p}a/1=B-one`))
+    await app.waitFor('b: the full resync', isEvent('b', `R(startup) ${p}b/9=B-nine`))
+    await app.waitFor(
+      'in sync',
+      (m): m is AppMessage => isState('in-sync')(m) && m.at > restored.at,
+    )
+    await app.saved(0)
+    // Each consumer's last resync is the whole of its part of the other cluster: a/2 and b/1,
+    // which only the first cluster had, are gone from the views.
+    expect(app.labels('a')).toEqual([
+      `R(restored) ${p}a/1=one ${p}a/2=two`,
+      `R(startup) ${p}a/1=B-one`,
+    ])
+    expect(app.labels('b')).toEqual([`R(restored) ${p}b/1=bee`, `R(startup) ${p}b/9=B-nine`])
+    // Never in sync while it held the first cluster's data.
+    const states = app.states().filter((state) => state !== 'degraded')
+    expect(states).toEqual(['idle', 'connecting', 'resyncing', 'restored', 'resyncing', 'in-sync'])
   })
 })
