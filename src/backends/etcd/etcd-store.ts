@@ -1,6 +1,5 @@
 import {
   Observable,
-  concatMap,
   defer,
   from,
   ignoreElements,
@@ -50,6 +49,7 @@ import {
   type EtcdTxnOp,
 } from './options.js'
 import { watchPrefixes, type WatchContext } from './watch.js'
+import { Writer } from './writer.js'
 import { decodePutResponse, decodeRangeResponse, decodeTxnResponse } from './wire/decode.js'
 import { encodePutRequest, encodeRangeRequest, encodeTxnRequest } from './wire/encode.js'
 
@@ -61,6 +61,11 @@ const CAPABILITIES: Capabilities = Object.freeze({
   resumable: true,
   atomicPrefixDelete: true,
 })
+
+/** etcd's default `--max-txn-ops`: a batch of puts is one Txn of at most this many. */
+const ETCD_MAX_TXN_OPS = 128
+/** Bytes a batch leaves under `maxRequestBytes` for the request's own framing. */
+const TXN_HEADROOM = 1024
 
 /**
  * Creates a store over etcd v3 (the etcd3 client): a snapshot read at one revision, then a watch
@@ -122,6 +127,26 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
     sessionTtlSeconds: settings.sessionTtlSeconds,
     call,
   })
+  const writer = new Writer({
+    maxOps: Math.min(ETCD_MAX_TXN_OPS, settings.maxWritesInFlight),
+    maxBytes: settings.maxRequestBytes - TXN_HEADROOM,
+    put: (put) =>
+      request(
+        () => unary(client, 'Put', encodePutRequest(put), decodePutResponse),
+        settings.operationTimeoutMs,
+      ),
+    puts: (puts) =>
+      request(() => {
+        const success = puts.map((put) => ({ put }))
+        return unary(
+          client,
+          'Txn',
+          encodeTxnRequest({ compare: [], success, failure: [] }),
+          decodeTxnResponse,
+        )
+      }, settings.operationTimeoutMs),
+    run: (write) => request(write, settings.operationTimeoutMs),
+  })
   const lists: ListContext = { client, pageSize: settings.pageSize, call }
   const maintenance: MaintenanceContext = { client, scheduler, writes, call }
 
@@ -172,6 +197,14 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
     name: NAME,
     capabilities: CAPABILITIES,
     status$,
+
+    // A status answer's header names the cluster: another cluster's revisions mean nothing here.
+    identity: () =>
+      edge
+        .op('read the cluster id', () =>
+          request(() => client.maintenance.status(), settings.dialTimeoutMs),
+        )
+        .pipe(map((answer) => `etcd cluster ${answer.header.cluster_id}`)),
 
     watch(prefixes: readonly string[], options?: WatchOptions): Observable<StoreEvent<Uint8Array>> {
       return edge.watch(
@@ -229,29 +262,23 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
         assertKey('put', key)
         assertValue('put', key, value)
         assertRequestSize(what, [{ key, value }], settings.maxRequestBytes)
-        const lease$ = leases.forPut(putOptions?.ttl, putOptions?.session, what)
-        return writes
-          .run(
-            leases.retryWhenLost((track) =>
-              track(lease$).pipe(
-                concatMap((lease) =>
-                  call(what, () =>
-                    unary(
-                      client,
-                      'Put',
-                      encodePutRequest({
-                        key: keyBytes(key),
-                        value,
-                        lease: lease === undefined ? undefined : BigInt(lease),
-                      }),
-                      decodePutResponse,
-                    ),
-                  ),
-                ),
-              ),
-            ),
-          )
-          .pipe(map(() => undefined))
+        const ttl = putOptions?.ttl
+        const session = putOptions?.session
+        const bytes = keyBytes(key)
+        // In the writer's queue from now on (a put made after this one is applied after it),
+        // batched with the puts waiting beside it; a put with a lease leaves once it is there.
+        if (ttl === undefined && session !== true) {
+          return writer.ready<undefined>({ key, put: { key: bytes, value, lease: undefined } })
+        }
+        const lease$ = leases.forPut(ttl, session, what)
+        return leases.retryWhenLost((track) =>
+          edge.op(what, () =>
+            writer.write(track(lease$), (lease) => ({
+              key,
+              put: { key: bytes, value, lease: lease === undefined ? undefined : BigInt(lease) },
+            })),
+          ),
+        )
       })
     },
 
@@ -262,15 +289,14 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
         if (prefix) assertPrefix('delete', key)
         else assertKey('delete', key)
         const range = prefix ? prefixRange(key) : { start: keyBytes(key), end: undefined }
-        return writes
-          .run(
-            call(what, () =>
+        return writer
+          .ready({
+            run: () =>
               client.kv.deleteRange({
                 key: range.start,
                 ...(range.end === undefined ? {} : { range_end: range.end }),
               }),
-            ),
-          )
+          })
           .pipe(map((response) => ({ deleted: Number(response.deleted) })))
       })
     },
@@ -288,16 +314,14 @@ export function createEtcdStore(options: EtcdStoreOptions = {}): EtcdStore {
         const needs = checked.map((op) =>
           op.op === 'put' ? leases.forPut(op.ttl, op.session, what) : of(undefined),
         )
-        return writes
-          .run(
-            leases.retryWhenLost((track) =>
-              allLeases(needs.map(track)).pipe(
-                concatMap((ids) => {
-                  const success = toRequestOps(checked, ids)
-                  const request = encodeTxnRequest({ compare, success, failure: [] })
-                  return call(what, () => unary(client, 'Txn', request, decodeTxnResponse))
-                }),
-              ),
+        return leases
+          .retryWhenLost((track) =>
+            edge.op(what, () =>
+              writer.write(allLeases(needs.map(track)), (ids) => {
+                const success = toRequestOps(checked, ids)
+                const request = encodeTxnRequest({ compare, success, failure: [] })
+                return { run: () => unary(client, 'Txn', request, decodeTxnResponse) }
+              }),
             ),
           )
           .pipe(

@@ -90,9 +90,11 @@ export interface EtcdStoreOptions {
   /** How often the status probe asks a member for its status while `status$` or a watch is subscribed. @default '5s' */
   readonly statusInterval?: Duration
   /**
-   * How many write requests (puts, deletes, transactions, compactions) may be in flight at once;
-   * more wait in order. A burst of thousands of writes then never meets etcd's "too many
-   * requests".
+   * The most puts one write request carries. Writes (puts, deletes, transactions) go one request
+   * at a time, in the order they were made; puts waiting together go as one transaction of at
+   * most this many puts (and at most 128, etcd's default `--max-txn-ops`). A burst of thousands
+   * of writes then never meets etcd's "too many requests". Compactions run beside the writes, at
+   * most this many at once.
    *
    * @default 64
    */
