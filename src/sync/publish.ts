@@ -131,16 +131,13 @@ export function publishTo<T, R = Uint8Array>(
       // Writes started and not yet finished. A new write waits for every one it conflicts with:
       // the same key, or a key under a prefix delete (either way round). mergeMap calls this
       // function only when a slot is free, so at most `concurrency` writes are ever pending.
-      const pending = new Set<{
-        readonly publication: Publication<T>
-        readonly done: AsyncSubject<void>
-      }>()
+      // They are indexed by key (prefix deletes apart): a burst of thousands in flight must not
+      // compare each new write with every pending one.
+      const pending = new PendingWrites<T>()
 
       return source.pipe(
         mergeMap((publication) => {
-          const previous = [...pending]
-            .filter((entry) => conflicts(entry.publication, publication))
-            .map((entry) => entry.done)
+          const previous = pending.conflicting(publication).map((entry) => entry.done)
           const mine = { publication, done: new AsyncSubject<void>() }
           pending.add(mine)
           let attempts = 0
@@ -174,11 +171,67 @@ export function publishTo<T, R = Uint8Array>(
           }
           return concat(merge(...previous).pipe(ignoreElements()), attempt).pipe(
             tap({ complete: release }),
-            finalize(() => pending.delete(mine)),
+            finalize(() => {
+              pending.delete(mine)
+            }),
           )
         }, concurrency),
       )
     })
+}
+
+/** A write started and not yet finished, and what completes when it has. */
+interface PendingWrite<T> {
+  readonly publication: Publication<T>
+  readonly done: AsyncSubject<void>
+}
+
+/** The pending writes of one `publishTo`, by key; prefix deletes apart (they are rare). */
+class PendingWrites<T> {
+  readonly #byKey = new Map<string, Set<PendingWrite<T>>>()
+  readonly #prefixDeletes = new Set<PendingWrite<T>>()
+
+  add(entry: PendingWrite<T>): void {
+    if (isPrefixDelete(entry.publication)) {
+      this.#prefixDeletes.add(entry)
+      return
+    }
+    const key = entry.publication.key
+    const same = this.#byKey.get(key)
+    if (same === undefined) this.#byKey.set(key, new Set([entry]))
+    else same.add(entry)
+  }
+
+  delete(entry: PendingWrite<T>): void {
+    if (isPrefixDelete(entry.publication)) {
+      this.#prefixDeletes.delete(entry)
+      return
+    }
+    const key = entry.publication.key
+    const same = this.#byKey.get(key)
+    if (same?.delete(entry) === true && same.size === 0) this.#byKey.delete(key)
+  }
+
+  /** The pending writes `publication` must wait for (see {@link conflicts}). */
+  conflicting(publication: Publication<T>): PendingWrite<T>[] {
+    const out: PendingWrite<T>[] = []
+    if (isPrefixDelete(publication)) {
+      for (const [key, entries] of this.#byKey) {
+        if (key.startsWith(publication.key)) out.push(...entries)
+      }
+    } else {
+      const same = this.#byKey.get(publication.key)
+      if (same !== undefined) out.push(...same)
+    }
+    for (const entry of this.#prefixDeletes) {
+      if (conflicts(entry.publication, publication)) out.push(entry)
+    }
+    return out
+  }
+}
+
+function isPrefixDelete<T>(publication: Publication<T>): boolean {
+  return publication.op === 'delete' && publication.prefix === true
 }
 
 /** Whether two writes touch a common key, so the later must wait for the earlier. */

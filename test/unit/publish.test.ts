@@ -604,4 +604,41 @@ describe('publishTo', () => {
     scheduler.flush()
     expect(contents(inner)).toEqual({})
   })
+
+  it('orders a put after an earlier prefix delete that covers its key', () => {
+    const scheduler = new VirtualTimeScheduler()
+    const { inner, store } = slowStore(scheduler, (key) => (key === 'a/' ? 20 : 0))
+    inner.put('a/x', new TextEncoder().encode('0')).subscribe()
+    publish(store, [del('a/', true), put('a/x', '1'), put('b/y', '2')])
+    scheduler.flush()
+    expect(contents(inner)).toEqual({ 'a/x': '1', 'b/y': '2' })
+  })
+
+  it('orders writes around nested prefix deletes, whichever is slower', () => {
+    const scheduler = new VirtualTimeScheduler()
+    const { inner, store } = slowStore(scheduler, (key) =>
+      key === 'a/b/' ? 30 : key === 'a/b/x' ? 10 : 0,
+    )
+    publish(store, [
+      del('a/b/', true),
+      put('a/b/x', '1'),
+      del('a/', true),
+      put('a/b/x', '2'),
+      put('a/c', '3'),
+    ])
+    scheduler.flush()
+    expect(contents(inner)).toEqual({ 'a/b/x': '2', 'a/c': '3' })
+  })
+
+  it('does not hold a write back for a pending write of another key', () => {
+    const scheduler = new VirtualTimeScheduler()
+    const { inner, store } = slowStore(scheduler, (key) => (key === 'a/1' ? 50 : 0))
+    const results: string[] = []
+    from([put('a/1', '1'), put('a/10', '2'), del('a/2'), put('b', '3')])
+      .pipe(publishTo(store, { concurrency: 4 }))
+      .subscribe((result) => results.push(result.publication.key))
+    scheduler.flush()
+    expect(results).toEqual(['a/10', 'a/2', 'b', 'a/1'])
+    expect(contents(inner)).toEqual({ 'a/1': '1', 'a/10': '2', b: '3' })
+  })
 })
