@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   BehaviorSubject,
+  EMPTY,
   Subject,
   VirtualTimeScheduler,
   defer,
@@ -335,6 +336,11 @@ describe('StoreIdentity', () => {
     scheduler.maxFrames = 60_000
     scheduler.flush()
     expect(asked).toBe(within2s)
+  })
+
+  it('takes an identity() that completes without a value as no identity', async () => {
+    const identity = new StoreIdentity(() => EMPTY, new VirtualTimeScheduler())
+    await expect(firstValueFrom(identity.known())).resolves.toBeUndefined()
   })
 
   it('takes a lasting error (closed, no permission) as no identity: no retry', async () => {

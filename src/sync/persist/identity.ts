@@ -10,6 +10,7 @@ import {
   takeUntil,
   tap,
   throwError,
+  throwIfEmpty,
   timer,
   type Observable,
   type SchedulerLike,
@@ -68,6 +69,8 @@ export class StoreIdentity {
     let attempt = 0
     this.#first = first
     this.#answer = defer(ask).pipe(
+      // A store that answers nothing has no identity to tell (taken as a lasting error).
+      throwIfEmpty(() => new TypeError('identity() completed without a value')),
       tap({
         next: (found) => {
           first.next(found)
