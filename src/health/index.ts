@@ -21,11 +21,13 @@ export {
   type DeliveredCount,
   type ErrorCount,
   type GapCount,
+  type KeyFailureCount,
   type LagGauge,
   type MetricsOptions,
   type MetricsSnapshot,
   type PrometheusRegistry,
   type RoundCount,
+  type SnapshotSaves,
   type TrackedDatasync,
 } from './metrics.js'
 export { serveHealth, type HealthServer, type HealthServerOptions } from './server.js'

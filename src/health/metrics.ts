@@ -1,161 +1,31 @@
-import {
-  Subject,
-  Subscription,
-  asyncScheduler,
-  defer,
-  map,
-  startWith,
-  type Observable,
-  type SchedulerLike,
-} from 'rxjs'
-import type { DatasyncError } from '../core/errors.js'
+import { Subject, Subscription, asyncScheduler, defer, map, startWith } from 'rxjs'
 import type { SnapshotCause } from '../core/events.js'
-import type { EventReason, SyncActivity, SyncState, SyncStatus } from '../sync/types.js'
-import type { KvStore } from '../core/store.js'
+import type { EventReason, SyncActivity, SyncState } from '../sync/types.js'
+import type {
+  DatasyncMetrics,
+  MetricsOptions,
+  MetricsSnapshot,
+  SnapshotSaves,
+} from './metrics-types.js'
 import { loadPromClient, makePromMetrics, packageVersion } from './prometheus.js'
 import { instrumentStore, makeStorePromMetrics, type StoreMetrics } from './store-metrics.js'
 
-/** Events delivered to one consumer, by kind and reason. */
-export interface DeliveredCount {
-  readonly datasync: string
-  readonly consumer: string
-  readonly kind: 'resync' | 'change'
-  readonly reason: EventReason
-  /** Events delivered. */
-  readonly events: number
-  /** Keys they carried (resync items, or changes). */
-  readonly keys: number
-}
-
-/** Rounds (resync or gap recovery) started, by reason and the snapshot's cause. */
-export interface RoundCount {
-  readonly datasync: string
-  readonly reason: EventReason
-  readonly cause: SnapshotCause
-  readonly count: number
-}
-
-/** Gaps detected: rounds after a reconnect or a gap, by the snapshot's cause. */
-export interface GapCount {
-  readonly datasync: string
-  readonly cause: SnapshotCause
-  readonly count: number
-}
-
-/** A consumer's lag now: keys with changes waiting behind its unacknowledged events. */
-export interface LagGauge {
-  readonly datasync: string
-  readonly consumer: string
-  readonly lag: number
-}
-
-/** The distribution of a consumer's acknowledgement latency. */
-export interface AckLatency {
-  readonly datasync: string
-  readonly consumer: string
-  readonly kind: 'resync' | 'change'
-  /** Acknowledgements (failed ones included: a timeout counts at its timeout). */
-  readonly count: number
-  /** Their latencies added up, in seconds. */
-  readonly sumSeconds: number
-  /** Cumulative counts: how many took at most `le` seconds (the last bucket is `Infinity`). */
-  readonly buckets: readonly { readonly le: number; readonly count: number }[]
-}
-
-/** Acknowledgements that failed (timeout, `done(error)`), by the error's code. */
-export interface AckFailureCount {
-  readonly datasync: string
-  readonly consumer: string
-  readonly kind: 'resync' | 'change'
-  readonly code: string
-  readonly count: number
-}
-
-/** Errors reported on an orchestrator's `errors$`, by code. */
-export interface ErrorCount {
-  readonly datasync: string
-  readonly code: string
-  readonly count: number
-}
-
-/** Everything a {@link DatasyncMetrics} counted, at one moment. */
-export interface MetricsSnapshot {
-  readonly delivered: readonly DeliveredCount[]
-  readonly rounds: readonly RoundCount[]
-  readonly gaps: readonly GapCount[]
-  readonly lag: readonly LagGauge[]
-  readonly ackLatency: readonly AckLatency[]
-  readonly ackFailures: readonly AckFailureCount[]
-  readonly errors: readonly ErrorCount[]
-  /** Each tracked orchestrator's current state. */
-  readonly states: readonly { readonly datasync: string; readonly state: SyncState }[]
-  /** Each instrumented store's counts (see {@link DatasyncMetrics.instrument}). */
-  readonly stores: readonly StoreMetrics[]
-}
-
-/** The part of prom-client's `Registry` this library uses; cast it to merge registries. */
-export interface PrometheusRegistry {
-  metrics(): Promise<string>
-  readonly contentType: string
-}
-
-/** Options of {@link createMetrics}. */
-export interface MetricsOptions {
-  /** The prefix of every Prometheus metric name. @default 'rx_datasync_' */
-  readonly prefix?: string
-  /** The upper bounds of the ack latency histogram's buckets, in seconds. @default 0.001 to 60 */
-  readonly ackLatencyBuckets?: readonly number[]
-  /**
-   * Keep Prometheus metrics (through prom-client, loaded on creation when installed). False
-   * keeps only the Observable and `snapshot()`.
-   *
-   * @default true
-   */
-  readonly prometheus?: boolean
-  /** Where store snapshot durations are timed. @default asyncScheduler */
-  readonly scheduler?: SchedulerLike
-}
-
-/** The orchestrator streams metrics are built on: every `Datasync`. */
-export interface TrackedDatasync {
-  readonly activity$: Observable<SyncActivity>
-  readonly errors$: Observable<DatasyncError>
-  readonly status$: Observable<SyncStatus>
-}
-
-/** Counts what orchestrators do, as an Observable and as Prometheus text. */
-export interface DatasyncMetrics {
-  /**
-   * Counts an orchestrator's activity under `name` (the `datasync` label) from now on: subscribe
-   * before `start()`, since activity is not replayed. Unsubscribe the result to stop counting.
-   *
-   * @throws TypeError when the name is empty or already tracked.
-   */
-  track(name: string, datasync: TrackedDatasync): Subscription
-  /**
-   * Measures a store under `name` (the `store` label): reconnects (from its `status$`), watch
-   * restarts, each snapshot's duration, keys and bytes, and the current revision. Returns the
-   * same store with `watch` measured: give that one to `createDatasync`.
-   *
-   * @throws TypeError when the name is empty or already instrumented.
-   */
-  instrument<S extends KvStore<unknown>>(name: string, store: S): S
-  /** The current counts, then again after every change (hot changes, so throttle with `auditTime`). */
-  readonly metrics$: Observable<MetricsSnapshot>
-  /** The current counts. */
-  snapshot(): MetricsSnapshot
-  /**
-   * The Prometheus text exposition of this instance's own registry (never prom-client's global
-   * one).
-   *
-   * @throws Error (as a rejection) when prom-client is not installed or `prometheus` is false.
-   */
-  prometheus(): Promise<string>
-  /** The Content-Type of {@link DatasyncMetrics.prometheus}'s text. */
-  readonly contentType: string
-  /** This instance's prom-client registry, when there is one. */
-  readonly registry: PrometheusRegistry | undefined
-}
+export type {
+  AckFailureCount,
+  AckLatency,
+  DatasyncMetrics,
+  DeliveredCount,
+  ErrorCount,
+  GapCount,
+  KeyFailureCount,
+  LagGauge,
+  MetricsOptions,
+  MetricsSnapshot,
+  PrometheusRegistry,
+  RoundCount,
+  SnapshotSaves,
+  TrackedDatasync,
+} from './metrics-types.js'
 
 const DEFAULT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 const STATES: readonly SyncState[] = [
@@ -252,6 +122,14 @@ export function createMetrics(options: MetricsOptions = {}): DatasyncMetrics {
     number
   >(() => 0)
   const errors = new Series<{ datasync: string; code: string }, number>(() => 0)
+  const keyFailures = new Series<{ datasync: string; consumer: string }, number>(() => 0)
+  const saves = new Series<{ datasync: string }, Omit<SnapshotSaves, 'datasync'>>(() => ({
+    saves: 0,
+    seconds: 0,
+    keys: 0,
+    bytes: 0,
+    revision: 0n,
+  }))
   const states = new Map<string, SyncState>()
   const changes = new Subject<void>()
   const tracked = new Set<string>()
@@ -321,6 +199,28 @@ export function createMetrics(options: MetricsOptions = {}): DatasyncMetrics {
         gauges?.lag.set({ datasync, consumer }, activity.lag)
         break
       }
+      case 'key-failed': {
+        const { consumer } = activity
+        keyFailures.update({ datasync, consumer }, inc)
+        gauges?.keyFailures.inc({ datasync, consumer })
+        break
+      }
+      case 'persisted': {
+        const { keys, bytes, revision } = activity
+        const seconds = activity.ms / 1000
+        saves.update({ datasync }, (value) => ({
+          saves: value.saves + 1,
+          seconds: value.seconds + seconds,
+          keys,
+          bytes,
+          revision,
+        }))
+        gauges?.snapshotSaves.inc({ datasync })
+        gauges?.snapshotSaveSeconds.inc({ datasync }, seconds)
+        gauges?.snapshotBytes.set({ datasync }, bytes)
+        gauges?.snapshotKeys.set({ datasync }, keys)
+        break
+      }
     }
     changes.next()
   }
@@ -341,6 +241,8 @@ export function createMetrics(options: MetricsOptions = {}): DatasyncMetrics {
     })),
     ackFailures: ackFailures.list((labels, count) => ({ ...labels, count })),
     errors: errors.list((labels, count) => ({ ...labels, count })),
+    keyFailures: keyFailures.list((labels, count) => ({ ...labels, count })),
+    snapshotSaves: saves.list((labels, value) => ({ ...labels, ...value })),
     states: [...states].map(([datasync, state]) => ({ datasync, state })),
     stores: [...stores.values()].map((read) => read()),
   })

@@ -102,6 +102,36 @@ export function makePromMetrics(
       labelNames: ['datasync', 'code'] as const,
       registers,
     }),
+    keyFailures: new client.Counter({
+      name: `${prefix}key_failures_total`,
+      help: 'Keys a consumer named as failed; each is retried with backoff (waiting keys count in the lag).',
+      labelNames: ['datasync', 'consumer'] as const,
+      registers,
+    }),
+    snapshotSaves: new client.Counter({
+      name: `${prefix}snapshot_saves_total`,
+      help: 'Snapshots saved by persist.',
+      labelNames: ['datasync'] as const,
+      registers,
+    }),
+    snapshotSaveSeconds: new client.Counter({
+      name: `${prefix}snapshot_save_seconds_total`,
+      help: 'Time spent saving snapshots (encoding and writing).',
+      labelNames: ['datasync'] as const,
+      registers,
+    }),
+    snapshotBytes: new client.Gauge({
+      name: `${prefix}snapshot_bytes`,
+      help: 'The size of the last snapshot saved.',
+      labelNames: ['datasync'] as const,
+      registers,
+    }),
+    snapshotKeys: new client.Gauge({
+      name: `${prefix}snapshot_keys`,
+      help: 'The keys in the last snapshot saved.',
+      labelNames: ['datasync'] as const,
+      registers,
+    }),
     info: new client.Gauge({
       name: `${prefix}info`,
       help: 'rx-datasync itself: always 1, with its version and the Node.js version.',

@@ -39,19 +39,28 @@ export function backoffDelay(options: BackoffOptions, attempt: number): number {
 }
 
 /**
- * Checks backoff options given by a user (`what` names the option group in the message).
+ * Checks backoff options given by a user (`what` names the option group in the message, `names`
+ * the user's own name of a field where it differs, e.g. `{ firstMs: 'base', maxMs: 'cap' }`).
  *
  * @throws TypeError naming the field, what was expected and what came.
  */
-export function checkBackoff(what: string, options: BackoffOptions): BackoffOptions {
-  const positive = (field: string, value: number, min: number) => {
+export function checkBackoff(
+  what: string,
+  options: BackoffOptions,
+  names: { readonly firstMs?: string; readonly maxMs?: string } = {},
+): BackoffOptions {
+  const check = (field: string, value: number, min: number, unit: string, floor: string) => {
     if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
-      throw new TypeError(`${what}.${field}: expected a number of at least ${min}, got ${value}`)
+      throw new TypeError(
+        `${what}.${field}: expected a number of at least ${min}${unit}${floor}, got ${value}${unit}`,
+      )
     }
   }
-  positive('firstMs', options.firstMs, 0)
-  positive('maxMs', options.maxMs, options.firstMs)
-  if (options.factor !== undefined) positive('factor', options.factor, 1)
+  const first = names.firstMs ?? 'firstMs'
+  const ms = names.firstMs === undefined ? '' : ' ms'
+  check(first, options.firstMs, 0, ms, '')
+  check(names.maxMs ?? 'maxMs', options.maxMs, options.firstMs, ms, ` (the ${first})`)
+  if (options.factor !== undefined) check('factor', options.factor, 1, '', '')
   if (
     options.jitter !== undefined &&
     (typeof options.jitter !== 'number' || !(options.jitter >= 0 && options.jitter <= 1))

@@ -50,13 +50,17 @@ export function resolveSettings(options: DatasyncOptions): DatasyncSettings {
 }
 
 function resolveKeyRetry(options: NonNullable<DatasyncOptions['keyRetry']>): BackoffOptions {
-  return checkBackoff('keyRetry', {
-    firstMs: toMillis(options.base ?? '1s', 'keyRetry.base'),
-    maxMs: toMillis(options.cap ?? '5m', 'keyRetry.cap'),
-    factor: options.factor ?? 2,
-    jitter: options.jitter ?? DEFAULT_JITTER,
-    ...(options.random === undefined ? {} : { random: options.random }),
-  })
+  return checkBackoff(
+    'keyRetry',
+    {
+      firstMs: toMillis(options.base ?? '1s', 'keyRetry.base'),
+      maxMs: toMillis(options.cap ?? '5m', 'keyRetry.cap'),
+      factor: options.factor ?? 2,
+      jitter: options.jitter ?? DEFAULT_JITTER,
+      ...(options.random === undefined ? {} : { random: options.random }),
+    },
+    { firstMs: 'base', maxMs: 'cap' },
+  )
 }
 
 function resolvePersist(

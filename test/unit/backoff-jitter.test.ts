@@ -2,6 +2,7 @@ import { defer, throwError, type Observable } from 'rxjs'
 import { TestScheduler } from 'rxjs/testing'
 import { describe, expect, it } from 'vitest'
 import { backoffDelay, checkBackoff, retryWithBackoff } from '../../src/internal/backoff.js'
+import { createDatasync, createMemoryStore } from '../../src/index.js'
 
 /** A random source that returns the given numbers in turn. */
 function sequence(...values: number[]): () => number {
@@ -59,7 +60,14 @@ describe('backoff with jitter', () => {
 
   it('refuses options out of range, naming the field', () => {
     expect(() => checkBackoff('keyRetry', { firstMs: 10, maxMs: 5 })).toThrow(
-      'keyRetry.maxMs: expected a number of at least 10, got 5',
+      'keyRetry.maxMs: expected a number of at least 10 (the firstMs), got 5',
+    )
+    // With the user's names of the fields, in milliseconds.
+    expect(() =>
+      checkBackoff('keyRetry', { firstMs: 10, maxMs: 5 }, { firstMs: 'base', maxMs: 'cap' }),
+    ).toThrow('keyRetry.cap: expected a number of at least 10 ms (the base), got 5 ms')
+    expect(() => createDatasync(createMemoryStore(), { keyRetry: { base: '1h' } })).toThrow(
+      'keyRetry.cap: expected a number of at least 3600000 ms (the base), got 300000 ms',
     )
     expect(() => checkBackoff('keyRetry', { firstMs: 10, maxMs: 50, jitter: 2 })).toThrow(
       'keyRetry.jitter: expected a number from 0 to 1, got 2',

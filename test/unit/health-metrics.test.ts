@@ -1,7 +1,14 @@
 import { firstValueFrom, filter, lastValueFrom, take, timeout } from 'rxjs'
 import { register as globalRegistry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import { createDatasync, createMemoryStore, type Done, type KvStore } from '../../src/index.js'
+import {
+  createDatasync,
+  createMemoryStore,
+  failedKeys,
+  type Done,
+  type KvStore,
+  type SnapshotPersistence,
+} from '../../src/index.js'
 import { createMetrics, type MetricsSnapshot } from '../../src/health/index.js'
 import { createFaultStore, recordConsumer } from '../../src/testing/index.js'
 
@@ -178,6 +185,66 @@ describe('createMetrics', () => {
     ).toBe(1)
     sync.close()
     await store.close()
+  })
+
+  it('counts the keys consumers name as failed, and the snapshots persist saves', async () => {
+    const store = createMemoryStore<string>({ initial: { 'a/1': 'x' } })
+    const saved: Uint8Array[] = []
+    const to: SnapshotPersistence = {
+      name: 'in a test array',
+      load: () => Promise.resolve(undefined),
+      save: (data: Uint8Array) => {
+        saved.push(data)
+        return Promise.resolve()
+      },
+    }
+    const sync = createDatasync(store, {
+      persist: { to, every: 1 },
+      keyRetry: { base: '1h', cap: '1h' },
+    })
+    const metrics = createMetrics()
+    const tracking = metrics.track('main', sync)
+    const consumer = sync.register('a', { prefixes: ['a/'] })
+    // The first change of a/2 fails; everything else is applied.
+    let failed = false
+    consumer.events$.subscribe((event) => {
+      const bad = event.kind === 'change' && event.changes.some((change) => change.key === 'a/2')
+      if (bad && !failed) {
+        failed = true
+        event.done(failedKeys({ 'a/2': new Error('device busy') }))
+      } else event.done()
+    })
+    sync.start()
+    await firstValueFrom(sync.status$.pipe(filter((status) => status.state === 'in-sync')))
+    await put(store, 'a/2', 'y')
+    const counted = await firstValueFrom(
+      metrics.metrics$.pipe(
+        // Nothing changes after a/2: the save at the store's revision is the last one.
+        filter(
+          (m) =>
+            m.keyFailures.length > 0 &&
+            m.snapshotSaves.some((saves) => saves.revision === store.revision()),
+        ),
+        timeout(10_000),
+      ),
+    )
+    expect(counted.keyFailures).toEqual([{ datasync: 'main', consumer: 'a', count: 1 }])
+    const [saves] = counted.snapshotSaves
+    expect(saves).toMatchObject({ datasync: 'main', saves: saved.length })
+    expect(saves?.bytes).toBe(saved.at(-1)?.length)
+    expect(saves?.keys).toBeGreaterThanOrEqual(1)
+    const text = await metrics.prometheus()
+    expect(
+      sample(text, 'rx_datasync_key_failures_total', { datasync: 'main', consumer: 'a' }),
+    ).toBe(1)
+    expect(sample(text, 'rx_datasync_snapshot_saves_total', { datasync: 'main' })).toBe(
+      saved.length,
+    )
+    expect(sample(text, 'rx_datasync_snapshot_bytes', { datasync: 'main' })).toBe(
+      saved.at(-1)?.length,
+    )
+    tracking.unsubscribe()
+    sync.close()
   })
 
   it('keeps a registry per instance, never the global one', async () => {
