@@ -110,6 +110,17 @@ export function createNatsStore(options: NatsStoreOptions = {}): NatsStore {
     capabilities: CAPABILITIES,
     status$: edge.health.status$,
 
+    // The bucket's stream and when it was made: a bucket deleted and made again (its sequences
+    // start over) or another server's bucket of the same name is another store.
+    identity: () =>
+      edge.op('read the bucket identity', () =>
+        call(async (handles) => {
+          const { config, created, cluster } = await handles.jsm.streams.info(handles.stream)
+          const where = cluster?.name === undefined ? '' : ` cluster ${cluster.name}`
+          return `nats stream ${config.name} created ${created}${where}`
+        }),
+      ),
+
     activeConsumers(): Observable<number> {
       return edge.op('consumer count', () =>
         call(

@@ -200,6 +200,21 @@ export function createPostgresStore(options: PostgresStoreOptions = {}): Postgre
     capabilities: CAPABILITIES,
     status$,
 
+    // Another server (its system identifier), another database, or the table dropped and made
+    // again (new oids): another store, whose revisions say nothing about this one's.
+    identity: () =>
+      run('read the store identity', async (client) => {
+        const result = await client.query<{ system: string; database: string; oids: string }>(
+          `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system,
+             current_database() AS database,
+             $1::text::regclass::oid || '/' || $2::text::regclass::oid AS oids`,
+          [table.log, table.meta],
+        )
+        const row = result.rows[0]
+        if (row === undefined) throw new Error('the identity query returned no row')
+        return `postgres system ${row.system} database ${row.database} table ${table.name} (oids ${row.oids})`
+      }),
+
     watch(
       prefixes: readonly string[],
       watchOptions?: WatchOptions,
