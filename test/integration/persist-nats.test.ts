@@ -189,4 +189,30 @@ describe('persist on nats', () => {
     expect(run.labels('a')).toEqual(['R(restored) a/1=one a/2=two', 'C(live) a/3:x>three'])
     expect(run.errors()).toEqual([])
   })
+
+  it('the same bucket, down at start: restored once the first identity attempt timed out, then resumed', async () => {
+    const { file } = await saved('persist_down')
+    const writer = storeOn(server, 'persist_down')
+    const three = await put(writer, 'a/3', 'three')
+    await server.stop()
+
+    const started = performance.now()
+    const run = start(storeOn(server, 'persist_down'), file)
+    await run.waitFor('the restored resync', (m) => m.type === 'event' && m.label.startsWith('R('))
+    const took = performance.now() - started
+    console.log(`restored while the server is down: in ${Math.round(took)} ms`)
+    // The client keeps trying to connect until connectTimeout + requestTimeout (2 s + 3 s).
+    expect(took).toBeLessThan(8_000)
+    expect(run.labels('a')).toEqual(['R(restored) a/1=one a/2=two'])
+    await server.start()
+    await run.waitFor('the change', (m) => m.type === 'event' && m.label === 'C(live) a/3:x>three')
+    await run.saved(three)
+    expect(run.labels('a')).toEqual(['R(restored) a/1=one a/2=two', 'C(live) a/3:x>three'])
+    // The first identity attempt's timeout degrades the store's status (reported, as any failed
+    // operation's would be); nothing about the snapshot is.
+    for (const error of run.errors()) {
+      expect(error.message).toMatch(/^nats: read the bucket identity: no answer from .* in time$/)
+      expect(isRetryable(error)).toBe(true)
+    }
+  })
 })

@@ -210,4 +210,25 @@ describe('persist on postgres', () => {
     expect(run.labels('a')).toEqual(['R(restored) a/1=one a/2=two', 'C(live) a/3:x>three'])
     expect(run.errors()).toEqual([])
   })
+
+  it('the same store, down at start: restored at once, then resumed when it is up', async () => {
+    const { file } = await saved('persist_down')
+    const writer = storeOn(server, 'persist_down')
+    const three = await put(writer, 'a/3', 'three')
+    await server.kill()
+
+    const started = performance.now()
+    const run = start(storeOn(server, 'persist_down'), file)
+    await run.waitFor('the restored resync', (m) => m.type === 'event' && m.label.startsWith('R('))
+    const took = performance.now() - started
+    console.log(`restored while the server is down: in ${Math.round(took)} ms`)
+    // A refused connection fails the first identity attempt at once.
+    expect(took).toBeLessThan(2_000)
+    expect(run.labels('a')).toEqual(['R(restored) a/1=one a/2=two'])
+    await server.start()
+    await run.waitFor('the change', (m) => m.type === 'event' && m.label === 'C(live) a/3:x>three')
+    await run.saved(three)
+    expect(run.labels('a')).toEqual(['R(restored) a/1=one a/2=two', 'C(live) a/3:x>three'])
+    expect(run.errors()).toEqual([])
+  })
 })
