@@ -1,4 +1,4 @@
-import { defer, map, type Observable } from 'rxjs'
+import { EMPTY, catchError, defer, map, mergeMap, of, throwError, type Observable } from 'rxjs'
 import type { KeyValue, StoreEvent } from '../../core/events.js'
 import type {
   DeleteOptions,
@@ -12,7 +12,7 @@ import type {
 import { StoreEdge } from '../../internal/edge.js'
 import { encodeValue, fromWireKeyValue, parseRevision, type WireKeyValue } from '../wire.js'
 import { NAME, check, resolveClientOptions, type HttpStoreOptions } from './options.js'
-import { httpErrorMapper, request } from './request.js'
+import { HttpFailure, httpErrorMapper, request } from './request.js'
 import { watchOverHttp } from './watch.js'
 
 /**
@@ -50,6 +50,25 @@ export function createHttpStore(url: string, options: HttpStoreOptions = {}): Kv
     name: NAME,
     capabilities: settings.capabilities,
     status$: edge.health.status$,
+
+    // The served store's identity (its revisions are the ones this store gives): none when it
+    // has none, or when the server is older than the route (its 404 would otherwise close the
+    // store as "not a rx-datasync server").
+    identity: () =>
+      edge
+        .op('read the served store identity', () =>
+          request(settings, 'GET', '/v1/identity', {}).pipe(
+            catchError((raw: unknown) =>
+              raw instanceof HttpFailure && raw.status === 404 ? of({}) : throwError(() => raw),
+            ),
+          ),
+        )
+        .pipe(
+          mergeMap((answer) => {
+            const identity = (answer as { identity?: unknown }).identity
+            return typeof identity === 'string' ? of(identity) : EMPTY
+          }),
+        ),
 
     watch(
       prefixes: readonly string[],

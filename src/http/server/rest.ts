@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import { lastValueFrom } from 'rxjs'
+import { firstValueFrom, lastValueFrom } from 'rxjs'
 import type { Duration } from '../../core/duration.js'
 import type { KvStore, TxnCondition, TxnOp } from '../../core/store.js'
 import { decodeValue, parseRevision, toWireKeyValue } from '../wire.js'
@@ -78,6 +78,14 @@ export function restOperations(store: KvStore, access: Access) {
     async list(prefix: string) {
       const items = await lastValueFrom(store.list(prefix))
       return { items: items.filter((item) => access.canRead(item.key)).map(toWireKeyValue) }
+    },
+    // Asked at each request: a bucket or table made again behind a running server shows.
+    async identity() {
+      const identity = store.identity?.()
+      return {
+        identity:
+          identity === undefined ? null : await firstValueFrom(identity, { defaultValue: null }),
+      }
     },
     async listKeys(prefix: string) {
       const keys = await lastValueFrom(store.listKeys(prefix))

@@ -40,6 +40,7 @@ export interface StoreServer {
  * - `GET /v1/list?prefix=P` → `{ items }`; `GET /v1/keys?prefix=P` → `{ keys }`
  * - `POST /v1/txn` with `{ ops, conditions? }` → `{ succeeded, revision }`
  * - `GET /v1/watch?prefix=P[&prefix=Q…]` (header `Last-Event-ID: R` to resume) → SSE
+ * - `GET /v1/identity` → `{ identity }`: the served store's `identity()`, or null without one
  * - `GET /v1/health` → `{ state, clients }`, 200 when the upstream watch is live, else 503
  * - `GET /metrics` → Prometheus text (needs prom-client)
  *
@@ -128,7 +129,7 @@ export async function serveStore(
       response.end(text)
       return undefined
     }
-    const known = ['/v1/kv', '/v1/list', '/v1/keys', '/v1/txn', '/v1/watch']
+    const known = ['/v1/kv', '/v1/list', '/v1/keys', '/v1/txn', '/v1/watch', '/v1/identity']
     if (!known.includes(url.pathname)) {
       throw new HttpError(
         404,
@@ -152,6 +153,8 @@ export async function serveStore(
         return [200, await rest.list(param(query, 'prefix'))]
       case 'GET /v1/keys':
         return [200, await rest.listKeys(param(query, 'prefix'))]
+      case 'GET /v1/identity':
+        return [200, await rest.identity()]
       case 'POST /v1/txn':
         return [200, await rest.txn(await readJson(request, settings.maxBodyBytes))]
       case 'GET /v1/watch': {
