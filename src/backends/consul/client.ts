@@ -2,7 +2,17 @@ import { EventEmitter } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import http from 'node:http'
 import https from 'node:https'
-import { Observable, catchError, defer, from, of, switchMap, throwError, timeout } from 'rxjs'
+import {
+  Observable,
+  catchError,
+  defer,
+  from,
+  of,
+  retry,
+  switchMap,
+  throwError,
+  timeout,
+} from 'rxjs'
 import { ClosedError, ConfigError, type DatasyncError } from '../../core/errors.js'
 import { Consul } from './consul-package.js'
 import { NAME, timeoutError } from './errors.js'
@@ -108,6 +118,7 @@ export class ConsulHttp {
             : { index: blocking.index.toString(), wait: `${blocking.waitMs}ms` }),
         }),
       listingOf,
+      IDEMPOTENT,
     )
   }
 
@@ -119,6 +130,7 @@ export class ConsulHttp {
       'calls',
       (api, ctx) => api.kv.get({ ...this.common(ctx), key, buffer: true }),
       entryAnswerOf,
+      IDEMPOTENT,
     )
   }
 
@@ -136,6 +148,7 @@ export class ConsulHttp {
           throw error
         }),
       keysOf,
+      IDEMPOTENT,
     )
   }
 
@@ -147,6 +160,7 @@ export class ConsulHttp {
       'calls',
       (api, ctx) => api.kv.del({ ...this.writing(ctx), key: prefix, recurse: true }),
       () => undefined,
+      IDEMPOTENT,
     )
   }
 
@@ -200,6 +214,7 @@ export class ConsulHttp {
       'calls',
       (api, ctx) => api.session.destroy({ ...this.writing(ctx), id }),
       () => undefined,
+      IDEMPOTENT,
     )
   }
 
@@ -211,6 +226,7 @@ export class ConsulHttp {
       'calls',
       (api, ctx) => api.status.leader({ ...this.common(ctx) }),
       leaderOf,
+      IDEMPOTENT,
     )
   }
 
@@ -236,6 +252,7 @@ export class ConsulHttp {
     lane: keyof Clients,
     invoke: (api: ConsulApi, ctx: Context) => Promise<unknown>,
     parse: (answer: Answer) => T,
+    idempotent = false,
   ): Observable<T> {
     return defer(() =>
       this.ready !== undefined && !this.closed ? of(this.ready) : from(this.connect()),
@@ -271,6 +288,13 @@ export class ConsulHttp {
             }
           }),
       ),
+      // A kept-alive connection that the agent or the network closed while it was idle fails
+      // at its next request (ECONNRESET, EPIPE) with no answer: a request that may run twice
+      // goes again once, on a new connection, within the same timeout.
+      retry({
+        count: idempotent ? 1 : 0,
+        delay: (error: unknown) => (isStaleConnection(error) ? of(0) : throwError(() => error)),
+      }),
       timeout({
         first: timeoutMs,
         scheduler: this.settings.scheduler,
@@ -357,4 +381,13 @@ async function createClients(settings: Settings): Promise<Clients> {
 
 function consistencyOf(mode: Settings['consistency']): object {
   return mode === 'consistent' ? { consistent: true } : mode === 'stale' ? { stale: true } : {}
+}
+
+/** A request that may run twice with the same outcome (reads, deletes): see `request`. */
+const IDEMPOTENT = true
+
+/** Whether a request failed on a connection that was closed under it, before any answer. */
+function isStaleConnection(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code
+  return code === 'ECONNRESET' || code === 'EPIPE'
 }
