@@ -19,7 +19,13 @@ import {
   startNats,
   type NatsServer,
 } from '../servers/nats.js'
-import { isIdentityError, persistRun, type PersistRun } from '../support/persist-run.js'
+import {
+  identityFailure,
+  identityOf,
+  isIdentityError,
+  persistRun,
+  type PersistRun,
+} from '../support/persist-run.js'
 
 const encode = (text: string) => new TextEncoder().encode(text)
 
@@ -47,8 +53,6 @@ function storeOn(on: NatsServer, bucket: string): NatsStore {
   closers.push(() => store.close())
   return store
 }
-
-const identityOf = (store: NatsStore) => firstValueFrom(store.identity!())
 
 async function put(store: NatsStore, key: string, value: string): Promise<Revision> {
   const result = await firstValueFrom(store.txn([{ op: 'put', key, value: encode(value) }]))
@@ -92,16 +96,10 @@ describe('nats identity()', () => {
     const store = storeOn(server, 'ident_down')
     const known = await identityOf(store)
     const failure = async (asked: NatsStore) => {
-      const started = performance.now()
-      const error = await identityOf(asked).then(
-        () => new Error('it answered'),
-        (raised: unknown) => raised,
-      )
-      const took = performance.now() - started
-      console.log(`identity while down: ${(error as Error).message} in ${Math.round(took)} ms`)
+      const { error, ms } = await identityFailure(asked)
       expect(isRetryable(error)).toBe(true)
       expect((error as Error).message).toMatch(/read the bucket identity/)
-      return took
+      return ms
     }
     // SIGSTOP: the connection stays open, nothing answers; the request timeout (3 s) ends it.
     await server.pause()

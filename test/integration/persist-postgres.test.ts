@@ -13,7 +13,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createPostgresStore, type PostgresStore } from '../../src/backends/postgres/index.js'
 import { isRetryable, type Duration, type Revision } from '../../src/index.js'
 import { startPostgres, type PostgresServer } from '../servers/postgres.js'
-import { isIdentityError, persistRun, type PersistRun } from '../support/persist-run.js'
+import {
+  identityFailure,
+  identityOf,
+  isIdentityError,
+  persistRun,
+  type PersistRun,
+} from '../support/persist-run.js'
 
 const encode = (text: string) => new TextEncoder().encode(text)
 
@@ -53,8 +59,6 @@ function storeOn(
   closers.push(() => store.close())
   return store
 }
-
-const identityOf = (store: PostgresStore) => firstValueFrom(store.identity!())
 
 async function put(store: PostgresStore, key: string, value: string): Promise<Revision> {
   const result = await firstValueFrom(store.txn([{ op: 'put', key, value: encode(value) }]))
@@ -101,16 +105,10 @@ describe('postgres identity()', () => {
     })
     const known = await identityOf(store)
     const failure = async (asked: PostgresStore) => {
-      const started = performance.now()
-      const error = await identityOf(asked).then(
-        () => new Error('it answered'),
-        (raised: unknown) => raised,
-      )
-      const took = performance.now() - started
-      console.log(`identity while down: ${(error as Error).message} in ${Math.round(took)} ms`)
+      const { error, ms } = await identityFailure(asked)
       expect(isRetryable(error)).toBe(true)
       expect((error as Error).message).toMatch(/read the store identity/)
-      return took
+      return ms
     }
     // SIGSTOP: connections open, nothing answers; the operation timeout (2 s) ends it.
     await server.pause()

@@ -97,3 +97,26 @@ function show(messages: readonly RunMessage[]): string {
         : value,
   )
 }
+
+/** A store's identity: its one answer. */
+export function identityOf(store: KvStore): Promise<string> {
+  if (store.identity === undefined) {
+    return Promise.reject(new Error(`the ${store.name} store has no identity()`))
+  }
+  return firstValueFrom(store.identity())
+}
+
+/**
+ * Asks `store` its identity while its server cannot answer: resolves with the failure and how
+ * long it took (ms), printing both; an answer is returned as an Error saying so.
+ */
+export async function identityFailure(store: KvStore): Promise<{ error: unknown; ms: number }> {
+  const started = performance.now()
+  const error = await identityOf(store).then(
+    () => new Error('it answered'),
+    (raised: unknown) => raised,
+  )
+  const ms = performance.now() - started
+  console.log(`identity while down: ${(error as Error).message} in ${Math.round(ms)} ms`)
+  return { error, ms }
+}
