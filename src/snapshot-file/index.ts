@@ -4,7 +4,8 @@
  * `webStoragePersistence` (localStorage) from the core, or in IndexedDB with its own
  * `SnapshotPersistence`.
  */
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { Buffer } from 'node:buffer'
+import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import type { SnapshotPersistence } from '../sync/types.js'
 
@@ -52,13 +53,17 @@ export function fileSnapshotPersistence(
   return {
     name: `file ${path}`,
     async load() {
+      let file
       try {
-        // Bytes: the checksum is taken over them as they are, with no decoding first.
-        const data = await readFile(path)
-        return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+        file = await open(path, 'r')
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
         throw error
+      }
+      try {
+        return await readWhole(file)
+      } finally {
+        await file.close()
       }
     },
     async save(data: Uint8Array) {
@@ -80,6 +85,24 @@ export function fileSnapshotPersistence(
       await syncDirectory(directory)
     },
   }
+}
+
+/**
+ * The bytes of an open file (the checksum is taken over them as they are, with no decoding
+ * first), read into one buffer of the file's size: `readFile` reads in 512 KiB chunks and joins
+ * them, which costs a copy and tens of ms at the 11 MB of 100k keys. A save replaces the file by
+ * a rename, so the open file does not change under the read.
+ */
+async function readWhole(file: FileHandle): Promise<Uint8Array> {
+  const { size } = await file.stat()
+  const data = Buffer.allocUnsafe(size)
+  let at = 0
+  while (at < size) {
+    const { bytesRead } = await file.read(data, at, size - at, at)
+    if (bytesRead === 0) break
+    at += bytesRead
+  }
+  return new Uint8Array(data.buffer, data.byteOffset, at)
 }
 
 /** Flushes a directory's entries (the rename) to disk; not every platform allows it. */

@@ -374,6 +374,11 @@ export class ConsumerState<R, T> {
     return this.#view.replace(items, (key) => this.matches(key))
   }
 
+  /** The round ended: the view given by its resync is made a map now (see `ConsumerView`). */
+  settleView(): void {
+    this.#view.settle()
+  }
+
   /**
    * The changes that bring the view to this consumer's part of a snapshot, applied to the view;
    * the keys waiting for a retry come along (their backoff starts again), with `prev` what the

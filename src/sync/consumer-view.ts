@@ -34,7 +34,15 @@ export class ConsumerView<R, T> {
   readonly decodeMode: 'eager' | 'lazy'
   readonly #report: (error: CodecError) => void
   readonly #storeName: string | undefined
-  #view = new Map<string, Held<R, T>>()
+  /** The view by key, or undefined while it is still `#given` (see `#map`). */
+  #view: Map<string, Held<R, T>> | undefined = new Map()
+  /**
+   * The last resync's items, while the view is not a map yet: a resync of 100k keys does not
+   * insert them into a map, nor hash each value, before the consumer gets them (the first view
+   * waits for nothing it does not need); the map is made at the first operation that reads the
+   * view, or when the round ends (`settle`), so the raw values are not kept longer.
+   */
+  #given: Given<R, T> | undefined
 
   constructor(options: ConsumerViewOptions<R, T>) {
     this.name = options.name
@@ -46,12 +54,12 @@ export class ConsumerView<R, T> {
 
   /** Whether the view holds `key`. */
   holdsKey(key: string): boolean {
-    return this.#view.has(key)
+    return this.#map().has(key)
   }
 
   /** Whether the view holds `key` written at `revision` or later, or holding the value `raw`. */
   holdsAt(key: string, revision: Revision, raw: R): boolean {
-    const held = this.#view.get(key)
+    const held = this.#map().get(key)
     if (held === undefined) return false
     if (held.revision >= revision) return true
     if (held.raw !== undefined) return valuesEqual(held.raw, raw)
@@ -60,50 +68,71 @@ export class ConsumerView<R, T> {
 
   /** The keys of the view under `prefix`. */
   keysUnder(prefix: string): string[] {
-    return [...this.#view.keys()].filter((key) => key.startsWith(prefix))
+    return [...this.#map().keys()].filter((key) => key.startsWith(prefix))
   }
 
   /**
    * Replaces the view with this consumer's part of a snapshot, for its full resync; returns the
-   * items to deliver.
+   * items to deliver. The view stays a list of what was given until something reads it (`#map`).
    */
   replace(items: readonly KeyValue<R>[], matches: (key: string) => boolean): KeyValue<T>[] {
-    const previous = this.#view
-    this.#view = new Map()
+    // The view before, looked up only when needed: a lazy consumer's cells kept, a last good
+    // value (P6). An empty one (the first resync) is never made into a map.
+    const before = this.#given
+    let previous = this.#view
+    const empty = before === undefined ? previous?.size === 0 : before.raws.length === 0
+    const lookup = (key: string): Held<R, T> | undefined =>
+      empty ? undefined : (previous ??= viewOf(before as Given<R, T>, this)).get(key)
+    const given: Given<R, T> = { raws: [], values: [], kept: undefined }
+    this.#view = undefined
+    this.#given = given
     const out: KeyValue<T>[] = []
     for (const item of items) {
       if (!matches(item.key)) continue
       if (this.decodeMode === 'lazy') {
         // Nothing is decoded here: that is the point of lazy mode. A value the consumer already
         // holds (same bytes) keeps its cell, so it is not decoded a second time.
-        const held = previous.get(item.key)
+        const held = lookup(item.key)
         const value =
           held && valuesEqual(held.raw, item.value)
             ? (held.value as Decoded<R, T>)
             : Decoded.later<R, T>(this, item.key, item.value)
-        this.#view.set(item.key, {
-          raw: item.value,
-          fingerprint: 0,
-          value,
-          revision: item.revision,
-        })
+        given.raws.push(item)
+        given.values.push(value)
         out.push(lazyItem(item.key, value, item.revision))
         continue
       }
       const value = this.#decode(item.key, item.value)
       if (value !== FAILED) {
-        this.#view.set(item.key, this.#held(item.value, value, item.revision))
+        given.raws.push(item)
+        given.values.push(value)
         out.push({ key: item.key, value, revision: item.revision })
       } else {
         // Keep the last good value of an undecodable key (P6).
-        const held = previous.get(item.key)
+        const held = lookup(item.key)
         if (held) {
-          this.#view.set(item.key, held)
+          ;(given.kept ??= new Map()).set(item.key, held)
+          given.raws.push(item)
+          given.values.push(held.value)
           out.push({ key: item.key, value: held.value as T, revision: held.revision })
         }
       }
     }
     return out
+  }
+
+  /** Makes the view a map now (the round ended): the raw values of the resync are let go. */
+  settle(): void {
+    this.#map()
+  }
+
+  /** The view as a map, made from the last resync's items the first time it is needed. */
+  #map(): Map<string, Held<R, T>> {
+    if (this.#view === undefined) {
+      this.#view = viewOf(this.#given as Given<R, T>, this)
+      this.#given = undefined
+    }
+    return this.#view
   }
 
   /** The changes that bring the view to this consumer's part of a snapshot, applied to the view. */
@@ -117,7 +146,7 @@ export class ConsumerView<R, T> {
     for (const item of items) {
       if (!matches(item.key)) continue
       seen.add(item.key)
-      const held = this.#view.get(item.key)
+      const held = this.#map().get(item.key)
       if (held && this.#unchanged(held, item)) continue
       const applied = this.apply({
         op: 'put',
@@ -127,7 +156,7 @@ export class ConsumerView<R, T> {
       })
       if (applied) out.push(applied)
     }
-    for (const key of [...this.#view.keys()]) {
+    for (const key of [...this.#map().keys()]) {
       if (seen.has(key)) continue
       const applied = this.apply({ op: 'delete', key, revision })
       if (applied) out.push(applied)
@@ -153,16 +182,9 @@ export class ConsumerView<R, T> {
     return value === FAILED || valuesEqual(held.value, value)
   }
 
-  /** What the view keeps of a decoded value (eager mode): its bytes as a fingerprint. */
-  #held(raw: R, value: T, revision: Revision): Held<R, T> {
-    return raw instanceof Uint8Array
-      ? { raw: undefined, fingerprint: fingerprintOf(raw), value, revision }
-      : { raw, fingerprint: 0, value, revision }
-  }
-
   snapshot(): Snapshot<T> {
     return createSnapshot(
-      [...this.#view].map(([key, held]) =>
+      [...this.#map()].map(([key, held]) =>
         this.decodeMode === 'lazy'
           ? lazyItem(key, held.value as Decoded<R, T>, held.revision)
           : { key, value: held.value as T, revision: held.revision },
@@ -176,7 +198,7 @@ export class ConsumerView<R, T> {
    * applied (`applied`). Undefined when there is nothing to bring: gone, and never applied.
    */
   retryChange(key: string, applied: Applied<T>, revision: Revision): Change<T> | undefined {
-    const held = this.#view.get(key)
+    const held = this.#map().get(key)
     if (held === undefined) {
       if (!applied.has) return undefined
       return {
@@ -225,11 +247,12 @@ export class ConsumerView<R, T> {
 
   /** Applies one store change to the view; the consumer's change, or undefined when there is none. */
   apply(change: Change<R>): Change<T> | undefined {
-    const held = this.#view.get(change.key)
+    const view = this.#map()
+    const held = view.get(change.key)
     if (change.op === 'delete') {
       // A delete of a key this consumer never held carries nothing to remove.
       if (!held) return undefined
-      this.#view.delete(change.key)
+      view.delete(change.key)
       if (this.decodeMode === 'lazy') {
         return lazyDelete(change.key, held.value as Decoded<R, T>, change.revision)
       }
@@ -239,7 +262,7 @@ export class ConsumerView<R, T> {
       // prev is the cell this consumer was given for the key: read, it is the value it saw,
       // decoded once for the view and every event (P2).
       const value = Decoded.later<R, T>(this, change.key, change.value)
-      this.#view.set(change.key, {
+      view.set(change.key, {
         raw: change.value,
         fingerprint: 0,
         value,
@@ -249,7 +272,7 @@ export class ConsumerView<R, T> {
     }
     const value = this.#decode(change.key, change.value)
     if (value === FAILED) return undefined
-    this.#view.set(change.key, this.#held(change.value, value, change.revision))
+    view.set(change.key, heldOf(change.value, value, change.revision))
     return held
       ? {
           op: 'put',
@@ -270,4 +293,43 @@ export class ConsumerView<R, T> {
       return FAILED
     }
   }
+}
+
+/**
+ * A resync's part as given, in order: each item from the snapshot and its value as given
+ * (decoded, or a lazy consumer's cell); `kept` the keys whose new value did not decode, with the
+ * last good one the consumer got instead (P6).
+ */
+interface Given<R, T> {
+  readonly raws: KeyValue<R>[]
+  readonly values: (T | Decoded<R, T>)[]
+  kept: Map<string, Held<R, T>> | undefined
+}
+
+/** The view a resync gave, as a map, in the order given (what `diff` and `snapshot` walk). */
+function viewOf<R, T>(
+  given: Given<R, T>,
+  consumer: { readonly decodeMode: 'eager' | 'lazy' },
+): Map<string, Held<R, T>> {
+  const view = new Map<string, Held<R, T>>()
+  const { raws, values, kept } = given
+  const lazy = consumer.decodeMode === 'lazy'
+  for (let i = 0; i < raws.length; i++) {
+    const item = raws[i] as KeyValue<R>
+    const value = values[i] as T | Decoded<R, T>
+    const held =
+      kept?.get(item.key) ??
+      (lazy
+        ? { raw: item.value, fingerprint: 0, value, revision: item.revision }
+        : heldOf(item.value, value as T, item.revision))
+    view.set(item.key, held)
+  }
+  return view
+}
+
+/** What the view keeps of a decoded value (eager mode): its bytes as a fingerprint. */
+function heldOf<R, T>(raw: R, value: T, revision: Revision): Held<R, T> {
+  return raw instanceof Uint8Array
+    ? { raw: undefined, fingerprint: fingerprintOf(raw), value, revision }
+    : { raw, fingerprint: 0, value, revision }
 }

@@ -35,7 +35,14 @@ export function resyncRound<R>(
   round: Round<R>,
   courier: Courier,
 ): Observable<never> {
-  return concat(...states.map((state) => step(state, round, courier)))
+  return concat(
+    ...states.map((state) => step(state, round, courier)),
+    // The views given are made maps once every consumer has its event, not before.
+    defer(() => {
+      for (const state of states) state.settleView()
+      return EMPTY
+    }),
+  )
 }
 
 /**
