@@ -247,6 +247,15 @@ async function run(mode: 'http' | 'etcd') {
     'p50/p99 ms from ack': stat(rows.map((row) => row.last - row.ack)),
     'p50/p99 ms from put call': stat(rows.map((row) => row.last - row.call)),
     'put call to ack': stat(rows.map((row) => row.ack - row.call)),
+    // The tail's writes: its latency from the ack, and when it came (seconds into the run).
+    'slowest 5 (ms from ack @ s)': [...rows]
+      .sort((a, b) => b.last - b.ack - (a.last - a.ack))
+      .slice(0, 5)
+      .map(
+        (row) =>
+          `${(row.last - row.ack).toFixed(1)} @ ${((row.call - rows[0]!.call) / 1000).toFixed(2)}`,
+      )
+      .join(', '),
     ...(mode === 'http'
       ? {
           'server got, from put call': stat(marked.map((row) => row.mark!.got - row.call)),

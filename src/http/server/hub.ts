@@ -116,7 +116,7 @@ export class Hub {
       interval(this.settings.heartbeatMs, this.settings.scheduler).subscribe(() => {
         if (!this.ready) return
         const shared = {}
-        for (const session of this.sessions) session.progress(this.#revision, shared)
+        for (const session of this.sessions) session.heartbeat(this.#revision, shared)
       }),
     )
   }

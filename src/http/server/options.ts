@@ -58,7 +58,11 @@ export interface HttpServerOptions {
   readonly historySize?: number
   /** Items per snapshot chunk. @default 500 */
   readonly snapshotChunk?: number
-  /** How often an idle stream gets a heartbeat (and its resume position). @default '15s' */
+  /**
+   * How often an idle stream gets a heartbeat (and its resume position): at each tick, a stream
+   * that was written nothing since the previous one. A busy stream gets none: its data keeps it
+   * alive, and the server writes no more to it. @default '15s'
+   */
   readonly heartbeat?: Duration
   /**
    * A new watch's snapshot reflects every write completed before it was asked for: the hub

@@ -192,6 +192,9 @@ export async function serveStore(
             `the server has its maximum of ${settings.maxClients} watch clients`,
           )
         }
+        // Not chunked: the stream ends when its connection closes (Node then says `Connection:
+        // close`), so each frame goes to the socket as it is (see `Session`).
+        response.useChunkedEncodingByDefault = false
         response.writeHead(200, {
           'content-type': 'text/event-stream; charset=utf-8',
           'cache-control': 'no-store',

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Change, KeyValue, SnapshotCause } from '../../core/events.js'
 import type { Revision } from '../../core/revision.js'
 import { matchesAny } from '../../core/snapshot.js'
@@ -65,7 +66,10 @@ const SESSION = Symbol('session')
  *
  * An idle session costs the server little: the options object is the server's (shared), the
  * access the token's (cached), and the close listener one function for every response; a batch
- * costs it one write of a shared Buffer.
+ * costs it one write of a shared Buffer, straight to the socket: the stream's response is not
+ * chunked (its end is the connection's close, see `serveStore`), so its body is the frames as
+ * they are, and a write to the response would only add a cork, a tick and the response's
+ * bookkeeping per client and batch.
  */
 export class Session {
   /** The revision of the last event with an id written to the stream. */
@@ -75,6 +79,10 @@ export class Session {
   /** Frames that wait for the snapshot to be written (allocated when one does). */
   #queue: [string | Buffer, Revision | undefined][] | undefined
   #queueBytes = 0
+  /** The response's connection, written to directly once the headers went out. */
+  readonly #socket: Socket
+  /** Something was written since the heartbeat's last tick (see `heartbeat`). */
+  #wrote = false
 
   constructor(
     readonly response: ServerResponse,
@@ -87,6 +95,8 @@ export class Session {
   ) {
     ;(response as ServerResponse & { [SESSION]?: Session })[SESSION] = this
     response.on('close', onResponseClose)
+    if (response.socket === null) throw new Error('a watch response without its connection')
+    this.#socket = response.socket
   }
 
   /** Whether a key is watched by this client and readable by its token. */
@@ -106,7 +116,7 @@ export class Session {
 
   /** Bytes waiting to be sent to this client. */
   get buffered(): number {
-    return this.#queueBytes + this.response.writableLength
+    return this.#queueBytes + this.#socket.writableLength
   }
 
   /** Sends a snapshot (items already filtered, sorted), in chunks. */
@@ -149,6 +159,18 @@ export class Session {
     }
     const kept = changes.filter((change) => this.sees(change.key))
     this.#write(changesFrame(revision, kept), revision)
+  }
+
+  /**
+   * The heartbeat's tick: a stream written to since the last tick is alive and skipped (a busy
+   * server writes nothing more to it); an idle one gets `progress`.
+   */
+  heartbeat(revision: Revision, shared: SharedFrame): void {
+    if (this.#wrote) {
+      this.#wrote = false
+      return
+    }
+    this.progress(revision, shared)
   }
 
   /**
@@ -211,7 +233,8 @@ export class Session {
     counters.eventsSent++
     counters.bytesSent += byteLength(frame)
     if (id !== undefined) this.lastId = id
-    return this.response.write(frame)
+    this.#wrote = true
+    return this.#socket.write(frame)
   }
 
   #checkLimit(): void {
@@ -248,13 +271,14 @@ export class Session {
 
   #drained(): Promise<void> {
     return new Promise((resolve) => {
+      const socket = this.#socket
       const done = () => {
-        this.response.off('drain', done)
-        this.response.off('close', done)
+        socket.off('drain', done)
+        socket.off('close', done)
         resolve()
       }
-      this.response.on('drain', done)
-      this.response.on('close', done)
+      socket.on('drain', done)
+      socket.on('close', done)
     })
   }
 
