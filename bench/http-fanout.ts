@@ -4,14 +4,14 @@
 //
 // The clients live in PROCS child processes (bench/children/http-clients.ts), so that no one
 // core reads and parses every stream; FULL of the HTTP clients are createHttpStore watches, the
-// rest lean node:http readers that still parse and decode every batch (see the child).
+// rest lean TCP readers that still parse and decode every batch (see the child).
 //
-// Latency, for each of WRITES puts made one at a time: from the put's acknowledgement (and, the
-// stricter figure, from the put's call) to the moment the last of the CLIENTS watches received
-// it, on the clock every process of the machine shares (performance.timeOrigin + now; a ping
-// measures each child's offset). Each write is also split at the server: when the hub got the
-// change from etcd, when it had handed it to every client, and when the sockets' writes were
-// flushed.
+// Latency, for each of WRITES puts made one at a time (after WARMUP untimed ones): from the
+// put's acknowledgement (and, the stricter figure, from the put's call) to the moment the last
+// of the CLIENTS watches received it, on the clock every process of the machine shares
+// (performance.timeOrigin + now; a ping measures each child's offset). Each write is also split
+// at the server: when the hub got the change from etcd, when it had handed it to every client,
+// and when the sockets' writes were flushed.
 //
 // Memory: the server process's RSS and heap at 0, half and all the clients (idle, after a GC,
 // and after a first wave of clients came and went, so that what the first connections build
@@ -34,6 +34,7 @@ import { percentile } from './lib/stats.js'
 
 const CLIENTS = Number(process.env.CLIENTS ?? 1000)
 const WRITES = Number(process.env.WRITES ?? 200)
+const WARMUP = Number(process.env.WARMUP ?? 20)
 const PROCS = Number(process.env.PROCS ?? 4)
 const FULL = Number(process.env.FULL ?? 100)
 const PROFILE = process.env.PROFILE
@@ -206,12 +207,9 @@ async function run(mode: 'http' | 'etcd') {
   const all = steps[2]!
 
   const offsets = await clockOffsets(children)
-  const window = [performance.now()]
-  const childCpuBefore = await Promise.all(children.map(childCpu))
-  const serverCpuBefore = process.cpuUsage()
-  const etcdCpuBefore = await cpuOf(etcdPid)
-  const rows: { call: number; ack: number; last: number; mark: ServerMark | undefined }[] = []
-  for (let seq = 0; seq < WRITES; seq++) {
+  // Untimed writes first, as every benchmark here warms up: the first writes through a path
+  // pay for its compilation in every process.
+  const write = async (seq: number) => {
     const received = children.map((child, i) =>
       child
         .next<{ type: 'received'; seq: number; first: number; last: number }>('received')
@@ -221,8 +219,15 @@ async function run(mode: 'http' | 'etcd') {
     await put(KEY, String(seq))
     const ack = now()
     const last = Math.max(...(await Promise.all(received)))
-    rows.push({ call, ack, last, mark: marks.get(seq) })
+    return { call, ack, last, mark: marks.get(seq) }
   }
+  for (let seq = -WARMUP; seq < 0; seq++) await write(seq)
+  const window = [performance.now()]
+  const childCpuBefore = await Promise.all(children.map(childCpu))
+  const serverCpuBefore = process.cpuUsage()
+  const etcdCpuBefore = await cpuOf(etcdPid)
+  const rows: { call: number; ack: number; last: number; mark: ServerMark | undefined }[] = []
+  for (let seq = 0; seq < WRITES; seq++) rows.push(await write(seq))
   const serverCpu = process.cpuUsage(serverCpuBefore)
   window.push(performance.now())
   const etcdCpu = (await cpuOf(etcdPid)) - etcdCpuBefore
