@@ -285,16 +285,27 @@ function parseData<R>(data: Uint8Array, values: PersistValues): SavedSnapshot<R>
   const json = read === undefined ? jsonValues(data.subarray(tailAt), count, values) : undefined
   let from = 0
   let previous = ''
+  // Keys written by one transaction share a revision: one bigint for a run of them (as the etcd
+  // store's reader does), not one per key.
+  let low = -1
+  let high = -1
+  let shared = 0n as Revision
   for (let i = 0; i < count; i++) {
     const key = joined.slice(from, (from += view.getUint32(lengthsAt + 4 * i, true)))
     if (i > 0 && !(previous < key)) throw new TypeError(`the keys are not sorted at item ${i}`)
     previous = key
+    const at = revisionsAt + 8 * i
+    if (view.getUint32(at, true) !== low || view.getUint32(at + 4, true) !== high) {
+      low = view.getUint32(at, true)
+      high = view.getUint32(at + 4, true)
+      shared = view.getBigUint64(at, true) as Revision
+    }
     // The shape of every store's items (key, value, revision): the consumers' loops over them
     // stay monomorphic.
     out[i] = {
       key,
       value: (read === undefined ? (json as unknown[])[i] : read(i)) as R,
-      revision: view.getBigUint64(revisionsAt + 8 * i, true) as Revision,
+      revision: shared,
     }
   }
   if (from !== joined.length) throw new TypeError('the key lengths do not add up to the keys')
