@@ -13,7 +13,7 @@ export interface DatasyncSettings extends AckRules {
   readonly keyRetry: BackoffOptions
   /** The anti-entropy period, or undefined when off. */
   readonly antiEntropyMs: number | undefined
-  readonly persist: (PersistOptions & { readonly everyMs: number }) | undefined
+  readonly persist: PersistSettings | undefined
 }
 
 /**
@@ -63,9 +63,13 @@ function resolveKeyRetry(options: NonNullable<DatasyncOptions['keyRetry']>): Bac
   )
 }
 
-function resolvePersist(
-  options: PersistOptions | undefined,
-): (PersistOptions & { readonly everyMs: number }) | undefined {
+/** {@link PersistOptions} with their durations in milliseconds. */
+export type PersistSettings = PersistOptions & {
+  readonly everyMs: number
+  readonly identityWaitMs: number
+}
+
+function resolvePersist(options: PersistOptions | undefined): PersistSettings | undefined {
   if (options === undefined) return undefined
   const to = options.to as Partial<PersistOptions['to']> | undefined
   if (typeof to?.load !== 'function' || typeof to.save !== 'function') {
@@ -73,7 +77,11 @@ function resolvePersist(
       'persist.to: expected a SnapshotPersistence (name, load(), save(text)), such as fileSnapshotPersistence(path) from rx-datasync/snapshot-file',
     )
   }
-  return { ...options, everyMs: toMillis(options.every ?? '2s', 'persist.every') }
+  return {
+    ...options,
+    everyMs: toMillis(options.every ?? '2s', 'persist.every'),
+    identityWaitMs: toMillis(options.identityWait ?? '1s', 'persist.identityWait'),
+  }
 }
 
 /** A consumer's {@link ConsumerOptions} checked, with their defaults applied. */

@@ -161,6 +161,16 @@ export interface PersistOptions {
    * your own for values JSON does not keep (dates, maps).
    */
   readonly values?: PersistValues
+  /**
+   * How long the first start waits for the store to tell its identity (see `KvStore.identity`)
+   * before it gives the saved snapshot to the consumers anyway. A store that is up answers in a
+   * round trip: a snapshot saved from another store is then reported and not applied. One that
+   * does not answer in time is taken for down: the consumers get the saved snapshot (reason
+   * `restored`, status `restored`), and the watch waits for the answer: the same store, it
+   * resumes; another, a full resync replaces what was restored (reported as `identity`).
+   * @default '1s'
+   */
+  readonly identityWait?: Duration
 }
 
 /** Options of {@link Datasync.register}. */

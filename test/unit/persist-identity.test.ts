@@ -30,7 +30,8 @@ import {
   withPrefix,
 } from '../../src/index.js'
 import { SnapshotPersistError, decodeSnapshot } from '../../src/sync/persist/format.js'
-import { StoreIdentity } from '../../src/sync/persist/identity.js'
+import { revision } from '../../src/core/revision.js'
+import { StoreIdentity, type Restoring } from '../../src/sync/persist/identity.js'
 import { fileSnapshotPersistence } from '../../src/snapshot-file/index.js'
 import { describeEvent } from '../../src/testing/index.js'
 
@@ -324,6 +325,7 @@ describe('StoreIdentity', () => {
           return throwError(() => new UnavailableError('test', 'down'))
         }),
       scheduler,
+      1_000,
     )
     identity.ask()
     expect(asked).toBe(1)
@@ -339,7 +341,7 @@ describe('StoreIdentity', () => {
   })
 
   it('takes an identity() that completes without a value as no identity', async () => {
-    const identity = new StoreIdentity(() => EMPTY, new VirtualTimeScheduler())
+    const identity = new StoreIdentity(() => EMPTY, new VirtualTimeScheduler(), 1_000)
     await expect(firstValueFrom(identity.known())).resolves.toBeUndefined()
   })
 
@@ -353,10 +355,63 @@ describe('StoreIdentity', () => {
           return throwError(() => new Error('permission denied'))
         }),
       scheduler,
+      1_000,
     )
     const known = firstValueFrom(identity.known())
     expect(scheduler.actions).toEqual([])
     await expect(known).resolves.toBeUndefined()
     expect(asked).toBe(1)
+  })
+
+  const saved = {
+    type: 'snapshot' as const,
+    revision: revision(7),
+    items: [{ key: 'a/1', value: 'one', revision: revision(7) }],
+    cause: 'startup' as const,
+    identity: 'store A',
+  }
+
+  it('a store that does not answer within waitMs: the snapshot now, the resume waits for the answer', () => {
+    const scheduler = new VirtualTimeScheduler()
+    const answer = new Subject<string>()
+    const identity = new StoreIdentity(() => answer, scheduler, 1_000)
+    identity.ask()
+    const given: Restoring<string>[] = []
+    identity.check(saved, 'file', () => undefined).subscribe((restoring) => given.push(restoring))
+    scheduler.maxFrames = 999
+    scheduler.flush()
+    expect(given).toEqual([])
+    scheduler.maxFrames = 1_000
+    scheduler.flush()
+    expect(given).toHaveLength(1)
+    expect(given[0]?.snapshot?.items).toEqual(saved.items)
+    const resumed: boolean[] = []
+    given[0]?.resume?.subscribe((resume) => resumed.push(resume))
+    expect(resumed).toEqual([])
+    answer.next('store A')
+    expect(resumed).toEqual([true])
+  })
+
+  it('a store that answers within waitMs decides at once: another one gets nothing restored', () => {
+    const scheduler = new VirtualTimeScheduler()
+    const answer = new Subject<string>()
+    const identity = new StoreIdentity(() => answer, scheduler, 1_000)
+    identity.ask()
+    const reported: string[] = []
+    const given: Restoring<string>[] = []
+    identity
+      .check(saved, 'file', (error) => reported.push(error.message))
+      .subscribe((restoring) => given.push(restoring))
+    scheduler.maxFrames = 999
+    scheduler.flush()
+    answer.next('store B')
+    expect(given).toEqual([{}])
+    expect(reported).toEqual([
+      expect.stringMatching(/saved from store A, but the store is store B/),
+    ])
+    // The wait's timer is gone with the answer: nothing more comes.
+    scheduler.maxFrames = 10_000
+    scheduler.flush()
+    expect(given).toHaveLength(1)
   })
 })

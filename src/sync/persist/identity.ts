@@ -4,6 +4,7 @@ import {
   defer,
   map,
   of,
+  race,
   retry,
   shareReplay,
   take,
@@ -43,6 +44,7 @@ const BACKOFF = { firstMs: 100, maxMs: 5_000, jitter: DEFAULT_JITTER }
 export class StoreIdentity {
   readonly #ask: (() => Observable<string>) | undefined
   readonly #scheduler: SchedulerLike
+  readonly #waitMs: number
   /** The first attempt's outcome (the answer, or undefined when it failed), then the answer. */
   #first: ReplaySubject<string | undefined> | undefined
   /** The answer: the identity, or undefined when a lasting error says there is none to get. */
@@ -51,9 +53,15 @@ export class StoreIdentity {
   #found: string | undefined
   #stop = new ReplaySubject<void>(1)
 
-  constructor(ask: (() => Observable<string>) | undefined, scheduler: SchedulerLike) {
+  constructor(
+    ask: (() => Observable<string>) | undefined,
+    scheduler: SchedulerLike,
+    /** How long `check` waits for the first attempt before it takes the store for down. */
+    waitMs: number,
+  ) {
     this.#ask = ask
     this.#scheduler = scheduler
+    this.#waitMs = waitMs
   }
 
   /**
@@ -117,8 +125,10 @@ export class StoreIdentity {
    * What to do with a saved snapshot. Saved without an identity, or the store has none: restore
    * and resume. Else the store's first answer decides (asked while the file was read): the same
    * store, restore and resume; another, report it and restore nothing (the normal resync runs).
-   * When the store could not be reached, the snapshot is given now (it is what the store is down
-   * for) and the watch waits for the answer: another store then means a full resync.
+   * When the store could not be reached, or did not answer within `waitMs` (a paused server, a
+   * connection attempt that takes its whole timeout), the snapshot is given now (it is what the
+   * store is down for) and the watch waits for the answer: another store then means a full
+   * resync.
    */
   check<R>(
     saved: SnapshotEvent<R> & { readonly identity?: string },
@@ -140,8 +150,11 @@ export class StoreIdentity {
         ),
       )
     }
-    return first.pipe(
-      take(1),
+    const inTime = race(
+      first.pipe(take(1)),
+      timer(this.#waitMs, this.#scheduler).pipe(map(() => undefined)),
+    )
+    return inTime.pipe(
       map((found): Restoring<R> => {
         if (found === expected) return { snapshot }
         if (found !== undefined) {

@@ -17,13 +17,14 @@ import {
 import type { DatasyncError } from '../../core/errors.js'
 import type { ChangesEvent, KeyValue, SnapshotEvent } from '../../core/events.js'
 import type { Revision } from '../../core/revision.js'
-import type { PersistOptions, SyncActivity } from '../types.js'
+import type { PersistSettings } from '../settings.js'
+import type { SyncActivity } from '../types.js'
 import { SnapshotPersistError, decodeSnapshot, encodeSnapshot, prefixSet } from './format.js'
 import { StoreIdentity, type Restoring } from './identity.js'
 
 /** What a {@link SnapshotKeeper} needs from its orchestrator. */
 export interface KeeperContext {
-  readonly options: PersistOptions & { readonly everyMs: number }
+  readonly options: PersistSettings
   readonly storeName: string
   /** The store's `identity`, when it has one. */
   readonly identity: (() => Observable<string>) | undefined
@@ -66,7 +67,11 @@ export class SnapshotKeeper<R> {
 
   constructor(context: KeeperContext) {
     this.#context = context
-    this.#identity = new StoreIdentity(context.identity, context.scheduler)
+    this.#identity = new StoreIdentity(
+      context.identity,
+      context.scheduler,
+      context.options.identityWaitMs,
+    )
   }
 
   /**
