@@ -1,4 +1,4 @@
-import type { Change, KeyValue } from '../core/events.js'
+import type { Change, DeleteChange, KeyValue, PutChange } from '../core/events.js'
 import type { Revision } from '../core/revision.js'
 
 /**
@@ -119,36 +119,94 @@ export function lazyPut<R, T>(
   prev: Decoded<R, T> | undefined,
   revision: Revision,
 ): Change<T> {
-  return prev
-    ? {
-        op: 'put',
-        key,
-        get value() {
-          return value.get()
-        },
-        get prev() {
-          return prev.get()
-        },
-        revision,
-      }
-    : {
-        op: 'put',
-        key,
-        get value() {
-          return value.get()
-        },
-        revision,
-      }
+  return new LazyPut(key, value, prev, revision)
 }
 
 /** A lazy consumer's delete: `prev` is a getter on the cell it held. */
 export function lazyDelete<R, T>(key: string, prev: Decoded<R, T>, revision: Revision): Change<T> {
-  return {
-    op: 'delete',
-    key,
-    get prev() {
-      return prev.get()
-    },
-    revision,
+  return new LazyDelete(key, prev, revision)
+}
+
+/**
+ * A lazy put, made like {@link LazyKeyValue}: shared getters defined on each change (own,
+ * enumerable, in the order op, key, value, prev, revision; `prev` only when there is one), the
+ * cells in private fields.
+ */
+class LazyPut<R, T> implements PutChange<T> {
+  declare readonly op: 'put'
+  declare readonly key: string
+  declare readonly value: T
+  declare readonly prev?: T
+  declare readonly revision: Revision
+  readonly #value: Decoded<R, T>
+  readonly #prev: Decoded<R, T> | undefined
+
+  constructor(
+    key: string,
+    value: Decoded<R, T>,
+    prev: Decoded<R, T> | undefined,
+    revision: Revision,
+  ) {
+    this.#value = value
+    this.#prev = prev
+    const fields = this as { op: 'put'; key: string; revision: Revision }
+    fields.op = 'put'
+    fields.key = key
+    Object.defineProperty(this, 'value', PUT_VALUE)
+    if (prev !== undefined) Object.defineProperty(this, 'prev', PUT_PREV)
+    fields.revision = revision
   }
+
+  static value(change: LazyPut<unknown, unknown>): unknown {
+    return change.#value.get()
+  }
+
+  static prev(change: LazyPut<unknown, unknown>): unknown {
+    return change.#prev?.get()
+  }
+}
+
+/** A lazy delete: `prev` a shared getter (see {@link LazyPut}), the cell in a private field. */
+class LazyDelete<R, T> implements DeleteChange<T> {
+  declare readonly op: 'delete'
+  declare readonly key: string
+  declare readonly prev: T
+  declare readonly revision: Revision
+  readonly #prev: Decoded<R, T>
+
+  constructor(key: string, prev: Decoded<R, T>, revision: Revision) {
+    this.#prev = prev
+    const fields = this as { op: 'delete'; key: string; revision: Revision }
+    fields.op = 'delete'
+    fields.key = key
+    Object.defineProperty(this, 'prev', DELETE_PREV)
+    fields.revision = revision
+  }
+
+  static prev(change: LazyDelete<unknown, unknown>): unknown {
+    return change.#prev.get()
+  }
+}
+
+/** The getters every lazy change shares (one descriptor each keeps the changes alike). */
+const PUT_VALUE: PropertyDescriptor = {
+  get(this: LazyPut<unknown, unknown>) {
+    return LazyPut.value(this)
+  },
+  enumerable: true,
+  configurable: true,
+}
+const PUT_PREV: PropertyDescriptor = {
+  get(this: LazyPut<unknown, unknown>) {
+    return LazyPut.prev(this)
+  },
+  enumerable: true,
+  configurable: true,
+}
+const DELETE_PREV: PropertyDescriptor = {
+  get(this: LazyDelete<unknown, unknown>) {
+    return LazyDelete.prev(this)
+  },
+  enumerable: true,
+  configurable: true,
 }

@@ -185,3 +185,30 @@ describe('ConsumerView: a resync kept as given until the view is read', () => {
     expect(codec.decoded).toEqual(['a'])
   })
 })
+
+describe('ConsumerView: lazy changes', () => {
+  it('own enumerable getters in the order op, key, value, prev, revision; prev the cell given', () => {
+    const codec = upper()
+    const { consumer } = view(codec, 'lazy')
+    const [given] = consumer.replace([item('k/1', 'a', 1)], under)
+    expect(given?.value).toBe('A')
+    const put = consumer.apply({ op: 'put', key: 'k/1', value: 'b', revision: r(2) })
+    const fresh = consumer.apply({ op: 'put', key: 'k/2', value: 'c', revision: r(3) })
+    const gone = consumer.apply({ op: 'delete', key: 'k/2', revision: r(4) })
+    expect(codec.decoded).toEqual(['a'])
+    expect(put && Object.keys(put)).toEqual(['op', 'key', 'value', 'prev', 'revision'])
+    expect(fresh && Object.keys(fresh)).toEqual(['op', 'key', 'value', 'revision'])
+    expect(fresh && 'prev' in fresh).toBe(false)
+    expect(gone && Object.keys(gone)).toEqual(['op', 'key', 'prev', 'revision'])
+    for (const change of [put, fresh, gone]) {
+      const descriptor =
+        change && Object.getOwnPropertyDescriptor(change, change.op === 'put' ? 'value' : 'prev')
+      expect(descriptor).toMatchObject({ enumerable: true, configurable: true })
+    }
+    expect({ ...put }).toEqual({ op: 'put', key: 'k/1', value: 'B', prev: 'A', revision: r(2) })
+    expect(fresh).toEqual({ op: 'put', key: 'k/2', value: 'C', revision: r(3) })
+    expect(gone).toEqual({ op: 'delete', key: 'k/2', prev: 'C', revision: r(4) })
+    // Each value decoded once: A for the item and the put's prev, C for the put and the delete.
+    expect(codec.decoded).toEqual(['a', 'b', 'c'])
+  })
+})
