@@ -210,3 +210,9 @@ const DELETE_PREV: PropertyDescriptor = {
   enumerable: true,
   configurable: true,
 }
+
+// The lazy items and changes stand for the plain objects an eager consumer gets: checks that
+// compare constructors (toStrictEqual in Jest and Vitest, lodash's isPlainObject) see Object.
+for (const type of [LazyKeyValue, LazyPut, LazyDelete]) {
+  Object.defineProperty(type.prototype, 'constructor', { value: Object })
+}

@@ -181,7 +181,7 @@ describe('ConsumerView: a resync kept as given until the view is read', () => {
     expect(JSON.stringify(first, (_, v: unknown) => (typeof v === 'bigint' ? `${v}` : v))).toBe(
       '{"key":"k/1","value":"A","revision":"1"}',
     )
-    expect(first).toEqual({ key: 'k/1', value: 'A', revision: r(1) })
+    expect(first).toStrictEqual({ key: 'k/1', value: 'A', revision: r(1) })
     expect(codec.decoded).toEqual(['a'])
   })
 })
@@ -206,8 +206,9 @@ describe('ConsumerView: lazy changes', () => {
       expect(descriptor).toMatchObject({ enumerable: true, configurable: true })
     }
     expect({ ...put }).toEqual({ op: 'put', key: 'k/1', value: 'B', prev: 'A', revision: r(2) })
-    expect(fresh).toEqual({ op: 'put', key: 'k/2', value: 'C', revision: r(3) })
-    expect(gone).toEqual({ op: 'delete', key: 'k/2', prev: 'C', revision: r(4) })
+    expect(fresh).toStrictEqual({ op: 'put', key: 'k/2', value: 'C', revision: r(3) })
+    expect(gone).toStrictEqual({ op: 'delete', key: 'k/2', prev: 'C', revision: r(4) })
+    expect(put).toStrictEqual({ op: 'put', key: 'k/1', value: 'B', prev: 'A', revision: r(2) })
     // Each value decoded once: A for the item and the put's prev, C for the put and the delete.
     expect(codec.decoded).toEqual(['a', 'b', 'c'])
   })
