@@ -133,8 +133,8 @@ export class Commits<R> {
     for (const [key, wanted] of waiter.keys) {
       const done =
         wanted.op === 'delete'
-          ? !waiter.state.holdsKey(key)
-          : waiter.state.holdsAt(key, waiter.revision, wanted.raw)
+          ? !waiter.state.view.holdsKey(key)
+          : waiter.state.view.holdsAt(key, waiter.revision, wanted.raw)
       if (done) waiter.keys.delete(key)
     }
     if (waiter.keys.size > 0) return
@@ -167,7 +167,7 @@ function wantedBy<R>(
     if (op.op === 'put') {
       if (state.matches(op.key)) keys.set(op.key, { op: 'put', raw: op.value })
     } else if (op.prefix === true) {
-      for (const key of state.keysUnder(op.key)) keys.set(key, { op: 'delete' })
+      for (const key of state.view.keysUnder(op.key)) keys.set(key, { op: 'delete' })
     } else if (state.matches(op.key)) {
       keys.set(op.key, { op: 'delete' })
     }

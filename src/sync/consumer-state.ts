@@ -1,13 +1,19 @@
-import { BehaviorSubject, Subscription, asyncScheduler, type Observable } from 'rxjs'
+import { BehaviorSubject, Subscription, type Observable } from 'rxjs'
 import type { Codec } from '../core/codec.js'
 import type { CodecError } from '../core/errors.js'
 import type { Change, KeyValue } from '../core/events.js'
 import { ZERO_REVISION, type Revision } from '../core/revision.js'
-import { matchesAny, type Snapshot } from '../core/snapshot.js'
+import { matchesAny } from '../core/snapshot.js'
 import { ConsumerView } from './consumer-view.js'
-import { KeyFailures, KeyRetries, type KeyRetryRules } from './key-retry.js'
+import { KeyFailures, KeyRetries, QUIET_KEY_RETRY, type KeyRetryRules } from './key-retry.js'
 import { Presence } from './presence.js'
 import type { ConsumerEvent, Done, EventReason } from './types.js'
+
+/** The view's reads, for those outside the state: nothing that changes it. */
+export type ViewReader<R, T> = Pick<
+  ConsumerView<R, T>,
+  'holdsKey' | 'holdsAt' | 'keysUnder' | 'snapshot'
+>
 
 /** How {@link ConsumerState} is set up: one consumer as `Datasync.register` resolved it. */
 export interface ConsumerStateOptions<R, T> {
@@ -97,15 +103,7 @@ export class ConsumerState<R, T> {
     })
     this.#firstReason = options.firstReason ?? 'startup'
     this.#missedRound = this.#firstReason === 'register'
-    this.#retries = new KeyRetries<T>(
-      options.keyRetry ?? {
-        backoff: { firstMs: 1_000, maxMs: 300_000 },
-        scheduler: asyncScheduler,
-        due: () => undefined,
-        failed: () => undefined,
-      },
-      this,
-    )
+    this.#retries = new KeyRetries<T>(options.keyRetry ?? QUIET_KEY_RETRY, this)
   }
 
   /** The key prefixes the consumer follows. */
@@ -183,19 +181,9 @@ export class ConsumerState<R, T> {
     return this.#inFlight === 0 && !this.#inStep
   }
 
-  /** Whether the view holds `key`. */
-  holdsKey(key: string): boolean {
-    return this.#view.holdsKey(key)
-  }
-
-  /** Whether the view holds `key` written at `revision` or later, or holding the value `raw`. */
-  holdsAt(key: string, revision: Revision, raw: R): boolean {
-    return this.#view.holdsAt(key, revision, raw)
-  }
-
-  /** The keys of the view under `prefix`. */
-  keysUnder(prefix: string): string[] {
-    return this.#view.keysUnder(prefix)
+  /** What the consumer has been given, to read (`commit` waits on it; `view()` shows it). */
+  get view(): ViewReader<R, T> {
+    return this.#view
   }
 
   /** How many change events the consumer holds unacknowledged. */
@@ -395,11 +383,6 @@ export class ConsumerState<R, T> {
       if (change) out.push(change)
     }
     return out
-  }
-
-  /** What the consumer has received so far, as a frozen snapshot. */
-  snapshot(): Snapshot<T> {
-    return this.#view.snapshot()
   }
 
   /** Unsubscribes the deliveries awaiting acks (cancelling their timeouts) and empties the queue. */

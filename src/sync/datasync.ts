@@ -338,7 +338,7 @@ export function createDatasync<R>(store: KvStore<R>, options: DatasyncOptions = 
       },
       events$: state.events$,
       lag$: state.lag$.pipe(distinctUntilChanged()),
-      view: () => state.snapshot(),
+      view: () => state.view.snapshot(),
       failing: () => state.failing(),
       setPrefixes(prefixes: readonly string[]) {
         if (state.closed) throw new ClosedError(`the consumer '${name}'`)

@@ -1,5 +1,5 @@
 import type { SchedulerLike, Subject, Subscription } from 'rxjs'
-import { timer } from 'rxjs'
+import { asyncScheduler, timer } from 'rxjs'
 import { DatasyncError } from '../core/errors.js'
 import { backoffDelay, type BackoffOptions } from '../internal/backoff.js'
 import type { ConsumerEvent, SyncActivity } from './types.js'
@@ -85,6 +85,14 @@ export interface KeyRetryRules {
   due(state: object): void
   /** A key failed (again), retried after `delayMs`. */
   failed(consumer: string, key: string, attempts: number, delayMs: number, error: unknown): void
+}
+
+/** Rules for a consumer state made without them (tests): 1 s doubling up to 5 min, no jitter. */
+export const QUIET_KEY_RETRY: KeyRetryRules = {
+  backoff: { firstMs: 1_000, maxMs: 300_000 },
+  scheduler: asyncScheduler,
+  due: () => undefined,
+  failed: () => undefined,
 }
 
 /** The orchestrator's {@link KeyRetryRules}: failures go to `errors$` and `activity$`. */

@@ -98,7 +98,7 @@ describe('ConsumerState: the queue', () => {
     commit(state, 2, put('k/1', '10'))
     commit(state, 3, del('k/1'))
     expect(deliver(state)).toEqual(['delete k/1 1>x @3'])
-    expect([...state.snapshot().keys()]).toEqual(['k/2'])
+    expect([...state.view.snapshot().keys()]).toEqual(['k/2'])
   })
 
   it('put then delete of a key the consumer never held: nothing to deliver', () => {
@@ -312,14 +312,14 @@ describe('ConsumerState: resync and the diff after a gap', () => {
     const { state } = consumer(counted(), { prefixes: ['k/'] })
     const items = state.takeResync([item('j/1', 'no', 1), item('k/1', 'a', 2), item('k/2', 'b', 3)])
     expect(items).toEqual([item('k/1', 'A', 2), item('k/2', 'B', 3)])
-    expect([...state.snapshot().values()]).toEqual(items)
+    expect([...state.view.snapshot().values()]).toEqual(items)
   })
 
   it('a resync keeps the last good value of a key that no longer decodes (P6), reported', () => {
     const { state, reported } = synced()
     const items = state.takeResync([item('k/1', 'bad', 5), item('k/2', 'two', 5)])
     expect(items).toEqual([item('k/1', '1', 1), item('k/2', 'TWO', 5)])
-    expect([...state.snapshot().values()]).toEqual(items)
+    expect([...state.view.snapshot().values()]).toEqual(items)
     expect(reported.map((error) => [error.key, error.consumer, error.codec, error.store])).toEqual([
       ['k/1', 'c', 'counted', 'test'],
     ])
@@ -334,7 +334,7 @@ describe('ConsumerState: resync and the diff after a gap', () => {
       r(9),
     )
     expect(changes.map(show)).toEqual(['put k/2 2>20 @8', 'put k/4 x>4 @8', 'delete k/3 3>x @9'])
-    expect([...state.snapshot().keys()]).toEqual(['k/1', 'k/2', 'k/4'])
+    expect([...state.view.snapshot().keys()]).toEqual(['k/1', 'k/2', 'k/4'])
     expect(
       state.diffTo([item('k/1', '1', 1), item('k/2', '20', 8), item('k/4', '4', 8)], r(9)),
     ).toEqual([])
@@ -349,7 +349,7 @@ describe('ConsumerState: lazy cells', () => {
     expect(codec.decoded).toEqual([])
     expect(items[0]?.value).toBe('A')
     expect(items[0]?.value).toBe('A')
-    expect(state.snapshot().get('k/1')?.value).toBe('A')
+    expect(state.view.snapshot().get('k/1')?.value).toBe('A')
     expect(codec.decoded).toEqual(['a'])
   })
 
@@ -384,7 +384,7 @@ describe('ConsumerState: lazy cells', () => {
     const [bad] = state.takeResync([item('k/1', 'bad', 1)])
     expect(reported).toEqual([])
     expect(() => bad?.value).toThrow(/k\/1/)
-    expect(() => state.snapshot().get('k/1')?.value).toThrow(/k\/1/)
+    expect(() => state.view.snapshot().get('k/1')?.value).toThrow(/k\/1/)
     expect(reported).toHaveLength(1)
     expect(reported[0]?.key).toBe('k/1')
   })
@@ -447,7 +447,7 @@ describe('ConsumerState: an eager consumer of bytes compares fingerprints', () =
     const { state, reported } = bytesConsumer()
     expect(state.diffTo([item('k/1', enc('!'), 8), item('k/2', enc('two'), 3)], r(9))).toEqual([])
     expect(reported.map((error) => error.key)).toEqual(['k/1'])
-    expect(state.snapshot().get('k/1')?.value).toBe('one')
+    expect(state.view.snapshot().get('k/1')?.value).toBe('one')
   })
 
   it('the same bytes at another revision that no longer decode: reported once, unchanged', () => {
@@ -455,7 +455,7 @@ describe('ConsumerState: an eager consumer of bytes compares fingerprints', () =
     codec.refuse = true
     expect(state.diffTo([item('k/1', enc('one'), 8), item('k/2', enc('two'), 3)], r(9))).toEqual([])
     expect(reported.map((error) => error.key)).toEqual(['k/1'])
-    expect(state.snapshot().get('k/1')?.value).toBe('one')
+    expect(state.view.snapshot().get('k/1')?.value).toBe('one')
   })
 
   it('a change is decoded once at delivery, and its value becomes the next prev', () => {
