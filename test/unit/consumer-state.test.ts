@@ -6,7 +6,7 @@ import type { Codec } from '../../src/core/codec.js'
 import type { CodecError } from '../../src/core/errors.js'
 import type { Change, KeyValue } from '../../src/core/events.js'
 import { ConsumerState, type ConsumerStateOptions } from '../../src/sync/consumer-state.js'
-import { r } from './support.js'
+import { r, upperCodec } from './support.js'
 
 type Unstamped<R> = { op: 'put'; key: string; value: R } | { op: 'delete'; key: string }
 const put = <R>(key: string, value: R): Unstamped<R> => ({ op: 'put', key, value })
@@ -31,21 +31,6 @@ function show<T>(change: Change<T>): string {
   return `${change.op} ${change.key} ${prev}>${value} @${change.revision}`
 }
 
-/** A string codec that records each decode and upper-cases (so a decoded value shows); 'bad' fails. */
-function counted(): Codec<string, string> & { readonly decoded: string[] } {
-  const decoded: string[] = []
-  return {
-    name: 'counted',
-    decoded,
-    encode: (value) => value,
-    decode: (raw) => {
-      decoded.push(raw)
-      if (raw === 'bad') throw new Error('not a value')
-      return raw.toUpperCase()
-    },
-  }
-}
-
 function consumer<R, T>(
   codec: Codec<T, R>,
   options: Partial<ConsumerStateOptions<R, T>> = {},
@@ -67,7 +52,7 @@ function consumer<R, T>(
 
 /** A state whose view holds `k/1=1` and `k/2=2` (revision 1) and whose resync was paid. */
 function synced(options: Partial<ConsumerStateOptions<string, string>> = {}) {
-  const made = consumer<string, string>(counted(), { maxInFlight: 10, ...options })
+  const made = consumer<string, string>(upperCodec('counted'), { maxInFlight: 10, ...options })
   made.state.resetForRound(r(1))
   made.state.takeResync([item('k/1', '1', 1), item('k/2', '2', 1)])
   return made
@@ -221,7 +206,7 @@ describe('ConsumerState: listening, closing and its prefixes', () => {
     const state = new ConsumerState<string, string>({
       name: 'c',
       prefixes: ['k/'],
-      codec: counted(),
+      codec: upperCodec('counted'),
       maxInFlight: 1,
       report: () => undefined,
     })
@@ -301,15 +286,15 @@ describe('ConsumerState: listening, closing and its prefixes', () => {
 
 describe('ConsumerState: resync and the diff after a gap', () => {
   it('owes a first resync (its reason from the options) until it takes one', () => {
-    expect(consumer(counted()).state.pendingResync).toBe('startup')
-    const { state } = consumer(counted(), { firstReason: 'register' })
+    expect(consumer(upperCodec('counted')).state.pendingResync).toBe('startup')
+    const { state } = consumer(upperCodec('counted'), { firstReason: 'register' })
     expect(state.pendingResync).toBe('register')
     state.takeResync([])
     expect(state.pendingResync).toBeUndefined()
   })
 
   it('a resync gives the items under its prefixes, decoded, and becomes the view', () => {
-    const { state } = consumer(counted(), { prefixes: ['k/'] })
+    const { state } = consumer(upperCodec('counted'), { prefixes: ['k/'] })
     const items = state.takeResync([item('j/1', 'no', 1), item('k/1', 'a', 2), item('k/2', 'b', 3)])
     expect(items).toEqual([item('k/1', 'A', 2), item('k/2', 'B', 3)])
     expect([...state.view.snapshot().values()]).toEqual(items)
@@ -343,7 +328,7 @@ describe('ConsumerState: resync and the diff after a gap', () => {
 
 describe('ConsumerState: lazy cells', () => {
   it('decodes nothing at resync; a value is decoded at its first read, once', () => {
-    const codec = counted()
+    const codec = upperCodec('counted')
     const { state } = consumer(codec, { decode: 'lazy' })
     const items = state.takeResync([item('k/1', 'a', 1), item('k/2', 'b', 1)])
     expect(codec.decoded).toEqual([])
@@ -354,7 +339,7 @@ describe('ConsumerState: lazy cells', () => {
   })
 
   it('a change decodes at first read, and its prev is the cell read before (no second decode)', () => {
-    const codec = counted()
+    const codec = upperCodec('counted')
     const { state } = consumer(codec, { decode: 'lazy', maxInFlight: 10 })
     const [held] = state.takeResync([item('k/1', 'a', 1)])
     expect(held?.value).toBe('A')
@@ -370,7 +355,7 @@ describe('ConsumerState: lazy cells', () => {
   })
 
   it('a resync with the same bytes keeps the cell: a value read before is not decoded again', () => {
-    const codec = counted()
+    const codec = upperCodec('counted')
     const { state } = consumer(codec, { decode: 'lazy' })
     const [held] = state.takeResync([item('k/1', 'a', 1), item('k/2', 'b', 1)])
     expect(held?.value).toBe('A')
@@ -380,7 +365,7 @@ describe('ConsumerState: lazy cells', () => {
   })
 
   it('a value that does not decode throws its CodecError at each read, reported once', () => {
-    const { state, reported } = consumer(counted(), { decode: 'lazy' })
+    const { state, reported } = consumer(upperCodec('counted'), { decode: 'lazy' })
     const [bad] = state.takeResync([item('k/1', 'bad', 1)])
     expect(reported).toEqual([])
     expect(() => bad?.value).toThrow(/k\/1/)

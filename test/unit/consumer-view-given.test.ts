@@ -8,7 +8,7 @@ import type { CodecError } from '../../src/core/errors.js'
 import type { Change, KeyValue } from '../../src/core/events.js'
 import { json } from '../../src/core/codec.js'
 import { ConsumerView } from '../../src/sync/consumer-view.js'
-import { r } from './support.js'
+import { r, upperCodec } from './support.js'
 
 const item = <R>(key: string, value: R, at: number): KeyValue<R> => ({
   key,
@@ -25,21 +25,6 @@ function show<T>(change: Change<T>): string {
 }
 const items = <T>(list: readonly KeyValue<T>[]) =>
   list.map((kv) => `${kv.key}=${String(kv.value)}@${kv.revision}`)
-
-/** A string codec that counts its decodes and upper-cases; 'bad' fails. */
-function upper(): Codec<string, string> & { readonly decoded: string[] } {
-  const decoded: string[] = []
-  return {
-    name: 'upper',
-    decoded,
-    encode: (value) => value,
-    decode: (raw) => {
-      decoded.push(raw)
-      if (raw === 'bad') throw new Error('not a value')
-      return raw.toUpperCase()
-    },
-  }
-}
 
 function view<R, T>(codec: Codec<T, R>, decode: 'eager' | 'lazy') {
   const reported: CodecError[] = []
@@ -75,7 +60,7 @@ describe('ConsumerView: a resync kept as given until the view is read', () => {
   for (const decode of ['eager', 'lazy'] as const) {
     it(`${decode}: changes after a resync carry the prev values given by the resync (P2)`, () => {
       const { result } = both(
-        () => view(upper(), decode),
+        () => view(upperCodec('upper'), decode),
         (resync, c) => [
           resync([item('k/1', 'a', 1), item('k/2', 'b', 2), item('x/1', 'no', 3)]),
           [c.holdsKey('k/1'), c.holdsKey('x/1'), c.keysUnder('k/')],
@@ -97,7 +82,7 @@ describe('ConsumerView: a resync kept as given until the view is read', () => {
 
     it(`${decode}: the diff after a resync (a restore, then the store) sends only what differs`, () => {
       const { result } = both(
-        () => view(upper(), decode),
+        () => view(upperCodec('upper'), decode),
         (resync, c) => [
           resync([item('k/1', 'a', 1), item('k/2', 'b', 2), item('k/3', 'c', 3)]),
           c
@@ -114,7 +99,7 @@ describe('ConsumerView: a resync kept as given until the view is read', () => {
 
   it('eager: a resync over one still as given keeps the last good values (P6)', () => {
     const { result, reported } = both(
-      () => view(upper(), 'eager'),
+      () => view(upperCodec('upper'), 'eager'),
       (resync, c) => {
         const first = resync([item('k/1', 'a', 1), item('k/2', 'b', 2)])
         const second = resync([item('k/1', 'bad', 3), item('k/2', 'b', 2), item('k/3', 'bad', 3)])
@@ -135,7 +120,7 @@ describe('ConsumerView: a resync kept as given until the view is read', () => {
   })
 
   it('lazy: a value the consumer holds keeps its cell across resyncs, as given or not', () => {
-    const codec = upper()
+    const codec = upperCodec('upper')
     both(
       () => view(codec, 'lazy'),
       (resync) => {
@@ -167,7 +152,7 @@ describe('ConsumerView: a resync kept as given until the view is read', () => {
   })
 
   it('lazy items: value is an own enumerable getter, read once, in the order key, value, revision', () => {
-    const codec = upper()
+    const codec = upperCodec('upper')
     const { consumer } = view(codec, 'lazy')
     const [first] = consumer.replace([item('k/1', 'a', 1)], under)
     if (first === undefined) throw new Error('no item')
@@ -188,7 +173,7 @@ describe('ConsumerView: a resync kept as given until the view is read', () => {
 
 describe('ConsumerView: lazy changes', () => {
   it('own enumerable getters in the order op, key, value, prev, revision; prev the cell given', () => {
-    const codec = upper()
+    const codec = upperCodec('upper')
     const { consumer } = view(codec, 'lazy')
     const [given] = consumer.replace([item('k/1', 'a', 1)], under)
     expect(given?.value).toBe('A')

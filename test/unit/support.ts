@@ -6,9 +6,28 @@ import { join } from 'node:path'
 import type { Observable, Subscription, VirtualTimeScheduler } from 'rxjs'
 import { afterAll, beforeAll, expect } from 'vitest'
 import { ConfigError } from '../../src/index.js'
+import type { Codec } from '../../src/core/codec.js'
 import { revision, type Revision } from '../../src/core/revision.js'
 
 // --- Stores and observables ---
+
+/**
+ * A string codec that records each decode and upper-cases (so a decoded value shows); the raw
+ * value 'bad' fails to decode.
+ */
+export function upperCodec(name = 'upper'): Codec<string, string> & { readonly decoded: string[] } {
+  const decoded: string[] = []
+  return {
+    name,
+    decoded,
+    encode: (value) => value,
+    decode: (raw) => {
+      decoded.push(raw)
+      if (raw === 'bad') throw new Error('not a value')
+      return raw.toUpperCase()
+    },
+  }
+}
 
 /** Shorthand for `revision(n)`, so expected events read `r(3)`. */
 export const r = (n: number): Revision => revision(n)
